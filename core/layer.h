@@ -1,0 +1,102 @@
+/* layer.h: the layer contract (Caffe's setup / reshape / forward / backward).
+ *
+ * A layer type is one `const nr_layer_type` in one file under core/layers/, listed once in
+ * core/layers/layer_list.h. The net creates an nr_layer per LayerParameter, points it at its
+ * bottom and top blobs, and calls:
+ *   setup    once, when the net is built, after the bottoms are shaped: read the layer's
+ *            parameters, check bottoms, create learnable blobs (nr_layer_add_param) and
+ *            private state (priv).
+ *   reshape  right after setup, and before every forward: shape the tops (and buffers) from
+ *            the bottoms. Must be cheap when nothing changed.
+ *   forward  compute tops from bottoms.
+ *   backward (optional) compute bottom diffs where prop_down[i] (overwrite them) and
+ *            accumulate (+=) parameter diffs. NULL = the layer has no gradient.
+ *   destroy  (optional) free priv. The net frees bottoms/tops/blobs itself.
+ *
+ * Ownership: the layer owns `blobs` (its learnable parameters; a blob shared by ParamSpec
+ * name is still one object per layer, sharing a buffer) and `priv`; bottoms and tops are
+ * borrowed from the net; `param` is borrowed from the net's NetParameter.
+ * Errors: each function writes the innermost message ("bottom has 3 axes, expected 4"); the
+ * net prefixes it with the layer's name and type.
+ */
+#ifndef NR_LAYER_H
+#define NR_LAYER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "blob.h"
+#include "caffe.pb-c.h"
+#include "nr_status.h"
+#include "rng.h"
+
+typedef struct nr_layer nr_layer;
+struct nr_py_backend;
+
+enum { NR_TRAIN = 0, NR_TEST = 1 };
+
+/* What a layer may need from the net that runs it. The gradient checker and unit tests
+ * fill one by hand. */
+typedef struct nr_layer_ctx {
+  nr_rng *rng;                  /* fillers, Dropout, DummyData */
+  const nr_allocator *alloc;    /* blob memory (shared memory when a worker pool runs) */
+  struct nr_py_backend *py;     /* (optional) runs Python layers; NULL = none available */
+  const int64_t *iter;          /* (optional) current solver iteration, for messages */
+  const char *net_name;         /* (optional) for messages */
+  const char *source_dir;       /* (optional) directory of the prototxt (Python imports) */
+} nr_layer_ctx;
+
+typedef struct nr_layer_type {
+  const char *name; /* the prototxt type string */
+  /* Bottom/top counts accepted; -1 = no limit. Checked by the net before setup. */
+  int min_bottoms, max_bottoms, min_tops, max_tops;
+  /* Loss layers default to loss_weight 1 on top 0 (Caffe's C++ loss layers). */
+  bool is_loss;
+  /* Bit i set: force_backward never sends a gradient to bottom i (labels of loss layers). */
+  uint32_t no_force_backward;
+  nr_status (*setup)(nr_layer *l, nr_error *err);
+  nr_status (*reshape)(nr_layer *l, nr_error *err);
+  nr_status (*forward)(nr_layer *l, nr_error *err);
+  nr_status (*backward)(nr_layer *l, nr_error *err); /* (optional) */
+  void (*destroy)(nr_layer *l);                      /* (optional) */
+} nr_layer_type;
+
+struct nr_layer {
+  const nr_layer_type *type;
+  const Caffe__LayerParameter *param; /* borrowed */
+  const char *name;                   /* borrowed from param */
+  int index;                          /* position in the net */
+  int phase;                          /* NR_TRAIN or NR_TEST */
+  nr_blob **bottom;                   /* borrowed blobs, array owned by the layer */
+  int nbottom;
+  nr_blob **top;
+  int ntop;
+  bool *prop_down;                    /* one per bottom, set by the net before backward */
+  nr_blob **blobs;                    /* learnable parameters, owned */
+  int nblobs;
+  void *priv;                         /* type-specific state, freed by type->destroy */
+  const nr_layer_ctx *ctx;            /* borrowed */
+};
+
+/* The table of every layer type (NULL-terminated) and a lookup by type string. */
+extern const nr_layer_type *const nr_layer_types[];
+const nr_layer_type *nr_layer_type_find(const char *name);
+/* "AbsVal, Accuracy, ..." of all known types, into buf. */
+void nr_layer_type_list(char *buf, size_t len);
+
+/* Appends a new zero-filled learnable blob of the given shape (allocated with ctx->alloc),
+ * returns it borrowed in *out (may be NULL). */
+nr_status nr_layer_add_param(nr_layer *l, int naxes, const int64_t *dims, nr_blob **out,
+                             nr_error *err);
+
+/* Creates a standalone layer for tests and tools: the param, bottoms and tops are borrowed;
+ * runs no setup. Free with nr_layer_destroy (which calls type->destroy and frees blobs). */
+nr_status nr_layer_create(const Caffe__LayerParameter *param, const nr_layer_ctx *ctx,
+                          nr_blob **bottom, int nbottom, nr_blob **top, int ntop,
+                          nr_layer **out, nr_error *err);
+void nr_layer_destroy(nr_layer *l);
+
+/* Checks bottom/top counts against the type, then runs setup and reshape. */
+nr_status nr_layer_setup(nr_layer *l, nr_error *err);
+
+#endif

@@ -1,0 +1,2 @@
+/* Every layer type netrun knows, one line each: NR_LAYER(<const nr_layer_type symbol>).
+ * Adding a layer = one new file in core/layers/ + one line here. */

@@ -1,0 +1,110 @@
+/* net.h: a network built from a NetParameter, as Caffe's Net.
+ *
+ * Building a net (nr_net_create) filters layers by NetState rules, inserts Split layers for
+ * blobs with several consumers, creates every blob (with the allocator of the options, so a
+ * worker pool can put them in shared memory), sets every layer up in order, records loss
+ * weights, collects learnable parameters (sharing by ParamSpec name) and works out which
+ * layers need backward. Then forward/backward run the layers in order.
+ *
+ * Ownership: the net owns its copy of the NetParameter (after filtering and splits), its
+ * layers and blobs. Pointers handed out (nr_net_blob, ->outputs, ->learnable) are borrowed
+ * and live as long as the net. Not thread safe.
+ */
+#ifndef NR_NET_H
+#define NR_NET_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "blob.h"
+#include "caffe.pb-c.h"
+#include "layer.h"
+#include "rng.h"
+
+typedef struct nr_net_opts {
+  int phase;                   /* NR_TRAIN or NR_TEST; overrides param->state->phase */
+  int level;
+  const char *const *stages;   /* (optional) borrowed */
+  int nstages;
+  const nr_allocator *alloc;   /* (optional) blob memory; NULL = heap */
+  struct nr_py_backend *py;    /* (optional) runs Python layers */
+  uint64_t seed;               /* fillers, Dropout */
+  const int64_t *iter;         /* (optional) solver iteration for messages */
+  const char *source_dir;      /* (optional) directory of the prototxt */
+  FILE *log;                   /* (optional) Caffe-style build log ("Creating Layer conv1") */
+} nr_net_opts;
+
+typedef struct nr_net {
+  char *name;
+  int phase;
+  Caffe__NetParameter *param;  /* owned: filtered, split-inserted */
+  nr_layer **layers;
+  int nlayers;
+  bool *layer_need_backward;   /* per layer */
+  nr_blob **blobs;             /* every blob in creation order, owned */
+  int nblobs;
+  float *blob_loss_weight;     /* per blob (index as in blobs) */
+  bool *blob_need_backward;
+  nr_blob **inputs;            /* tops of Input layers, borrowed */
+  int ninputs;
+  nr_blob **outputs;           /* blobs nobody consumes, alphabetical, borrowed */
+  int noutputs;
+  /* Parameters: every layer blob, in layer order. */
+  nr_blob **params;
+  int nparams;
+  int *param_owner;            /* index into params of the owner, or -1 when it owns itself */
+  int *param_layer;            /* layer index of each param */
+  /* Learnable parameters: owners only, what a solver updates. */
+  nr_blob **learnable;
+  int nlearnable;
+  float *lr_mult;
+  float *decay_mult;
+  bool *has_lr_mult, *has_decay_mult;
+  nr_rng rng;
+  nr_layer_ctx ctx;
+  double last_forward_loss;
+} nr_net;
+
+/* Builds a net. param is borrowed (copied). Errors name the net and the layer:
+ * "net 'LeNet': layer 1 'conv1' (Convolution): ...". */
+nr_status nr_net_create(const Caffe__NetParameter *param, const nr_net_opts *opts,
+                        nr_net **out, nr_error *err);
+void nr_net_destroy(nr_net *n);
+
+/* Forward over all layers (reshape then forward each); *loss (may be NULL) gets the sum of
+ * the weighted losses. */
+nr_status nr_net_forward(nr_net *n, float *loss, nr_error *err);
+/* Backward over the layers that need it, in reverse. */
+nr_status nr_net_backward(nr_net *n, nr_error *err);
+/* Reshape every layer in order (after an input changed shape). */
+nr_status nr_net_reshape(nr_net *n, nr_error *err);
+/* Per-layer forward/backward, for `netrun time`. */
+nr_status nr_net_forward_layer(nr_net *n, int i, float *loss, nr_error *err);
+nr_status nr_net_backward_layer(nr_net *n, int i, nr_error *err);
+
+void nr_net_clear_param_diffs(nr_net *n);
+/* data -= diff for every learnable parameter. */
+void nr_net_update(nr_net *n);
+
+/* Blob or layer by name; NULL if absent. Borrowed. */
+nr_blob *nr_net_blob(const nr_net *n, const char *name);
+int nr_net_layer_index(const nr_net *n, const char *name);
+
+/* Makes dst's parameters use src's data by layer name (Caffe's ShareTrainedLayersWith):
+ * same blob count and shapes required. */
+nr_status nr_net_share_trained(nr_net *dst, const nr_net *src, nr_error *err);
+/* Copies parameters by layer name from a NetParameter carrying blobs (Caffe's
+ * CopyTrainedLayersFrom): layers absent from it keep their values; a shape mismatch is an
+ * error naming the layer and both shapes. */
+nr_status nr_net_copy_from(nr_net *n, const Caffe__NetParameter *weights, nr_error *err);
+/* Loads one or more comma-separated .caffemodel files. */
+nr_status nr_net_load_weights(nr_net *n, const char *paths, nr_error *err);
+/* Serializes the net's layers with their parameter blobs (diffs too if write_diff).
+ * *out is new; free with protobuf_c_message_free_unpacked(..., NULL). */
+nr_status nr_net_to_proto(const nr_net *n, bool write_diff, Caffe__NetParameter **out,
+                          nr_error *err);
+
+/* Does the layer pass its NetState rules? (Caffe's StateMeetsRule over include/exclude.) */
+bool nr_net_state_includes(const Caffe__NetState *state, const Caffe__LayerParameter *layer);
+
+#endif
