@@ -1,0 +1,72 @@
+/* cli.h: the `netrun` command line.
+ *
+ * One table of subcommands (main.c). Each subcommand declares its flags in an nr_flag table;
+ * the parser accepts Caffe's `-flag value` and `--flag value`, `--flag=value`, `-flag=value`,
+ * with global flags (the Python worker pool's) before or after the subcommand. Subcommands
+ * return an exit code: 0 ok, 1 runtime error, 2 usage.
+ */
+#ifndef NR_CLI_H
+#define NR_CLI_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "net.h"
+#include "nr_status.h"
+
+typedef enum { NR_FLAG_STR, NR_FLAG_INT, NR_FLAG_DOUBLE, NR_FLAG_BOOL } nr_flag_kind;
+
+typedef struct nr_flag {
+  const char *name;
+  nr_flag_kind kind;
+  void *value; /* const char **, int *, double *, bool * */
+  const char *help;
+} nr_flag;
+
+/* Options shared by every subcommand: the Python layer runtime. */
+typedef struct nr_global_opts {
+  int py_workers;    /* -1 = auto */
+  double py_timeout; /* seconds; 0 = none */
+  int py_restarts;
+  int py_prefetch;
+  const char *log_file;
+} nr_global_opts;
+
+extern nr_global_opts nr_cli_global;
+
+/* The Caffe-style log: each line gets a glog-like prefix ("I1125 19:21:00.123456  4242
+ * netrun] ") so existing log parsers read it. Writes to stderr. */
+FILE *nr_cli_log(void);
+/* Prints "netrun: <msg>" style errors on stderr. */
+void nr_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The Python-layer runtime for the global options: a worker pool, the in-process backend
+ * (--py-workers 0), or none when the net has no Python layer. */
+typedef struct nr_py_runtime nr_py_runtime;
+nr_status nr_cli_py_start(nr_py_runtime **out, nr_error *err);
+struct nr_py_backend *nr_cli_py_backend(nr_py_runtime *rt);
+const nr_allocator *nr_cli_py_allocator(nr_py_runtime *rt);
+void nr_cli_py_stop(nr_py_runtime *rt);
+
+/* Parses "TRAIN"/"TEST" (any case). */
+int nr_cli_phase(const char *s, int *phase);
+/* Splits a comma-separated stage list into a NULL-terminated array (new; free each). */
+char **nr_cli_split(const char *s, int *n);
+void nr_cli_free_split(char **v);
+/* Directory part of a path (new string). */
+char *nr_cli_dirname(const char *path);
+
+int nr_cmd_train(int argc, char **argv);
+int nr_cmd_test(int argc, char **argv);
+int nr_cmd_time(int argc, char **argv);
+int nr_cmd_check(int argc, char **argv);
+int nr_cmd_upgrade(int argc, char **argv);
+
+/* Parses argv against flags (and the global flags); positional arguments are returned in
+ * pos (borrowed from argv). Returns 0, or 2 after printing a usage error. --help prints the
+ * command's help and returns 3. */
+int nr_cli_parse(const char *cmd, const char *usage, const nr_flag *flags, int argc,
+                 char **argv, const char **pos, int *npos, int maxpos);
+
+#endif

@@ -1,0 +1,375 @@
+/* main.c: `netrun`, the command-line tool (Caffe's `caffe` tool, plus the Python worker pool
+ * flags). Only this file and the other cli_*.c files turn statuses into exit codes. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "pylayer.h"
+#ifdef NR_HAVE_IPC
+#include "pool.h"
+#endif
+
+nr_global_opts nr_cli_global = {-1, 0, 0, 3, NULL};
+
+static const nr_flag global_flags[] = {
+    {"py-workers", NR_FLAG_INT, &nr_cli_global.py_workers,
+     "Python worker processes (default: one per Python layer, at most the core count; 0 = run "
+     "Python layers inside netrun)"},
+    {"py-timeout", NR_FLAG_DOUBLE, &nr_cli_global.py_timeout,
+     "seconds a Python layer call may take before its worker is ended (0 = no limit)"},
+    {"py-restarts", NR_FLAG_INT, &nr_cli_global.py_restarts,
+     "restart a dead or hung worker up to this many times and retry the call (default 0)"},
+    {"py-prefetch", NR_FLAG_INT, &nr_cli_global.py_prefetch,
+     "batches a Python data layer computes ahead of the net (default 3)"},
+    {NULL, 0, NULL, NULL}};
+
+/* ---- logging ---------------------------------------------------------------------------- */
+
+static ssize_t log_write(void *cookie, const char *buf, size_t size) {
+  (void)cookie;
+  static int at_line_start = 1;
+  size_t i = 0;
+  char out[8192];
+  while (i < size) {
+    size_t o = 0;
+    if (at_line_start) {
+      struct timeval tv;
+      gettimeofday(&tv, NULL);
+      struct tm tm;
+      localtime_r(&tv.tv_sec, &tm);
+      o = (size_t)snprintf(out, sizeof out, "I%02d%02d %02d:%02d:%02d.%06ld %5d netrun] ",
+                           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                           (long)tv.tv_usec, (int)getpid());
+      at_line_start = 0;
+    }
+    while (i < size && o < sizeof out - 1) {
+      out[o++] = buf[i];
+      if (buf[i++] == '\n') {
+        at_line_start = 1;
+        break;
+      }
+    }
+    /* One write per line so lines from several processes never interleave mid-line. */
+    size_t off = 0;
+    while (off < o) {
+      ssize_t w = write(2, out + off, o - off);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        return (ssize_t)size;
+      }
+      off += (size_t)w;
+    }
+  }
+  return (ssize_t)size;
+}
+
+FILE *nr_cli_log(void) {
+  static FILE *log;
+  if (!log) {
+    cookie_io_functions_t io = {NULL, log_write, NULL, NULL};
+    log = fopencookie(NULL, "w", io);
+    if (!log) return stderr;
+    setvbuf(log, NULL, _IOLBF, 1 << 16);
+  }
+  return log;
+}
+
+void nr_cli_error(const char *fmt, ...) {
+  fflush(nr_cli_log());
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("netrun: error: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+}
+
+/* ---- flags ------------------------------------------------------------------------------ */
+
+static void print_flags(FILE *f, const nr_flag *flags) {
+  for (int i = 0; flags && flags[i].name; i++)
+    fprintf(f, "  --%-16s %s\n", flags[i].name, flags[i].help);
+}
+
+static const nr_flag *find_flag(const nr_flag *flags, const char *name, size_t len) {
+  for (int i = 0; flags && flags[i].name; i++)
+    if (strlen(flags[i].name) == len && strncmp(flags[i].name, name, len) == 0)
+      return &flags[i];
+  /* accept underscores for dashes and back (--py_workers, --sigint-effect) */
+  char norm[128];
+  if (len >= sizeof norm) return NULL;
+  for (size_t k = 0; k < len; k++) norm[k] = name[k] == '_' ? '-' : name[k];
+  norm[len] = 0;
+  for (int i = 0; flags && flags[i].name; i++) {
+    char fn[128];
+    size_t fl = strlen(flags[i].name);
+    if (fl >= sizeof fn) continue;
+    for (size_t k = 0; k <= fl; k++) fn[k] = flags[i].name[k] == '_' ? '-' : flags[i].name[k];
+    if (strcmp(fn, norm) == 0) return &flags[i];
+  }
+  return NULL;
+}
+
+static int set_flag(const char *cmd, const nr_flag *f, const char *v) {
+  char *end = NULL;
+  errno = 0;
+  switch (f->kind) {
+    case NR_FLAG_STR:
+      *(const char **)f->value = v;
+      return 0;
+    case NR_FLAG_INT: {
+      long x = strtol(v, &end, 10);
+      if (errno || !*v || *end || x < -2147483647L || x > 2147483647L) break;
+      *(int *)f->value = (int)x;
+      return 0;
+    }
+    case NR_FLAG_DOUBLE: {
+      double x = strtod(v, &end);
+      if (errno || !*v || *end) break;
+      *(double *)f->value = x;
+      return 0;
+    }
+    case NR_FLAG_BOOL:
+      if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes")) {
+        *(bool *)f->value = true;
+        return 0;
+      }
+      if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no")) {
+        *(bool *)f->value = false;
+        return 0;
+      }
+      break;
+  }
+  nr_cli_error("%s: bad value '%s' for --%s (%s)", cmd, v, f->name,
+               f->kind == NR_FLAG_INT ? "expected an integer"
+               : f->kind == NR_FLAG_DOUBLE ? "expected a number"
+                                           : "expected true or false");
+  return 2;
+}
+
+int nr_cli_parse(const char *cmd, const char *usage, const nr_flag *flags, int argc,
+                 char **argv, const char **pos, int *npos, int maxpos) {
+  *npos = 0;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    if (a[0] != '-' || a[1] == '\0') {
+      if (*npos >= maxpos) {
+        nr_cli_error("%s: unexpected argument '%s' (see netrun %s --help)", cmd, a, cmd);
+        return 2;
+      }
+      pos[(*npos)++] = a;
+      continue;
+    }
+    const char *name = a + 1 + (a[1] == '-');
+    if (!strcmp(name, "help") || !strcmp(name, "h")) {
+      printf("usage: %s\n\nflags:\n", usage);
+      print_flags(stdout, flags);
+      printf("\nglobal flags:\n");
+      print_flags(stdout, global_flags);
+      return 3;
+    }
+    const char *eq = strchr(name, '=');
+    size_t len = eq ? (size_t)(eq - name) : strlen(name);
+    const nr_flag *f = find_flag(flags, name, len);
+    if (!f) f = find_flag(global_flags, name, len);
+    if (!f) {
+      nr_cli_error("%s: unknown flag '%.*s' (see netrun %s --help)", cmd, (int)len, a, cmd);
+      return 2;
+    }
+    const char *v = eq ? eq + 1 : NULL;
+    if (!v && f->kind == NR_FLAG_BOOL) {
+      /* a bare boolean flag means true unless a literal boolean follows */
+      if (i + 1 < argc && (!strcmp(argv[i + 1], "true") || !strcmp(argv[i + 1], "false")))
+        v = argv[++i];
+      else
+        v = "true";
+    }
+    if (!v) {
+      if (i + 1 >= argc) {
+        nr_cli_error("%s: flag --%s needs a value", cmd, f->name);
+        return 2;
+      }
+      v = argv[++i];
+    }
+    int r = set_flag(cmd, f, v);
+    if (r) return r;
+  }
+  return 0;
+}
+
+/* ---- helpers shared by commands ---------------------------------------------------------- */
+
+int nr_cli_phase(const char *s, int *phase) {
+  if (!strcasecmp(s, "TRAIN") || !strcmp(s, "0")) {
+    *phase = NR_TRAIN;
+    return 0;
+  }
+  if (!strcasecmp(s, "TEST") || !strcmp(s, "1")) {
+    *phase = NR_TEST;
+    return 0;
+  }
+  return -1;
+}
+
+char **nr_cli_split(const char *s, int *n) {
+  *n = 0;
+  size_t cap = 1;
+  for (const char *p = s ? s : ""; *p; p++) cap += *p == ',';
+  char **v = calloc(cap + 1, sizeof *v);
+  if (!v) return NULL;
+  if (!s || !*s) return v;
+  const char *p = s;
+  while (1) {
+    const char *c = strchr(p, ',');
+    size_t len = c ? (size_t)(c - p) : strlen(p);
+    if (len) v[(*n)++] = strndup(p, len);
+    if (!c) break;
+    p = c + 1;
+  }
+  return v;
+}
+
+void nr_cli_free_split(char **v) {
+  for (int i = 0; v && v[i]; i++) free(v[i]);
+  free(v);
+}
+
+char *nr_cli_dirname(const char *path) {
+  const char *s = strrchr(path, '/');
+  if (!s) return strdup(".");
+  if (s == path) return strdup("/");
+  return strndup(path, (size_t)(s - path));
+}
+
+/* ---- the Python runtime ---------------------------------------------------------------- */
+
+struct nr_py_runtime {
+#ifdef NR_HAVE_IPC
+  nr_pool *pool;
+#endif
+  nr_py_backend *inproc;
+};
+
+nr_status nr_cli_py_start(nr_py_runtime **out, nr_error *err) {
+  nr_py_runtime *rt = calloc(1, sizeof *rt);
+  if (!rt) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
+#ifdef NR_HAVE_IPC
+  if (nr_cli_global.py_workers == 0) {
+    if (nr_inproc_create(&rt->inproc, err) != NR_OK) {
+      free(rt);
+      return err->status;
+    }
+  } else {
+    nr_pool_opts o = {0};
+    o.nworkers = nr_cli_global.py_workers;
+    o.timeout_sec = nr_cli_global.py_timeout;
+    o.max_restarts = nr_cli_global.py_restarts;
+    o.log = nr_cli_log();
+    if (nr_pool_create(&o, &rt->pool, err) != NR_OK) {
+      free(rt);
+      return err->status;
+    }
+  }
+#endif
+  *out = rt;
+  return NR_OK;
+}
+
+nr_py_backend *nr_cli_py_backend(nr_py_runtime *rt) {
+  if (!rt) return NULL;
+#ifdef NR_HAVE_IPC
+  if (rt->pool) return nr_pool_backend(rt->pool);
+#endif
+  return rt->inproc;
+}
+
+const nr_allocator *nr_cli_py_allocator(nr_py_runtime *rt) {
+#ifdef NR_HAVE_IPC
+  if (rt && rt->pool) return nr_pool_allocator(rt->pool);
+#endif
+  (void)rt;
+  return NULL;
+}
+
+void nr_cli_py_stop(nr_py_runtime *rt) {
+  if (!rt) return;
+#ifdef NR_HAVE_IPC
+  nr_pool_destroy(rt->pool);
+  if (rt->inproc) nr_inproc_destroy(rt->inproc);
+#endif
+  free(rt);
+}
+
+/* ---- the command table ------------------------------------------------------------------ */
+
+typedef struct nr_command {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *summary;
+} nr_command;
+
+static const nr_command commands[] = {
+    {"train", nr_cmd_train, "train or fine-tune a model from a solver"},
+    {"test", nr_cmd_test, "score a model over a number of batches"},
+    {"time", nr_cmd_time, "benchmark a model's forward and backward, per layer"},
+    {"check", nr_cmd_check, "build a net and print its layers, shapes and memory"},
+    {"upgrade", nr_cmd_upgrade, "rewrite an old net or solver prototxt in the current format"},
+    {NULL, NULL, NULL}};
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "netrun: a Caffe-compatible runtime whose Python layers run in worker processes\n\n"
+          "usage: netrun [global flags] <command> [flags]\n\ncommands:\n");
+  for (int i = 0; commands[i].name; i++)
+    fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf(f, "\nglobal flags (before or after the command):\n");
+  print_flags(f, global_flags);
+  fprintf(f, "\n`netrun <command> --help` lists a command's flags.\n");
+}
+
+int main(int argc, char **argv) {
+  /* Global flags may come before the command: consume them here. */
+  int i = 1;
+  while (i < argc && argv[i][0] == '-') {
+    const char *a = argv[i];
+    const char *name = a + 1 + (a[1] == '-');
+    if (!strcmp(name, "help") || !strcmp(name, "h")) {
+      usage(stdout);
+      return 0;
+    }
+    const char *eq = strchr(name, '=');
+    size_t len = eq ? (size_t)(eq - name) : strlen(name);
+    const nr_flag *f = find_flag(global_flags, name, len);
+    if (!f) {
+      nr_cli_error("unknown global flag '%s' (see netrun --help)", a);
+      return 2;
+    }
+    const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+    if (!v) {
+      nr_cli_error("flag --%s needs a value", f->name);
+      return 2;
+    }
+    if (set_flag("netrun", f, v)) return 2;
+    i++;
+  }
+  if (i >= argc) {
+    usage(stderr);
+    return 2;
+  }
+  const char *cmd = argv[i];
+  for (int c = 0; commands[c].name; c++)
+    if (!strcmp(commands[c].name, cmd)) {
+      int r = commands[c].run(argc - i - 1, argv + i + 1);
+      fflush(nr_cli_log());
+      return r == 3 ? 0 : r;
+    }
+  nr_cli_error("unknown command '%s' (commands: train, test, time, check, upgrade)", cmd);
+  return 2;
+}
