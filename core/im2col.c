@@ -1,0 +1,406 @@
+#include "im2col.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nr_math.h"
+
+/* The 1×1 path multiplies NCHW data image by image; below this many pixels per image the
+ * GEMMs get too thin and the batched column path (a plain copy for 1×1) wins. */
+#define NR_CONV_1X1_MIN_PIXELS 256
+
+int64_t nr__conv_workspace_floats = (int64_t)1 << 24;
+
+static inline int64_t out_dim(int64_t in, int64_t k, int64_t p, int64_t s, int64_t d) {
+  return (in + 2 * p - (d * (k - 1) + 1)) / s + 1;
+}
+
+/* Output positions [lo, hi) along one axis whose input index ow*s + off lies in [0, n). */
+static inline void valid_range(int64_t n, int64_t off, int64_t s, int64_t outn, int64_t *lo,
+                               int64_t *hi) {
+  int64_t a = off >= 0 ? 0 : (-off + s - 1) / s;
+  int64_t b = (n - 1 - off) < 0 ? 0 : (n - 1 - off) / s + 1;
+  if (a > outn) a = outn;
+  if (b > outn) b = outn;
+  if (b < a) b = a;
+  *lo = a;
+  *hi = b;
+}
+
+void nr_im2col(const float *im, int64_t channels, int64_t height, int64_t width, int64_t kh,
+               int64_t kw, int64_t ph, int64_t pw, int64_t sh, int64_t sw, int64_t dh,
+               int64_t dw, float *col, int64_t ld) {
+  const int64_t oh_n = out_dim(height, kh, ph, sh, dh), ow_n = out_dim(width, kw, pw, sw, dw);
+  for (int64_t c = 0; c < channels; c++) {
+    const float *src = im + c * height * width;
+    for (int64_t i = 0; i < kh; i++) {
+      for (int64_t j = 0; j < kw; j++) {
+        float *row = col + ((c * kh + i) * kw + j) * ld;
+        const int64_t woff = j * dw - pw;
+        int64_t lo, hi;
+        valid_range(width, woff, sw, ow_n, &lo, &hi);
+        for (int64_t oh = 0; oh < oh_n; oh++) {
+          float *dst = row + oh * ow_n;
+          const int64_t ih = oh * sh - ph + i * dh;
+          if (ih < 0 || ih >= height) {
+            memset(dst, 0, (size_t)ow_n * sizeof *dst);
+            continue;
+          }
+          const float *s = src + ih * width + woff;
+          for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0;
+          if (sw == 1)
+            memcpy(dst + lo, s + lo, (size_t)(hi - lo) * sizeof *dst);
+          else
+            for (int64_t ow = lo; ow < hi; ow++) dst[ow] = s[ow * sw];
+          for (int64_t ow = hi; ow < ow_n; ow++) dst[ow] = 0;
+        }
+      }
+    }
+  }
+}
+
+void nr_col2im(const float *col, int64_t channels, int64_t height, int64_t width, int64_t kh,
+               int64_t kw, int64_t ph, int64_t pw, int64_t sh, int64_t sw, int64_t dh,
+               int64_t dw, float *im, int64_t ld) {
+  const int64_t oh_n = out_dim(height, kh, ph, sh, dh), ow_n = out_dim(width, kw, pw, sw, dw);
+  for (int64_t c = 0; c < channels; c++) {
+    float *dst = im + c * height * width;
+    for (int64_t i = 0; i < kh; i++) {
+      for (int64_t j = 0; j < kw; j++) {
+        const float *row = col + ((c * kh + i) * kw + j) * ld;
+        const int64_t woff = j * dw - pw;
+        int64_t lo, hi;
+        valid_range(width, woff, sw, ow_n, &lo, &hi);
+        for (int64_t oh = 0; oh < oh_n; oh++) {
+          const int64_t ih = oh * sh - ph + i * dh;
+          if (ih < 0 || ih >= height) continue;
+          const float *s = row + oh * ow_n;
+          float *d = dst + ih * width + woff;
+          if (sw == 1)
+            for (int64_t ow = lo; ow < hi; ow++) d[ow] += s[ow];
+          else
+            for (int64_t ow = lo; ow < hi; ow++) d[ow * sw] += s[ow];
+        }
+      }
+    }
+  }
+}
+
+/* Shared walk of the N-D versions: for every column row (channel, kernel tap) and output
+ * position, the image offset or -1 in the padding. */
+static void nd_walk(bool to_col, const float *im_in, float *im_out, int nsp, int64_t channels,
+                    const int64_t *im_sp, const int64_t *col_sp, const int64_t *kernel,
+                    const int64_t *pad, const int64_t *stride, const int64_t *dil,
+                    const float *col_in, float *col_out, int64_t ld) {
+  int64_t kdim = 1, cdim = 1, idim = 1;
+  for (int a = 0; a < nsp; a++) {
+    kdim *= kernel[a];
+    cdim *= col_sp[a];
+    idim *= im_sp[a];
+  }
+  int64_t kidx[NR_CONV_MAX_SP], oidx[NR_CONV_MAX_SP];
+  for (int64_t r = 0; r < channels * kdim; r++) {
+    int64_t c = r / kdim, rem = r % kdim;
+    for (int a = nsp - 1; a >= 0; a--) {
+      kidx[a] = rem % kernel[a];
+      rem /= kernel[a];
+    }
+    for (int a = 0; a < nsp; a++) oidx[a] = 0;
+    for (int64_t p = 0; p < cdim; p++) {
+      int64_t off = 0;
+      bool inside = true;
+      for (int a = 0; a < nsp; a++) {
+        int64_t x = oidx[a] * stride[a] - pad[a] + kidx[a] * dil[a];
+        if (x < 0 || x >= im_sp[a]) {
+          inside = false;
+          break;
+        }
+        off = off * im_sp[a] + x;
+      }
+      if (to_col)
+        col_out[r * ld + p] = inside ? im_in[c * idim + off] : 0.0f;
+      else if (inside)
+        im_out[c * idim + off] += col_in[r * ld + p];
+      for (int a = nsp - 1; a >= 0; a--) { /* odometer */
+        if (++oidx[a] < col_sp[a]) break;
+        oidx[a] = 0;
+      }
+    }
+  }
+}
+
+void nr_im2col_nd(const float *im, int nsp, int64_t channels, const int64_t *im_sp,
+                  const int64_t *col_sp, const int64_t *kernel, const int64_t *pad,
+                  const int64_t *stride, const int64_t *dil, float *col, int64_t ld) {
+  nd_walk(true, im, NULL, nsp, channels, im_sp, col_sp, kernel, pad, stride, dil, NULL, col, ld);
+}
+
+void nr_col2im_nd(const float *col, int nsp, int64_t channels, const int64_t *im_sp,
+                  const int64_t *col_sp, const int64_t *kernel, const int64_t *pad,
+                  const int64_t *stride, const int64_t *dil, float *im, int64_t ld) {
+  nd_walk(false, NULL, im, nsp, channels, im_sp, col_sp, kernel, pad, stride, dil, col, NULL, ld);
+}
+
+/* ---- parameters ---------------------------------------------------------------------- */
+
+/* One spatial parameter given either as a repeated field (none = default, one value for
+ * every axis, or one per axis) or as the _h/_w pair. */
+static nr_status spatial_param(const char *name, int nsp, size_t n, const uint32_t *vals,
+                               bool has_h, uint32_t h, bool has_w, uint32_t w, int64_t def,
+                               int64_t *out, nr_error *err) {
+  if (has_h || has_w) {
+    if (nsp != 2)
+      return nr_err_set(err, NR_ERR_INPUT,
+                        "%s_h/%s_w can only be used for 2 spatial axes (this input has %d)",
+                        name, name, nsp);
+    if (n != 0)
+      return nr_err_set(err, NR_ERR_INPUT, "give either %s or %s_h/%s_w, not both", name, name,
+                        name);
+    if (!(has_h && has_w) && strcmp(name, "kernel") == 0)
+      return nr_err_set(err, NR_ERR_INPUT, "kernel_h and kernel_w must be given together");
+    out[0] = has_h ? h : def;
+    out[1] = has_w ? w : def;
+    return NR_OK;
+  }
+  if (n == 0) {
+    for (int a = 0; a < nsp; a++) out[a] = def;
+    return NR_OK;
+  }
+  if (n != 1 && n != (size_t)nsp)
+    return nr_err_set(err, NR_ERR_INPUT,
+                      "%s must be given once, or once per spatial axis (%d); got %zu values",
+                      name, nsp, n);
+  for (int a = 0; a < nsp; a++) out[a] = vals[n == 1 ? 0 : a];
+  return NR_OK;
+}
+
+nr_status nr__conv_parse(nr_conv *cv, const Caffe__ConvolutionParameter *p,
+                         const nr_blob *bottom, nr_error *err) {
+  if (!p || !p->has_num_output || p->num_output == 0)
+    return nr_err_set(err, NR_ERR_INPUT,
+                      "num_output must be given and > 0 (convolution_param { num_output: N })");
+  int axis = nr_blob_axis(bottom, p->axis);
+  if (axis < 0)
+    return nr_err_set(err, NR_ERR_INPUT, "axis %d out of range for a bottom with %d axes",
+                      (int)p->axis, bottom->num_axes);
+  int nsp = bottom->num_axes - axis - 1;
+  if (nsp < 1)
+    return nr_err_set(err, NR_ERR_INPUT,
+                      "bottom has %d axes and channel axis %d: no spatial axes to convolve",
+                      bottom->num_axes, axis);
+  if (nsp > NR_CONV_MAX_SP)
+    return nr_err_set(err, NR_ERR_INPUT, "%d spatial axes; at most %d supported", nsp,
+                      NR_CONV_MAX_SP);
+  cv->axis = axis;
+  cv->nsp = nsp;
+  if (p->n_kernel_size == 0 && !p->has_kernel_h && !p->has_kernel_w)
+    return nr_err_set(err, NR_ERR_INPUT, "kernel_size (or kernel_h and kernel_w) is required");
+  NR_TRY(spatial_param("kernel", nsp, p->n_kernel_size, p->kernel_size, p->has_kernel_h,
+                       p->kernel_h, p->has_kernel_w, p->kernel_w, 0, cv->kernel, err));
+  NR_TRY(spatial_param("stride", nsp, p->n_stride, p->stride, p->has_stride_h, p->stride_h,
+                       p->has_stride_w, p->stride_w, 1, cv->stride, err));
+  NR_TRY(spatial_param("pad", nsp, p->n_pad, p->pad, p->has_pad_h, p->pad_h, p->has_pad_w,
+                       p->pad_w, 0, cv->pad, err));
+  NR_TRY(spatial_param("dilation", nsp, p->n_dilation, p->dilation, false, 0, false, 0, 1,
+                       cv->dil, err));
+  for (int a = 0; a < nsp; a++) {
+    if (cv->kernel[a] <= 0)
+      return nr_err_set(err, NR_ERR_INPUT, "kernel size of spatial axis %d must be > 0", a);
+    if (cv->stride[a] <= 0)
+      return nr_err_set(err, NR_ERR_INPUT, "stride of spatial axis %d must be > 0", a);
+    if (cv->dil[a] <= 0)
+      return nr_err_set(err, NR_ERR_INPUT, "dilation of spatial axis %d must be > 0", a);
+  }
+  cv->group = p->group;
+  if (cv->group <= 0) return nr_err_set(err, NR_ERR_INPUT, "group must be > 0");
+  cv->num_output = p->num_output;
+  if (cv->num_output % cv->group != 0)
+    return nr_err_set(err, NR_ERR_INPUT, "num_output %lld is not a multiple of group %lld",
+                      (long long)cv->num_output, (long long)cv->group);
+  cv->bias_term = p->bias_term;
+  cv->force_nd = p->force_nd_im2col;
+  return NR_OK;
+}
+
+int64_t nr__conv_extent(const nr_conv *cv, int i) {
+  return cv->dil[i] * (cv->kernel[i] - 1) + 1;
+}
+
+static bool use_direct_1x1(const nr_conv *cv) {
+  return cv->is_1x1 && (cv->col_dim >= NR_CONV_1X1_MIN_PIXELS || cv->num == 1);
+}
+
+/* Images per chunk: as many as keep the column + output buffers under the cap. */
+static int64_t chunk_images(const nr_conv *cv) {
+  int64_t per = (cv->in_ch * cv->kdim + cv->out_ch) * cv->col_dim;
+  if (per <= 0) return 1;
+  int64_t b = nr__conv_workspace_floats / per;
+  if (b < 1) b = 1;
+  if (b > cv->num) b = cv->num;
+  return b;
+}
+
+nr_status nr__conv_prepare(nr_conv *cv, nr_error *err) {
+  cv->im_dim = cv->col_dim = cv->kdim = 1;
+  cv->is_1x1 = true;
+  for (int a = 0; a < cv->nsp; a++) {
+    cv->im_dim *= cv->im_sp[a];
+    cv->col_dim *= cv->col_sp[a];
+    cv->kdim *= cv->kernel[a];
+    if (cv->kernel[a] != 1 || cv->stride[a] != 1 || cv->pad[a] != 0) cv->is_1x1 = false;
+  }
+  if (use_direct_1x1(cv) || cv->num == 0) return NR_OK;
+  int64_t need = (cv->in_ch * cv->kdim + cv->out_ch) * cv->col_dim * chunk_images(cv);
+  if (need > cv->ws_cap) {
+    float *ws = realloc(cv->ws, (size_t)need * sizeof *ws);
+    if (!ws)
+      return nr_err_set(err, NR_ERR_NOMEM, "out of memory for a %lld-float conv workspace",
+                        (long long)need);
+    cv->ws = ws;
+    cv->ws_cap = need;
+  }
+  return NR_OK;
+}
+
+void nr__conv_free(nr_conv *cv) {
+  free(cv->ws);
+  cv->ws = NULL;
+  cv->ws_cap = 0;
+}
+
+static void im2col_one(const nr_conv *cv, const float *im, float *col, int64_t ld) {
+  if (cv->nsp == 2 && !cv->force_nd)
+    nr_im2col(im, cv->in_ch, cv->im_sp[0], cv->im_sp[1], cv->kernel[0], cv->kernel[1],
+              cv->pad[0], cv->pad[1], cv->stride[0], cv->stride[1], cv->dil[0], cv->dil[1], col,
+              ld);
+  else
+    nr_im2col_nd(im, cv->nsp, cv->in_ch, cv->im_sp, cv->col_sp, cv->kernel, cv->pad, cv->stride,
+                 cv->dil, col, ld);
+}
+
+static void col2im_one(const nr_conv *cv, const float *col, float *im, int64_t ld) {
+  if (cv->nsp == 2 && !cv->force_nd)
+    nr_col2im(col, cv->in_ch, cv->im_sp[0], cv->im_sp[1], cv->kernel[0], cv->kernel[1],
+              cv->pad[0], cv->pad[1], cv->stride[0], cv->stride[1], cv->dil[0], cv->dil[1], im,
+              ld);
+  else
+    nr_col2im_nd(col, cv->nsp, cv->in_ch, cv->im_sp, cv->col_sp, cv->kernel, cv->pad, cv->stride,
+                 cv->dil, im, ld);
+}
+
+/* Columns of images [n0, n0+b) side by side: (in_ch·kdim) × (b·col_dim). */
+static void im2col_chunk(const nr_conv *cv, const float *im, int64_t n0, int64_t b, float *col) {
+  for (int64_t i = 0; i < b; i++)
+    im2col_one(cv, im + (n0 + i) * cv->in_ch * cv->im_dim, col + i * cv->col_dim,
+               b * cv->col_dim);
+}
+
+/* (out_ch) × (b·col_dim) buffer <-> NCHW images [n0, n0+b). */
+static void gather_chunk(const nr_conv *cv, const float *src, int64_t n0, int64_t b, float *buf) {
+  const int64_t P = cv->col_dim;
+  for (int64_t i = 0; i < b; i++)
+    for (int64_t m = 0; m < cv->out_ch; m++)
+      memcpy(buf + m * b * P + i * P, src + ((n0 + i) * cv->out_ch + m) * P,
+             (size_t)P * sizeof *buf);
+}
+static void scatter_chunk(const nr_conv *cv, const float *buf, int64_t n0, int64_t b, float *dst) {
+  const int64_t P = cv->col_dim;
+  for (int64_t i = 0; i < b; i++)
+    for (int64_t m = 0; m < cv->out_ch; m++)
+      memcpy(dst + ((n0 + i) * cv->out_ch + m) * P, buf + m * b * P + i * P,
+             (size_t)P * sizeof *buf);
+}
+
+void nr__conv_forward(nr_conv *cv, const float *im, const float *w, float *out) {
+  const int64_t G = cv->group, Mg = cv->out_ch / G, Kg = cv->in_ch / G * cv->kdim;
+  const int64_t P = cv->col_dim;
+  if (use_direct_1x1(cv)) {
+    for (int64_t n = 0; n < cv->num; n++)
+      for (int64_t g = 0; g < G; g++)
+        nr_gemm(false, false, Mg, P, Kg, 1.0f, w + g * Mg * Kg,
+                im + n * cv->in_ch * P + g * Kg * P, 0.0f, out + n * cv->out_ch * P + g * Mg * P);
+    return;
+  }
+  const int64_t B = chunk_images(cv);
+  for (int64_t n0 = 0; n0 < cv->num; n0 += B) {
+    int64_t b = cv->num - n0 < B ? cv->num - n0 : B;
+    float *col = cv->ws, *obuf = cv->ws + cv->in_ch * cv->kdim * b * P;
+    im2col_chunk(cv, im, n0, b, col);
+    for (int64_t g = 0; g < G; g++)
+      nr_gemm(false, false, Mg, b * P, Kg, 1.0f, w + g * Mg * Kg, col + g * Kg * b * P, 0.0f,
+              obuf + g * Mg * b * P);
+    scatter_chunk(cv, obuf, n0, b, out);
+  }
+}
+
+void nr__conv_backward_data(nr_conv *cv, const float *out_diff, const float *w,
+                            float *im_diff) {
+  const int64_t G = cv->group, Mg = cv->out_ch / G, Kg = cv->in_ch / G * cv->kdim;
+  const int64_t P = cv->col_dim;
+  if (use_direct_1x1(cv)) {
+    for (int64_t n = 0; n < cv->num; n++)
+      for (int64_t g = 0; g < G; g++)
+        nr_gemm(true, false, Kg, P, Mg, 1.0f, w + g * Mg * Kg,
+                out_diff + n * cv->out_ch * P + g * Mg * P, 0.0f,
+                im_diff + n * cv->in_ch * P + g * Kg * P);
+    return;
+  }
+  const int64_t B = chunk_images(cv);
+  for (int64_t n0 = 0; n0 < cv->num; n0 += B) {
+    int64_t b = cv->num - n0 < B ? cv->num - n0 : B;
+    float *col = cv->ws, *obuf = cv->ws + cv->in_ch * cv->kdim * b * P;
+    gather_chunk(cv, out_diff, n0, b, obuf);
+    for (int64_t g = 0; g < G; g++)
+      nr_gemm(true, false, Kg, b * P, Mg, 1.0f, w + g * Mg * Kg, obuf + g * Mg * b * P, 0.0f,
+              col + g * Kg * b * P);
+    for (int64_t i = 0; i < b; i++) {
+      float *im = im_diff + (n0 + i) * cv->in_ch * cv->im_dim;
+      memset(im, 0, (size_t)(cv->in_ch * cv->im_dim) * sizeof *im);
+      col2im_one(cv, col + i * P, im, b * P);
+    }
+  }
+}
+
+void nr__conv_weight_grad(nr_conv *cv, const float *im, const float *out_diff,
+                          float *w_diff) {
+  const int64_t G = cv->group, Mg = cv->out_ch / G, Kg = cv->in_ch / G * cv->kdim;
+  const int64_t P = cv->col_dim;
+  if (use_direct_1x1(cv)) {
+    for (int64_t n = 0; n < cv->num; n++)
+      for (int64_t g = 0; g < G; g++)
+        nr_gemm(false, true, Mg, Kg, P, 1.0f, out_diff + n * cv->out_ch * P + g * Mg * P,
+                im + n * cv->in_ch * P + g * Kg * P, 1.0f, w_diff + g * Mg * Kg);
+    return;
+  }
+  const int64_t B = chunk_images(cv);
+  for (int64_t n0 = 0; n0 < cv->num; n0 += B) {
+    int64_t b = cv->num - n0 < B ? cv->num - n0 : B;
+    float *col = cv->ws, *obuf = cv->ws + cv->in_ch * cv->kdim * b * P;
+    im2col_chunk(cv, im, n0, b, col);
+    gather_chunk(cv, out_diff, n0, b, obuf);
+    for (int64_t g = 0; g < G; g++)
+      nr_gemm(false, true, Mg, Kg, b * P, 1.0f, obuf + g * Mg * b * P, col + g * Kg * b * P, 1.0f,
+              w_diff + g * Mg * Kg);
+  }
+}
+
+void nr__conv_bias_add(int64_t num, int64_t ch, int64_t sp, const float *bias, float *data) {
+  for (int64_t n = 0; n < num; n++)
+    for (int64_t c = 0; c < ch; c++) {
+      float *d = data + (n * ch + c) * sp;
+      const float b = bias[c];
+      for (int64_t s = 0; s < sp; s++) d[s] += b;
+    }
+}
+
+void nr__conv_bias_grad(int64_t num, int64_t ch, int64_t sp, const float *diff,
+                        float *bias_diff) {
+  for (int64_t n = 0; n < num; n++)
+    for (int64_t c = 0; c < ch; c++) {
+      const float *d = diff + (n * ch + c) * sp;
+      float s = 0;
+      for (int64_t k = 0; k < sp; k++) s += d[k];
+      bias_diff[c] += s;
+    }
+}

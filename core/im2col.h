@@ -1,0 +1,107 @@
+/* im2col.h: im2col / col2im, and the convolution engine that Convolution and Deconvolution
+ * share (Caffe's im2col.cpp + BaseConvolutionLayer).
+ *
+ * Concept. A convolution over an "image" side (C_in channels, spatial shape im_sp) producing
+ * a "column" side (C_out channels, spatial shape col_sp) is lowered to matrix products:
+ * im2col unrolls every receptive field into one column of a (C_in·Πk) × (Πcol_sp) matrix,
+ * and the weights (C_out, C_in/group, k...) multiply it, one GEMM per group. Convolution's
+ * image side is its bottom and its column side its top; Deconvolution is the same engine
+ * run the other way (its top is the image side), which is why both use the weight shape
+ * (conv_out, conv_in/group, k...) exactly as Caffe.
+ *
+ * Performance. Images are processed in chunks: the columns of B images sit side by side in
+ * one buffer of (C_in·Πk) × (B·Πcol_sp) floats, so each group needs one large GEMM per chunk
+ * instead of one small GEMM per image; results are then scattered back to N·C·spatial order.
+ * B is the whole batch unless the buffer would pass nr__conv_workspace_floats (then as many
+ * images as fit, at least one). A 1×1, stride-1, pad-0 convolution over a large enough image
+ * skips im2col and multiplies the NCHW data directly, one GEMM per image.
+ *
+ * Ownership. nr_conv holds the geometry and an owned workspace (free with nr__conv_free).
+ * Data pointers are borrowed. Not thread safe (the workspace is shared by all calls).
+ */
+#ifndef NR_IM2COL_H
+#define NR_IM2COL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "blob.h"
+#include "caffe.pb-c.h"
+#include "nr_status.h"
+
+/* Largest number of spatial axes a convolution may have. */
+#define NR_CONV_MAX_SP 8
+/* Upper bound of the per-layer column workspace in floats (default 2^24 = 64 MiB); it
+ * decides how many images one GEMM covers. A variable only so tests can force chunking;
+ * set it before the layers' reshape. */
+extern int64_t nr__conv_workspace_floats;
+
+/* 2-D im2col of one image (channels × height × width) into col, whose row r =
+ * (c·kh + i)·kw + j holds, at column oh·OW + ow, the input pixel seen by kernel tap (i, j)
+ * of output (oh, ow), or 0 in the padding. Rows are `ld` floats apart (ld ≥ OH·OW), so
+ * several images can share one buffer. OH/OW follow Caffe's output formula. */
+void nr_im2col(const float *im, int64_t channels, int64_t height, int64_t width, int64_t kh,
+               int64_t kw, int64_t ph, int64_t pw, int64_t sh, int64_t sw, int64_t dh,
+               int64_t dw, float *col, int64_t ld);
+/* The adjoint: im += the columns summed back onto the pixels they came from. The caller
+ * zeroes im first if it wants an overwrite. */
+void nr_col2im(const float *col, int64_t channels, int64_t height, int64_t width, int64_t kh,
+               int64_t kw, int64_t ph, int64_t pw, int64_t sh, int64_t sw, int64_t dh,
+               int64_t dw, float *im, int64_t ld);
+
+/* N-D versions: nsp spatial axes, im_sp/col_sp the image and output spatial shapes. */
+void nr_im2col_nd(const float *im, int nsp, int64_t channels, const int64_t *im_sp,
+                  const int64_t *col_sp, const int64_t *kernel, const int64_t *pad,
+                  const int64_t *stride, const int64_t *dil, float *col, int64_t ld);
+void nr_col2im_nd(const float *col, int nsp, int64_t channels, const int64_t *im_sp,
+                  const int64_t *col_sp, const int64_t *kernel, const int64_t *pad,
+                  const int64_t *stride, const int64_t *dil, float *im, int64_t ld);
+
+typedef struct nr_conv {
+  /* From ConvolutionParameter (nr__conv_parse). */
+  int axis;     /* channel axis of the bottom */
+  int nsp;      /* number of spatial axes (bottom axes after `axis`) */
+  int64_t kernel[NR_CONV_MAX_SP], pad[NR_CONV_MAX_SP], stride[NR_CONV_MAX_SP],
+      dil[NR_CONV_MAX_SP];
+  int64_t group, num_output;
+  bool bias_term, force_nd;
+  /* Per shape (set by the layer's reshape, then nr__conv_prepare). */
+  int64_t num;                    /* images: product of the bottom dims before axis */
+  int64_t in_ch, out_ch;          /* image-side and column-side channels */
+  int64_t im_sp[NR_CONV_MAX_SP];  /* image-side spatial shape */
+  int64_t col_sp[NR_CONV_MAX_SP]; /* column-side spatial shape */
+  int64_t im_dim, col_dim;        /* their products */
+  int64_t kdim;                   /* product of kernel */
+  bool is_1x1;
+  float *ws; /* owned workspace */
+  int64_t ws_cap;
+} nr_conv;
+
+/* Reads kernel/pad/stride/dilation (repeated or _h/_w forms), group, bias_term, axis,
+ * num_output from p (borrowed) for a bottom of shape `bottom`. Errors (NR_ERR_INPUT): num_output
+ * missing or 0, a kernel dim 0, wrong count of repeated values, _h/_w mixed with the
+ * repeated form or used without 2 spatial axes, axis out of range, no spatial axes, group
+ * not dividing num_output. */
+nr_status nr__conv_parse(nr_conv *cv, const Caffe__ConvolutionParameter *p,
+                         const nr_blob *bottom, nr_error *err);
+/* Effective kernel extent of spatial axis i: dil·(k−1)+1. */
+int64_t nr__conv_extent(const nr_conv *cv, int i);
+/* Call after num/in_ch/out_ch/im_sp/col_sp are set: derives the products and 1×1 flag
+ * and grows the workspace. Errors: NR_ERR_NOMEM. */
+nr_status nr__conv_prepare(nr_conv *cv, nr_error *err);
+void nr__conv_free(nr_conv *cv);
+
+/* out (num, out_ch, col_sp) = W ⊛ im (num, in_ch, im_sp); overwrites out. */
+void nr__conv_forward(nr_conv *cv, const float *im, const float *w, float *out);
+/* im_diff = the adjoint of forward applied to out_diff; overwrites im_diff. */
+void nr__conv_backward_data(nr_conv *cv, const float *out_diff, const float *w,
+                            float *im_diff);
+/* w_diff += gradient of forward's output against W, given im and out_diff. */
+void nr__conv_weight_grad(nr_conv *cv, const float *im, const float *out_diff,
+                          float *w_diff);
+/* data[n][c][s] += bias[c]; bias_diff[c] += Σ_{n,s} diff[n][c][s]. */
+void nr__conv_bias_add(int64_t num, int64_t ch, int64_t sp, const float *bias, float *data);
+void nr__conv_bias_grad(int64_t num, int64_t ch, int64_t sp, const float *diff,
+                        float *bias_diff);
+
+#endif

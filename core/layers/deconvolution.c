@@ -1,0 +1,118 @@
+/* Deconvolution: Caffe's DeconvolutionLayer, the transpose (adjoint) of Convolution.
+ *
+ * Weight (channels, num_output/group, k...) as in Caffe, bias (num_output). Output size per
+ * spatial axis: stride·(in − 1) + dilation·(k − 1) + 1 − 2·pad. Forward is Convolution's
+ * backward-data pass, backward is its forward pass (im2col.c); weight and bias diffs
+ * accumulate, bottom diffs are overwritten.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "filler.h"
+#include "im2col.h"
+#include "layer.h"
+#include "nr_math.h"
+
+static const Caffe__ConvolutionParameter default_param = CAFFE__CONVOLUTION_PARAMETER__INIT;
+
+static nr_status deconv_setup(nr_layer *l, nr_error *err) {
+  const Caffe__ConvolutionParameter *p =
+      l->param->convolution_param ? l->param->convolution_param : &default_param;
+  if (l->ntop != l->nbottom)
+    return nr_err_set(err, NR_ERR_INPUT, "needs as many tops as bottoms (%d bottoms, %d tops)",
+                      l->nbottom, l->ntop);
+  nr_conv *cv = calloc(1, sizeof *cv);
+  if (!cv) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
+  l->priv = cv;
+  const nr_blob *b = l->bottom[0];
+  NR_TRY(nr__conv_parse(cv, p, b, err));
+  int64_t channels = b->shape[cv->axis];
+  if (channels % cv->group != 0)
+    return nr_err_set(err, NR_ERR_INPUT, "bottom channels %lld not a multiple of group %lld",
+                      (long long)channels, (long long)cv->group);
+  int64_t wdims[NR_CONV_MAX_SP + 2] = {channels, cv->num_output / cv->group};
+  for (int a = 0; a < cv->nsp; a++) wdims[2 + a] = cv->kernel[a];
+  nr_rng *rng = l->ctx ? l->ctx->rng : NULL;
+  nr_blob *w = NULL, *bias = NULL;
+  NR_TRY(nr_layer_add_param(l, 2 + cv->nsp, wdims, &w, err));
+  if (nr_fill(w, p->weight_filler, rng, err) != NR_OK) return nr_err_prefix(err, "weight_filler");
+  if (cv->bias_term) {
+    NR_TRY(nr_layer_add_param(l, 1, &cv->num_output, &bias, err));
+    if (nr_fill(bias, p->bias_filler, rng, err) != NR_OK) return nr_err_prefix(err, "bias_filler");
+  }
+  return NR_OK;
+}
+
+static nr_status deconv_reshape(nr_layer *l, nr_error *err) {
+  nr_conv *cv = l->priv;
+  const nr_blob *b0 = l->bottom[0];
+  const int want_axes = cv->axis + 1 + cv->nsp;
+  const int64_t channels = l->blobs[0]->shape[0];
+  for (int i = 0; i < l->nbottom; i++) {
+    const nr_blob *b = l->bottom[i];
+    if (b->num_axes != want_axes)
+      return nr_err_set(err, NR_ERR_INPUT, "bottom[%d] has %d axes, expected %d", i,
+                        b->num_axes, want_axes);
+    if (b->shape[cv->axis] != channels)
+      return nr_err_set(err, NR_ERR_INPUT, "bottom[%d] has %lld channels, expected %lld", i,
+                        (long long)b->shape[cv->axis], (long long)channels);
+    if (i > 0 && !nr_blob_same_shape(b, b0)) {
+      char s0[256], s1[256];
+      return nr_err_set(err, NR_ERR_INPUT, "bottom[%d] shape %s differs from bottom[0] shape %s",
+                        i, nr_blob_shape_str(b, s1, sizeof s1),
+                        nr_blob_shape_str(b0, s0, sizeof s0));
+    }
+  }
+  for (int a = 0; a < cv->nsp; a++) {
+    cv->col_sp[a] = b0->shape[cv->axis + 1 + a];
+    cv->im_sp[a] = cv->stride[a] * (cv->col_sp[a] - 1) + nr__conv_extent(cv, a) - 2 * cv->pad[a];
+    if (cv->im_sp[a] <= 0)
+      return nr_err_set(err, NR_ERR_INPUT,
+                        "output size %lld on spatial axis %d is not positive (input %lld, "
+                        "pad %lld too large)",
+                        (long long)cv->im_sp[a], a, (long long)cv->col_sp[a],
+                        (long long)cv->pad[a]);
+  }
+  cv->num = nr_blob_count_range(b0, 0, cv->axis);
+  cv->in_ch = cv->num_output;
+  cv->out_ch = channels;
+  int64_t dims[NR_MAX_AXES];
+  for (int a = 0; a < cv->axis; a++) dims[a] = b0->shape[a];
+  dims[cv->axis] = cv->num_output;
+  for (int a = 0; a < cv->nsp; a++) dims[cv->axis + 1 + a] = cv->im_sp[a];
+  for (int i = 0; i < l->ntop; i++) NR_TRY(nr_blob_reshape(l->top[i], want_axes, dims, err));
+  return nr__conv_prepare(cv, err);
+}
+
+static nr_status deconv_forward(nr_layer *l, nr_error *err) {
+  nr_conv *cv = l->priv;
+  for (int i = 0; i < l->nbottom; i++) {
+    nr__conv_backward_data(cv, l->bottom[i]->data, l->blobs[0]->data, l->top[i]->data);
+    if (cv->bias_term)
+      nr__conv_bias_add(cv->num, cv->in_ch, cv->im_dim, l->blobs[1]->data, l->top[i]->data);
+  }
+  return NR_OK;
+}
+
+static nr_status deconv_backward(nr_layer *l, nr_error *err) {
+  nr_conv *cv = l->priv;
+  for (int i = 0; i < l->nbottom; i++) {
+    const float *td = l->top[i]->diff;
+    if (cv->bias_term) nr__conv_bias_grad(cv->num, cv->in_ch, cv->im_dim, td, l->blobs[1]->diff);
+    nr__conv_weight_grad(cv, td, l->bottom[i]->data, l->blobs[0]->diff);
+    if (l->prop_down[i]) nr__conv_forward(cv, td, l->blobs[0]->data, l->bottom[i]->diff);
+  }
+  return NR_OK;
+}
+
+static void deconv_destroy(nr_layer *l) {
+  if (l->priv) nr__conv_free(l->priv);
+  free(l->priv);
+  l->priv = NULL;
+}
+
+const nr_layer_type nr_layer_deconvolution = {
+    .name = "Deconvolution",
+    .min_bottoms = 1, .max_bottoms = -1, .min_tops = 1, .max_tops = -1,
+    .setup = deconv_setup, .reshape = deconv_reshape, .forward = deconv_forward,
+    .backward = deconv_backward, .destroy = deconv_destroy};

@@ -1,0 +1,299 @@
+/* Convolution and Deconvolution: values against naive loops (groups, dilation, stride,
+ * pad, 1×1 fast path, N-D path, chunked batches), error messages, gradient checks. */
+#include "im2col.h"
+#include "lb_util.h"
+
+/* Direct 2-D convolution, as in the definition. w is (M, C/G, kh, kw). */
+static void naive_conv(const float *x, int N, int C, int H, int W, const float *w,
+                       const float *bias, int M, int G, int kh, int kw, int ph, int pw, int sh,
+                       int sw, int dh, int dw, float *y, int OH, int OW) {
+  int cg = C / G, mg = M / G;
+  for (int n = 0; n < N; n++)
+    for (int m = 0; m < M; m++)
+      for (int oh = 0; oh < OH; oh++)
+        for (int ow = 0; ow < OW; ow++) {
+          int g = m / mg;
+          double s = bias ? bias[m] : 0;
+          for (int c = 0; c < cg; c++)
+            for (int i = 0; i < kh; i++)
+              for (int j = 0; j < kw; j++) {
+                int ih = oh * sh - ph + i * dh, iw = ow * sw - pw + j * dw;
+                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                s += (double)x[((n * C + g * cg + c) * H + ih) * W + iw] *
+                     w[((m * cg + c) * kh + i) * kw + j];
+              }
+          y[((n * M + m) * OH + oh) * OW + ow] = (float)s;
+        }
+}
+
+/* Direct transposed convolution: every input pixel scatters its kernel. w is (C, M/G, kh, kw). */
+static void naive_deconv(const float *x, int N, int C, int H, int W, const float *w,
+                         const float *bias, int M, int G, int kh, int kw, int ph, int pw,
+                         int sh, int sw, int dh, int dw, float *y, int OH, int OW) {
+  int cg = C / G, mg = M / G;
+  for (int i = 0; i < N * M * OH * OW; i++) y[i] = 0;
+  for (int n = 0; n < N; n++)
+    for (int c = 0; c < C; c++)
+      for (int h = 0; h < H; h++)
+        for (int ww = 0; ww < W; ww++) {
+          int g = c / cg;
+          float v = x[((n * C + c) * H + h) * W + ww];
+          for (int o = 0; o < mg; o++)
+            for (int i = 0; i < kh; i++)
+              for (int j = 0; j < kw; j++) {
+                int oh = h * sh - ph + i * dh, ow = ww * sw - pw + j * dw;
+                if (oh < 0 || oh >= OH || ow < 0 || ow >= OW) continue;
+                y[((n * M + g * mg + o) * OH + oh) * OW + ow] +=
+                    v * w[((c * mg + o) * kh + i) * kw + j];
+              }
+        }
+  if (bias)
+    for (int n = 0; n < N; n++)
+      for (int m = 0; m < M; m++)
+        for (int p = 0; p < OH * OW; p++) y[(n * M + m) * OH * OW + p] += bias[m];
+}
+
+/* The brief's hand case: 3x3 kernel on a 4x4 input, no pad, stride 1: 2x2 output. */
+static void test_conv_3x3_on_4x4(void) {
+  lb *f = lb_new("name: 'c' type: 'Convolution' convolution_param { num_output: 1 "
+                 "kernel_size: 3 bias_filler { type: 'constant' value: 0.5 } }",
+                 1, 1);
+  CHECK(f);
+  LB_SHAPE(f->bottom[0], 1, 1, 4, 4);
+  for (int i = 0; i < 16; i++) f->bottom[0]->data[i] = (float)i;
+  CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
+  CHECK_INT_EQ(f->l->nblobs, 2);
+  CHECK_INT_EQ(f->top[0]->num_axes, 4);
+  CHECK_INT_EQ(f->top[0]->shape[2], 2);
+  CHECK_INT_EQ(f->top[0]->shape[3], 2);
+  CHECK_NEAR(f->l->blobs[1]->data[0], 0.5, 0);
+  for (int i = 0; i < 9; i++) f->l->blobs[0]->data[i] = (float)(i % 3 == 1 ? 1 : 0) + (i == 4);
+  /* kernel [[0,1,0],[0,2,0],[0,1,0]]: out(r,c) = x(r,c+1) + 2 x(r+1,c+1) + x(r+2,c+1) */
+  CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
+  for (int r = 0; r < 2; r++)
+    for (int c = 0; c < 2; c++) {
+      float want = (float)((r * 4 + c + 1) + 2 * ((r + 1) * 4 + c + 1) + ((r + 2) * 4 + c + 1)) + 0.5f;
+      CHECK_NEAR(f->top[0]->data[r * 2 + c], want, 1e-5);
+    }
+  lb_free(f);
+}
+
+typedef struct conv_case {
+  int N, C, H, W, M, G, kh, kw, ph, pw, sh, sw, dh, dw;
+  bool bias, force_nd;
+} conv_case;
+
+static void run_conv_case(const conv_case *k, bool deconv) {
+  char proto[512];
+  snprintf(proto, sizeof proto,
+           "name: 'c' type: '%s' convolution_param { num_output: %d group: %d kernel_h: %d "
+           "kernel_w: %d pad_h: %d pad_w: %d stride_h: %d stride_w: %d bias_term: %s "
+           "force_nd_im2col: %s weight_filler { type: 'gaussian' std: 1 } bias_filler { type: "
+           "'gaussian' std: 1 } }",
+           deconv ? "Deconvolution" : "Convolution", k->M, k->G, k->kh, k->kw, k->ph, k->pw,
+           k->sh, k->sw, k->bias ? "true" : "false", k->force_nd ? "true" : "false");
+  /* dilation only through the repeated form */
+  char *brace = strstr(proto, "num_output");
+  char with_dil[600];
+  snprintf(with_dil, sizeof with_dil, "%.*sdilation: %d dilation: %d %s", (int)(brace - proto),
+           proto, k->dh, k->dw, brace);
+  lb *f = lb_new(with_dil, 1, 1);
+  CHECK(f);
+  LB_SHAPE(f->bottom[0], k->N, k->C, k->H, k->W);
+  nr_gradcheck_fill_uniform(f->bottom[0], -1, 1, 7);
+  CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
+  int OH, OW;
+  if (!deconv) {
+    OH = (k->H + 2 * k->ph - (k->dh * (k->kh - 1) + 1)) / k->sh + 1;
+    OW = (k->W + 2 * k->pw - (k->dw * (k->kw - 1) + 1)) / k->sw + 1;
+  } else {
+    OH = k->sh * (k->H - 1) + k->dh * (k->kh - 1) + 1 - 2 * k->ph;
+    OW = k->sw * (k->W - 1) + k->dw * (k->kw - 1) + 1 - 2 * k->pw;
+  }
+  CHECK_INT_EQ(f->top[0]->shape[0], k->N);
+  CHECK_INT_EQ(f->top[0]->shape[1], k->M);
+  CHECK_INT_EQ(f->top[0]->shape[2], OH);
+  CHECK_INT_EQ(f->top[0]->shape[3], OW);
+  CHECK_INT_EQ(f->l->blobs[0]->shape[0], deconv ? k->C : k->M);
+  CHECK_INT_EQ(f->l->blobs[0]->shape[1], deconv ? k->M / k->G : k->C / k->G);
+  CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
+  float *want = malloc((size_t)f->top[0]->count * sizeof *want);
+  const float *bias = k->bias ? f->l->blobs[1]->data : NULL;
+  if (deconv)
+    naive_deconv(f->bottom[0]->data, k->N, k->C, k->H, k->W, f->l->blobs[0]->data, bias, k->M,
+                 k->G, k->kh, k->kw, k->ph, k->pw, k->sh, k->sw, k->dh, k->dw, want, OH, OW);
+  else
+    naive_conv(f->bottom[0]->data, k->N, k->C, k->H, k->W, f->l->blobs[0]->data, bias, k->M, k->G,
+               k->kh, k->kw, k->ph, k->pw, k->sh, k->sw, k->dh, k->dw, want, OH, OW);
+  double d = lb_maxdiff(want, f->top[0]->data, f->top[0]->count);
+  free(want);
+  if (!(d < 1e-4))
+    fprintf(stderr, "case N%d C%d %dx%d M%d G%d k%dx%d p%d,%d s%d,%d d%d,%d nd%d\n", k->N, k->C,
+            k->H, k->W, k->M, k->G, k->kh, k->kw, k->ph, k->pw, k->sh, k->sw, k->dh, k->dw,
+            k->force_nd);
+  CHECK(d < 1e-4);
+  lb_free(f);
+}
+
+static const conv_case cases[] = {
+    /* N C  H  W  M  G kh kw ph pw sh sw dh dw bias nd */
+    {2, 3, 7, 6, 4, 1, 3, 3, 0, 0, 1, 1, 1, 1, true, false},
+    {2, 4, 7, 8, 6, 2, 3, 2, 1, 2, 2, 1, 1, 1, true, false},
+    {3, 6, 9, 9, 6, 3, 3, 3, 2, 1, 1, 2, 2, 3, true, false},
+    {1, 4, 5, 5, 4, 4, 2, 2, 1, 1, 3, 3, 1, 1, false, false}, /* depthwise */
+    {2, 4, 6, 5, 3, 1, 1, 1, 0, 0, 1, 1, 1, 1, true, false},  /* 1x1, batched column path */
+    {2, 8, 20, 20, 4, 2, 1, 1, 0, 0, 1, 1, 1, 1, true, false},/* 1x1, direct path (400 px) */
+    {2, 3, 6, 6, 2, 1, 1, 1, 1, 0, 2, 1, 1, 1, true, false},  /* 1x1 with pad/stride */
+    {2, 4, 7, 6, 4, 2, 3, 2, 1, 0, 2, 1, 2, 1, true, true},   /* N-D path on 2-D data */
+    {1, 2, 4, 4, 3, 1, 4, 4, 0, 0, 1, 1, 1, 1, true, false},  /* kernel == input */
+};
+
+static void test_conv_vs_naive(void) {
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    run_conv_case(&cases[i], false);
+    if (nr_test_case_failed) return;
+  }
+}
+
+static void test_deconv_vs_naive(void) {
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    conv_case k = cases[i];
+    if (k.C % k.G) continue;
+    run_conv_case(&k, true);
+    if (nr_test_case_failed) return;
+  }
+}
+
+/* A tiny workspace cap forces several chunks per batch (chunks of 2, 2, 1 images). */
+static void test_conv_chunked(void) {
+  int64_t saved = nr__conv_workspace_floats;
+  nr__conv_workspace_floats = 2 * (3 * 9 + 4) * 5 * 5;
+  conv_case k = {5, 3, 7, 7, 4, 1, 3, 3, 0, 0, 1, 1, 1, 1, true, false};
+  run_conv_case(&k, false);
+  if (!nr_test_case_failed) run_conv_case(&k, true);
+  nr__conv_workspace_floats = saved;
+}
+
+static void test_conv_errors(void) {
+  lb *f = lb_new("name: 'c' type: 'Convolution' convolution_param { num_output: 2 kernel_size: 5 }",
+                 1, 1);
+  CHECK(f);
+  LB_SHAPE(f->bottom[0], 1, 1, 3, 3);
+  CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
+  CHECK_CONTAINS(f->err.msg, "kernel 5x5 larger than padded input 3x3");
+  lb_free(f);
+
+  f = lb_new("name: 'c' type: 'Convolution' convolution_param { kernel_size: 3 }", 1, 1);
+  CHECK(f);
+  LB_SHAPE(f->bottom[0], 1, 1, 5, 5);
+  CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
+  CHECK_CONTAINS(f->err.msg, "num_output");
+  lb_free(f);
+
+  f = lb_new("name: 'c' type: 'Convolution'", 1, 1);
+  CHECK(f);
+  LB_SHAPE(f->bottom[0], 1, 1, 5, 5);
+  CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
+  CHECK_CONTAINS(f->err.msg, "num_output");
+  lb_free(f);
+
+  f = lb_new("name: 'c' type: 'Convolution' convolution_param { num_output: 2 kernel_size: 3 "
+             "kernel_size: 3 kernel_size: 3 }", 1, 1);
+  CHECK(f);
+  LB_SHAPE(f->bottom[0], 1, 1, 5, 5);
+  CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
+  CHECK_CONTAINS(f->err.msg, "kernel must be given once, or once per spatial axis (2)");
+  lb_free(f);
+
+  f = lb_new("name: 'c' type: 'Convolution' convolution_param { num_output: 3 kernel_size: 1 "
+             "group: 2 }", 1, 1);
+  CHECK(f);
+  LB_SHAPE(f->bottom[0], 1, 4, 5, 5);
+  CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
+  CHECK_CONTAINS(f->err.msg, "num_output 3 is not a multiple of group 2");
+  lb_free(f);
+
+  /* A later reshape with a wrong bottom. */
+  f = lb_new("name: 'c' type: 'Convolution' convolution_param { num_output: 2 kernel_size: 3 }",
+             1, 1);
+  CHECK(f);
+  LB_SHAPE(f->bottom[0], 2, 3, 5, 5);
+  CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
+  LB_SHAPE(f->bottom[0], 3, 5, 5);
+  CHECK_INT_EQ(f->l->type->reshape(f->l, &f->err), NR_ERR_INPUT);
+  CHECK_CONTAINS(f->err.msg, "bottom[0] has 3 axes, expected 4");
+  LB_SHAPE(f->bottom[0], 2, 4, 5, 5);
+  CHECK_INT_EQ(f->l->type->reshape(f->l, &f->err), NR_ERR_INPUT);
+  CHECK_CONTAINS(f->err.msg, "bottom[0] has 4 channels, expected 3");
+  /* A bigger batch reshapes fine. */
+  LB_SHAPE(f->bottom[0], 7, 3, 6, 5);
+  CHECK_OK(f->l->type->reshape(f->l, &f->err), &f->err);
+  CHECK_INT_EQ(f->top[0]->shape[0], 7);
+  CHECK_INT_EQ(f->top[0]->shape[2], 4);
+  lb_free(f);
+}
+
+static void test_conv_gradient(void) {
+  const char *protos[] = {
+      "name: 'c' type: 'Convolution' convolution_param { num_output: 4 kernel_size: 3 "
+      "stride: 2 pad: 1 group: 2 weight_filler { type: 'gaussian' std: 0.5 } "
+      "bias_filler { type: 'gaussian' std: 0.5 } }",
+      "name: 'c' type: 'Convolution' convolution_param { num_output: 3 kernel_h: 2 kernel_w: 3 "
+      "dilation: 2 pad_w: 2 weight_filler { type: 'gaussian' std: 0.5 } }",
+      "name: 'c' type: 'Convolution' convolution_param { num_output: 3 kernel_size: 1 "
+      "weight_filler { type: 'gaussian' std: 0.5 } }",
+      "name: 'c' type: 'Deconvolution' convolution_param { num_output: 4 kernel_size: 3 "
+      "stride: 2 pad: 1 group: 2 weight_filler { type: 'gaussian' std: 0.5 } "
+      "bias_filler { type: 'gaussian' std: 0.5 } }",
+  };
+  for (size_t i = 0; i < sizeof protos / sizeof protos[0]; i++) {
+    lb *f = lb_new(protos[i], 2, 2); /* two bottom/top pairs sharing the weights */
+    CHECK(f);
+    LB_SHAPE(f->bottom[0], 2, 4, 5, 5);
+    LB_SHAPE(f->bottom[1], 2, 4, 5, 5);
+    nr_gradcheck_fill_gaussian(f->bottom[0], 0, 1, 11);
+    nr_gradcheck_fill_gaussian(f->bottom[1], 0, 1, 12);
+    CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
+    CHECK_GRAD(f, 1e-2f, 1e-3f, -1, NR_GC_ALL);
+    lb_free(f);
+  }
+}
+
+static void test_conv_nd_gradient(void) {
+  /* 3 spatial axes (N-D im2col), and 1 spatial axis. */
+  lb *f = lb_new("name: 'c' type: 'Convolution' convolution_param { num_output: 2 kernel_size: 2 "
+                 "kernel_size: 3 kernel_size: 2 stride: 2 stride: 1 stride: 1 pad: 1 pad: 0 pad: 1 "
+                 "weight_filler { type: 'gaussian' std: 0.5 } bias_filler { type: 'gaussian' std: 1 } }",
+                 1, 1);
+  CHECK(f);
+  LB_SHAPE(f->bottom[0], 2, 2, 3, 4, 3);
+  nr_gradcheck_fill_gaussian(f->bottom[0], 0, 1, 13);
+  CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
+  CHECK_INT_EQ(f->top[0]->num_axes, 5);
+  CHECK_INT_EQ(f->top[0]->shape[2], 2); /* (3+2-2)/2+1 */
+  CHECK_INT_EQ(f->top[0]->shape[3], 2);
+  CHECK_INT_EQ(f->top[0]->shape[4], 4);
+  CHECK_GRAD(f, 1e-2f, 1e-3f, -1, NR_GC_ALL);
+  lb_free(f);
+
+  f = lb_new("name: 'c' type: 'Deconvolution' convolution_param { num_output: 2 kernel_size: 3 "
+             "stride: 2 weight_filler { type: 'gaussian' std: 0.5 } }", 1, 1);
+  CHECK(f);
+  LB_SHAPE(f->bottom[0], 2, 3, 4);
+  nr_gradcheck_fill_gaussian(f->bottom[0], 0, 1, 14);
+  CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
+  CHECK_INT_EQ(f->top[0]->shape[2], 9);
+  CHECK_GRAD(f, 1e-2f, 1e-3f, -1, NR_GC_ALL);
+  lb_free(f);
+}
+
+int main(void) {
+  NR_RUN(test_conv_3x3_on_4x4);
+  NR_RUN(test_conv_vs_naive);
+  NR_RUN(test_deconv_vs_naive);
+  NR_RUN(test_conv_chunked);
+  NR_RUN(test_conv_errors);
+  NR_RUN(test_conv_gradient);
+  NR_RUN(test_conv_nd_gradient);
+  return NR_TEST_EXIT();
+}
