@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages netrun needs (only the missing ones; quiet when all are
+# present) and builds netrun into build/. Usage: scripts/setup.sh [extra cmake args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  build-essential cmake pkg-config
+  libprotobuf-c-dev protobuf-c-compiler libmsgpack-dev libopenblas-dev
+  python3 python3-dev python3-numpy libpython3.11
+  dataset-fashion-mnist liblmdb-dev libhdf5-dev
+)
+# Optional extras by environment variable: NR_WITH_BENCH=1 (PyTorch peer), NR_WITH_PLOT=1.
+[ "${NR_WITH_BENCH:-0}" = 1 ] && PACKAGES+=(python3-torch valgrind)
+[ "${NR_WITH_PLOT:-0}" = 1 ] && PACKAGES+=(python3-matplotlib)
+[ "${NR_WITH_CLANG:-0}" = 1 ] && PACKAGES+=(clang libclang-rt-14-dev)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+BUILD_DIR=${NR_BUILD_DIR:-build}
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+cmake --build "$BUILD_DIR" -j"$(nproc)"
