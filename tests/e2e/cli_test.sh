@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# End-to-end cases of the netrun CLI, one per invocation: cli_test.sh CASE.
+# Each case runs netrun the way a user would and asserts on exit codes and what is printed.
+set -u
+: "${NETRUN:?}" "${NR_SOURCE_DIR:?}" "${NR_SHARED_DATA:?}"
+HERE="$NR_SOURCE_DIR/tests/e2e"
+SHARED="$NR_SHARED_DATA/caffe-prototxt"
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+cd "$WORK"
+failures=0
+
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+# run EXPECTED_STATUS CMD...: runs, keeps stdout/stderr in $WORK/out, $WORK/err
+run() {
+  local want=$1; shift
+  "$@" >"$WORK/out" 2>"$WORK/err"
+  local got=$?
+  [ "$got" = "$want" ] || fail "'$*' exited $got, expected $want; stderr: $(tail -c 2000 "$WORK/err")"
+}
+expect_err() { grep -qF -- "$1" "$WORK/err" || fail "stderr lacks '$1': $(tail -c 2000 "$WORK/err")"; }
+expect_out() { grep -qF -- "$1" "$WORK/out" || fail "stdout lacks '$1': $(tail -c 2000 "$WORK/out")"; }
+
+case_help() {
+  run 0 "$NETRUN" --help; expect_out "usage: netrun"; expect_out "train"
+  run 0 "$NETRUN" train --help; expect_out "--solver"; expect_out "--py-workers"
+  run 0 "$NETRUN" check -help; expect_out "--model"
+}
+
+case_usage_errors() {
+  run 2 "$NETRUN"
+  run 2 "$NETRUN" frobnicate; expect_err "unknown command 'frobnicate'"
+  run 2 "$NETRUN" test --model x.prototxt --bogus 1; expect_err "unknown flag '--bogus'"
+  run 2 "$NETRUN" test; expect_err "--model is required"
+  run 2 "$NETRUN" time --model x --iterations zero; expect_err "bad value 'zero' for --iterations"
+  run 2 "$NETRUN" train; expect_err "--solver is required"
+  run 2 "$NETRUN" train --solver s --weights a --snapshot b; expect_err "not both"
+  run 2 "$NETRUN" --py-workers; expect_err "needs a value"
+}
+
+case_check_shared_nets() {
+  for f in "$SHARED"/*deploy.prototxt "$SHARED/mnist-lenet.prototxt"; do
+    run 0 "$NETRUN" check --model "$f"
+    grep -q "^total:" "$WORK/out" || fail "check $f printed no total"
+  done
+  run 0 "$NETRUN" check --model "$SHARED/mnist-lenet.prototxt"
+  expect_out "conv1"; expect_out "64x20x24x24"; expect_out "431080"
+}
+
+case_check_errors() {
+  printf 'name: "x"\nlayer { name: "a" type: "Frobnicate" top: "t" }\n' > unknown.prototxt
+  run 1 "$NETRUN" check --model unknown.prototxt
+  expect_err "unknown layer type 'Frobnicate'"; expect_err "Convolution"
+  printf 'name: "x"\nlayer { name: "r" type: "ReLU" bottom: "missing" top: "r" }\n' > bottom.prototxt
+  run 1 "$NETRUN" check --model bottom.prototxt; expect_err "unknown bottom blob 'missing'"
+  cat > nonum.prototxt <<'P'
+name: "x"
+layer { name: "in" type: "Input" top: "d" input_param { shape { dim: 1 dim: 1 dim: 4 dim: 4 } } }
+layer { name: "conv" type: "Convolution" bottom: "d" top: "c" convolution_param { kernel_size: 3 } }
+P
+  run 1 "$NETRUN" check --model nonum.prototxt; expect_err "'conv' (Convolution)"; expect_err "num_output"
+  cat > bigkernel.prototxt <<'P'
+name: "x"
+layer { name: "in" type: "Input" top: "d" input_param { shape { dim: 1 dim: 1 dim: 4 dim: 4 } } }
+layer { name: "conv" type: "Convolution" bottom: "d" top: "c" convolution_param { num_output: 2 kernel_size: 7 } }
+P
+  run 1 "$NETRUN" check --model bigkernel.prototxt; expect_err "'conv' (Convolution)"; expect_err "kernel"
+  cat > huge.prototxt <<'P'
+name: "x"
+layer { name: "in" type: "Input" top: "d" input_param { shape { dim: 100000 dim: 100000 dim: 100000 } } }
+P
+  run 1 "$NETRUN" check --model huge.prototxt; expect_err "too large"
+  run 1 "$NETRUN" check --model does-not-exist.prototxt; expect_err "does-not-exist.prototxt"
+}
+
+case_upgrade_fixed_point() {
+  for f in "$SHARED"/*.prototxt; do
+    run 0 "$NETRUN" upgrade "$f" once.prototxt
+    run 0 "$NETRUN" upgrade once.prototxt twice.prototxt
+    cmp -s once.prototxt twice.prototxt || fail "upgrade of $f is not a fixed point"
+  done
+  printf 'name: "v1"\nlayers { name: "ip" type: INNER_PRODUCT bottom: "x" top: "y" inner_product_param { num_output: 3 } }\n' > v1.prototxt
+  run 0 "$NETRUN" upgrade v1.prototxt; expect_out 'type: "InnerProduct"'
+  run 0 "$NETRUN" upgrade - < v1.prototxt; expect_out 'layer {'
+}
+
+case_bad_prototxt_location() {
+  printf 'name: "x"\nlayer {\n  name: "a"\n  colour: 3\n}\n' > bad.prototxt
+  run 1 "$NETRUN" check --model bad.prototxt; expect_err "bad.prototxt:4:3"; expect_err "colour"
+  printf 'name: "x"\nlayer {\n  name: "a\n' > unterminated.prototxt
+  run 1 "$NETRUN" check --model unterminated.prototxt; expect_err "unterminated.prototxt:3:"
+}
+
+case_test_without_weights() {
+  cp "$HERE/nets/lenet_dummy_train.prototxt" net.prototxt
+  run 0 "$NETRUN" test --model net.prototxt --iterations 3
+  expect_err "Batch 0, accuracy = "; expect_err "Batch 2, loss = "
+  expect_err "] accuracy = "; expect_err "loss = "; expect_err "(* 1 = "
+}
+
+case_time_lines() {
+  cp "$HERE/nets/lenet_dummy_train.prototxt" net.prototxt
+  run 0 "$NETRUN" time --model net.prototxt --iterations 3
+  expect_err "conv1	forward: "; expect_err "conv1	backward: "
+  expect_err "Average Forward pass: "; expect_err "Average Forward-Backward: "
+  expect_err "*** Benchmark ends ***"
+}
+
+loss_at() { grep -E "Iteration $1 .*loss = " "$2" | sed -E 's/.*loss = ([-0-9.eE+]+).*/\1/' | head -n 1; }
+
+case_train_dummy_lenet() {
+  cp "$HERE"/nets/lenet_dummy_*.prototxt .
+  mkdir -p snap
+  run 0 "$NETRUN" train --solver lenet_dummy_solver.prototxt
+  cp "$WORK/err" train.log
+  expect_err "Iteration 0, Testing net (#0)"; expect_err "Test net output #0: accuracy = "
+  expect_err "Iteration 10 ("; expect_err "Iteration 20, lr = 0.01"
+  expect_err "Snapshotting to binary proto file snap/lenet_dummy_iter_20.caffemodel"
+  expect_err "Optimization Done."
+  [ -f snap/lenet_dummy_iter_40.caffemodel ] && [ -f snap/lenet_dummy_iter_40.solverstate ] ||
+    fail "no final snapshot"
+  first=$(loss_at 0 train.log); last=$(loss_at 30 train.log)
+  awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a / 4) }' ||
+    fail "loss did not fall: iteration 0 loss $first, iteration 30 loss $last"
+  run 0 "$NETRUN" test --model lenet_dummy_train.prototxt --weights snap/lenet_dummy_iter_40.caffemodel --iterations 2
+  expect_err "] accuracy = 1"
+}
+
+case_train_resume_matches() {
+  cp "$HERE"/nets/lenet_dummy_*.prototxt .
+  mkdir -p snap
+  run 0 "$NETRUN" train --solver lenet_dummy_solver.prototxt
+  cp snap/lenet_dummy_iter_40.caffemodel straight.caffemodel
+  run 0 "$NETRUN" train --solver lenet_dummy_solver.prototxt --snapshot snap/lenet_dummy_iter_20.solverstate
+  cmp -s straight.caffemodel snap/lenet_dummy_iter_40.caffemodel ||
+    fail "resuming from iteration 20 did not reproduce the uninterrupted run's weights"
+}
+
+case_weights_mismatch() {
+  cp "$HERE"/nets/lenet_dummy_*.prototxt .
+  mkdir -p snap
+  run 0 "$NETRUN" train --solver lenet_dummy_solver.prototxt
+  sed 's/num_output: 32/num_output: 16/' lenet_dummy_train.prototxt > other.prototxt
+  run 1 "$NETRUN" test --model other.prototxt --weights snap/lenet_dummy_iter_40.caffemodel --iterations 1
+  expect_err "ip1"; expect_err "shape mismatch"
+  head -c 1000 snap/lenet_dummy_iter_40.caffemodel > truncated.caffemodel
+  run 1 "$NETRUN" test --model lenet_dummy_train.prototxt --weights truncated.caffemodel --iterations 1
+  expect_err "truncated.caffemodel"
+}
+
+"case_$1"
+if [ "$failures" -gt 0 ]; then echo "$1: $failures failure(s)" >&2; exit 1; fi
+echo "$1: ok"
