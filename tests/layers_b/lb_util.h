@@ -84,7 +84,7 @@ static void lb_shape(nr_blob *b, int n, const int64_t *d) {
   CHECK_OK(nr_gradcheck_layer((f)->l, (cfg), (check_bottom), (mode), &(f)->err), &(f)->err)
 
 /* Max |a − b| over n floats. */
-static double lb_maxdiff(const float *a, const float *b, int64_t n) {
+static inline double lb_maxdiff(const float *a, const float *b, int64_t n) {
   double m = 0;
   for (int64_t i = 0; i < n; i++) {
     double d = fabs((double)a[i] - b[i]);

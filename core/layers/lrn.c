@@ -1,0 +1,188 @@
+/* LRN: Caffe's local response normalization, top = x · scale^(−β).
+ *
+ * ACROSS_CHANNELS: scale = k + α/n · Σ x² over the n = local_size channels centred on c
+ *   (from c − (n−1)/2 to c + n/2 − ... clipped to the valid channels).
+ * WITHIN_CHANNEL: scale = 1 + α · avg(x²) over an n×n window centred on (h, w), averaged as
+ *   Caffe's AVE pooling with pad (n−1)/2 (the divisor counts the padded area). Caffe builds
+ *   this mode from Power/Pooling layers with shift 1, so `k` is not used here either.
+ * local_size must be odd. Backward (both modes):
+ *   dx = dy · scale^(−β) − 2αβ/n · x · Σ_{windows containing x} dy · y / scale
+ * with n replaced by the window's divisor within a channel.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layer.h"
+#include "nr_math.h"
+
+static const Caffe__LRNParameter default_param = CAFFE__LRNPARAMETER__INIT;
+
+typedef struct lrn_priv {
+  int size, pre;
+  float alpha, beta, k;
+  bool within;
+  float *scale; /* one per element */
+  float *tmp;   /* WITHIN_CHANNEL: per plane of sums / per-element ratios */
+  int64_t cap;
+} lrn_priv;
+
+static nr_status lrn_setup(nr_layer *l, nr_error *err) {
+  const Caffe__LRNParameter *p = l->param->lrn_param ? l->param->lrn_param : &default_param;
+  lrn_priv *q = calloc(1, sizeof *q);
+  if (!q) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
+  l->priv = q;
+  if (p->local_size % 2 == 0)
+    return nr_err_set(err, NR_ERR_INPUT, "local_size must be odd, got %u", p->local_size);
+  q->size = (int)p->local_size;
+  q->pre = (q->size - 1) / 2;
+  q->alpha = p->alpha;
+  q->beta = p->beta;
+  q->k = p->k;
+  q->within = p->norm_region == CAFFE__LRNPARAMETER__NORM_REGION__WITHIN_CHANNEL;
+  return NR_OK;
+}
+
+static nr_status lrn_reshape(nr_layer *l, nr_error *err) {
+  lrn_priv *q = l->priv;
+  const nr_blob *b = l->bottom[0];
+  if (b->num_axes != 4)
+    return nr_err_set(err, NR_ERR_INPUT,
+                      "bottom[0] has %d axes, expected 4 (num, channels, height, width)",
+                      b->num_axes);
+  NR_TRY(nr_blob_reshape_like(l->top[0], b, err));
+  if (b->count > q->cap) {
+    float *s = realloc(q->scale, (size_t)b->count * sizeof *s);
+    if (s) q->scale = s;
+    float *t = realloc(q->tmp, (size_t)b->count * sizeof *t);
+    if (t) q->tmp = t;
+    if (!s || !t) return nr_err_set(err, NR_ERR_NOMEM, "out of memory for LRN buffers");
+    q->cap = b->count;
+  }
+  return NR_OK;
+}
+
+/* Window of (h, w) within a plane, as Caffe's AVE pooling (kernel n, stride 1, pad pre):
+ * the clipped [hs, he) × [ws, we) and the divisor counting padding. */
+static void within_window(const lrn_priv *q, int64_t H, int64_t W, int64_t h, int64_t w,
+                          int64_t *hs, int64_t *he, int64_t *ws, int64_t *we, float *div) {
+  int64_t a = h - q->pre, b = a + q->size, c = w - q->pre, d = c + q->size;
+  if (b > H + q->pre) b = H + q->pre;
+  if (d > W + q->pre) d = W + q->pre;
+  *div = (float)((b - a) * (d - c));
+  *hs = a < 0 ? 0 : a;
+  *he = b > H ? H : b;
+  *ws = c < 0 ? 0 : c;
+  *we = d > W ? W : d;
+}
+
+static nr_status lrn_forward(nr_layer *l, nr_error *err) {
+  lrn_priv *q = l->priv;
+  const nr_blob *b = l->bottom[0];
+  const int64_t N = b->shape[0], C = b->shape[1], H = b->shape[2], W = b->shape[3], S = H * W;
+  const float *x = b->data;
+  float *y = l->top[0]->data, *scale = q->scale;
+  if (!q->within) {
+    const float a_n = q->alpha / (float)q->size;
+    for (int64_t n = 0; n < N; n++) {
+      const float *xn = x + n * C * S;
+      float *sn = scale + n * C * S;
+      /* running sum of squares over the channel window */
+      float *acc = q->tmp; /* S floats */
+      memset(acc, 0, (size_t)S * sizeof *acc);
+      for (int64_t c = 0; c < q->size - q->pre - 1 && c < C; c++)
+        for (int64_t s = 0; s < S; s++) acc[s] += xn[c * S + s] * xn[c * S + s];
+      for (int64_t c = 0; c < C; c++) {
+        int64_t add = c + q->size - q->pre - 1, sub = c - q->pre - 1;
+        if (add < C)
+          for (int64_t s = 0; s < S; s++) acc[s] += xn[add * S + s] * xn[add * S + s];
+        if (sub >= 0)
+          for (int64_t s = 0; s < S; s++) acc[s] -= xn[sub * S + s] * xn[sub * S + s];
+        for (int64_t s = 0; s < S; s++) sn[c * S + s] = q->k + a_n * acc[s];
+      }
+    }
+  } else {
+    for (int64_t pl = 0; pl < N * C; pl++) {
+      const float *xp = x + pl * S;
+      float *sp = scale + pl * S;
+      for (int64_t h = 0; h < H; h++)
+        for (int64_t w = 0; w < W; w++) {
+          int64_t hs, he, ws, we;
+          float div;
+          within_window(q, H, W, h, w, &hs, &he, &ws, &we, &div);
+          float sum = 0;
+          for (int64_t i = hs; i < he; i++)
+            for (int64_t j = ws; j < we; j++) sum += xp[i * W + j] * xp[i * W + j];
+          sp[h * W + w] = 1.0f + q->alpha * sum / div;
+        }
+    }
+  }
+  for (int64_t i = 0; i < b->count; i++) y[i] = x[i] * powf(scale[i], -q->beta);
+  return NR_OK;
+}
+
+static nr_status lrn_backward(nr_layer *l, nr_error *err) {
+  lrn_priv *q = l->priv;
+  if (!l->prop_down[0]) return NR_OK;
+  const nr_blob *b = l->bottom[0];
+  const int64_t N = b->shape[0], C = b->shape[1], H = b->shape[2], W = b->shape[3], S = H * W;
+  const float *x = b->data, *y = l->top[0]->data, *dy = l->top[0]->diff, *scale = q->scale;
+  float *dx = b->diff, *r = q->tmp;
+  /* r = dy · y / scale (saved before dx, which may alias dy for an in-place layer) */
+  for (int64_t i = 0; i < b->count; i++) r[i] = dy[i] * y[i] / scale[i];
+  for (int64_t i = 0; i < b->count; i++) dx[i] = dy[i] * powf(scale[i], -q->beta);
+  if (!q->within) {
+    const float f = 2.0f * q->alpha * q->beta / (float)q->size;
+    /* Σ over c' with c in window(c'): c' ∈ [c − (size − pre − 1), c + pre]. */
+    float *acc = malloc((size_t)S * sizeof *acc);
+    if (!acc) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
+    const int64_t before = q->size - q->pre - 1;
+    for (int64_t n = 0; n < N; n++) {
+      const float *rn = r + n * C * S, *xn = x + n * C * S;
+      float *dxn = dx + n * C * S;
+      memset(acc, 0, (size_t)S * sizeof *acc);
+      for (int64_t c = 0; c < q->pre && c < C; c++)
+        for (int64_t s = 0; s < S; s++) acc[s] += rn[c * S + s];
+      for (int64_t c = 0; c < C; c++) {
+        int64_t add = c + q->pre, sub = c - before - 1;
+        if (add < C)
+          for (int64_t s = 0; s < S; s++) acc[s] += rn[add * S + s];
+        if (sub >= 0)
+          for (int64_t s = 0; s < S; s++) acc[s] -= rn[sub * S + s];
+        for (int64_t s = 0; s < S; s++) dxn[c * S + s] -= f * xn[c * S + s] * acc[s];
+      }
+    }
+    free(acc);
+  } else {
+    const float f = 2.0f * q->alpha * q->beta;
+    for (int64_t pl = 0; pl < N * C; pl++) {
+      const float *rp = r + pl * S, *xp = x + pl * S;
+      float *dxp = dx + pl * S;
+      for (int64_t h = 0; h < H; h++)
+        for (int64_t w = 0; w < W; w++) {
+          int64_t hs, he, ws, we;
+          float div;
+          within_window(q, H, W, h, w, &hs, &he, &ws, &we, &div);
+          const float g = f * rp[h * W + w] / div;
+          for (int64_t i = hs; i < he; i++)
+            for (int64_t j = ws; j < we; j++) dxp[i * W + j] -= g * xp[i * W + j];
+        }
+    }
+  }
+  return NR_OK;
+}
+
+static void lrn_destroy(nr_layer *l) {
+  lrn_priv *q = l->priv;
+  if (!q) return;
+  free(q->scale);
+  free(q->tmp);
+  free(q);
+  l->priv = NULL;
+}
+
+const nr_layer_type nr_layer_lrn = {
+    .name = "LRN",
+    .min_bottoms = 1, .max_bottoms = 1, .min_tops = 1, .max_tops = 1,
+    .setup = lrn_setup, .reshape = lrn_reshape, .forward = lrn_forward,
+    .backward = lrn_backward, .destroy = lrn_destroy};

@@ -1,0 +1,252 @@
+/* Pooling: Caffe's PoolingLayer, MAX and AVE over 4-D (N, C, H, W) bottoms.
+ *
+ * Output size per axis (CEIL, Caffe's default): ⌈(in + 2·pad − k) / stride⌉ + 1; FLOOR
+ * uses ⌊⌋. With padding, an output whose window would start inside the bottom/right padding
+ * is dropped (one less), so every window overlaps the image. global_pooling pools the
+ * whole plane (pad 0, stride 1). MAX keeps the argmax (h·W + w within the plane) for
+ * backward and, given a second top, writes it there as Caffe's mask. AVE divides by the
+ * window size counting padding, with the window clipped at in + pad (Caffe's divisor).
+ * STOCHASTIC is refused at setup.
+ *
+ * The loops run the kernel taps outermost and the output column innermost, so the inner
+ * loops are plain strided scans the compiler can vectorize.
+ */
+#include <float.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layer.h"
+#include "nr_math.h"
+
+static const Caffe__PoolingParameter default_param = CAFFE__POOLING_PARAMETER__INIT;
+
+typedef struct pool_priv {
+  int method;
+  bool global, floor_mode;
+  int64_t kh, kw, ph, pw, sh, sw;
+  int64_t H, W, OH, OW;
+  int32_t *mask; /* MAX: argmax per top element */
+  int64_t mask_cap;
+  float *inv_size; /* AVE: 1 / window size per output position (OH·OW) */
+  int64_t inv_cap;
+} pool_priv;
+
+static nr_status pool_setup(nr_layer *l, nr_error *err) {
+  const Caffe__PoolingParameter *p =
+      l->param->pooling_param ? l->param->pooling_param : &default_param;
+  pool_priv *q = calloc(1, sizeof *q);
+  if (!q) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
+  l->priv = q;
+  q->method = (int)p->pool;
+  if (q->method == CAFFE__POOLING_PARAMETER__POOL_METHOD__STOCHASTIC)
+    return nr_err_set(err, NR_ERR_INPUT, "pool: STOCHASTIC is not supported (use MAX or AVE)");
+  if (q->method != CAFFE__POOLING_PARAMETER__POOL_METHOD__MAX &&
+      q->method != CAFFE__POOLING_PARAMETER__POOL_METHOD__AVE)
+    return nr_err_set(err, NR_ERR_INPUT, "unknown pool method %d", q->method);
+  if (l->ntop > 1 && q->method != CAFFE__POOLING_PARAMETER__POOL_METHOD__MAX)
+    return nr_err_set(err, NR_ERR_INPUT, "only MAX pooling has a second top (the mask)");
+  q->global = p->global_pooling;
+  q->floor_mode = p->round_mode == CAFFE__POOLING_PARAMETER__ROUND_MODE__FLOOR;
+  if (q->global) {
+    if (p->has_kernel_size || p->has_kernel_h || p->has_kernel_w)
+      return nr_err_set(err, NR_ERR_INPUT,
+                        "with global_pooling the kernel size cannot be given");
+  } else {
+    if (p->has_kernel_size == (p->has_kernel_h || p->has_kernel_w))
+      return nr_err_set(err, NR_ERR_INPUT,
+                        "give kernel_size or kernel_h and kernel_w (exactly one form)");
+    if (!p->has_kernel_size && !(p->has_kernel_h && p->has_kernel_w))
+      return nr_err_set(err, NR_ERR_INPUT, "kernel_h and kernel_w must be given together");
+    q->kh = p->has_kernel_size ? p->kernel_size : p->kernel_h;
+    q->kw = p->has_kernel_size ? p->kernel_size : p->kernel_w;
+    if (q->kh <= 0 || q->kw <= 0)
+      return nr_err_set(err, NR_ERR_INPUT, "kernel dimensions must be > 0");
+  }
+  if (p->has_pad && (p->has_pad_h || p->has_pad_w))
+    return nr_err_set(err, NR_ERR_INPUT, "give pad or pad_h/pad_w, not both");
+  q->ph = p->has_pad ? p->pad : p->pad_h;
+  q->pw = p->has_pad ? p->pad : p->pad_w;
+  if (p->has_stride && (p->has_stride_h || p->has_stride_w))
+    return nr_err_set(err, NR_ERR_INPUT, "give stride or stride_h/stride_w, not both");
+  q->sh = p->has_stride_h ? p->stride_h : p->stride;
+  q->sw = p->has_stride_w ? p->stride_w : p->stride;
+  if (q->sh <= 0 || q->sw <= 0) return nr_err_set(err, NR_ERR_INPUT, "stride must be > 0");
+  if (q->global && (q->ph || q->pw || q->sh != 1 || q->sw != 1))
+    return nr_err_set(err, NR_ERR_INPUT, "with global_pooling only pad 0 and stride 1 are allowed");
+  if (!q->global && (q->ph >= q->kh || q->pw >= q->kw))
+    return nr_err_set(err, NR_ERR_INPUT, "pad (%lldx%lld) must be smaller than the kernel (%lldx%lld)",
+                      (long long)q->ph, (long long)q->pw, (long long)q->kh, (long long)q->kw);
+  return NR_OK;
+}
+
+static int64_t pooled(int64_t in, int64_t k, int64_t p, int64_t s, bool floor_mode) {
+  int64_t span = in + 2 * p - k; /* >= 0, checked by the caller */
+  int64_t o = (floor_mode ? span / s : (span + s - 1) / s) + 1;
+  if (p > 0 && (o - 1) * s >= in + p) o--; /* last window starts in the padding */
+  return o;
+}
+
+static nr_status pool_reshape(nr_layer *l, nr_error *err) {
+  pool_priv *q = l->priv;
+  const nr_blob *b = l->bottom[0];
+  if (b->num_axes != 4)
+    return nr_err_set(err, NR_ERR_INPUT,
+                      "bottom[0] has %d axes, expected 4 (num, channels, height, width)",
+                      b->num_axes);
+  q->H = b->shape[2];
+  q->W = b->shape[3];
+  if (q->global) {
+    q->kh = q->H;
+    q->kw = q->W;
+  }
+  if (q->kh > q->H + 2 * q->ph || q->kw > q->W + 2 * q->pw)
+    return nr_err_set(err, NR_ERR_INPUT, "kernel %lldx%lld larger than padded input %lldx%lld",
+                      (long long)q->kh, (long long)q->kw, (long long)(q->H + 2 * q->ph),
+                      (long long)(q->W + 2 * q->pw));
+  q->OH = pooled(q->H, q->kh, q->ph, q->sh, q->floor_mode);
+  q->OW = pooled(q->W, q->kw, q->pw, q->sw, q->floor_mode);
+  for (int i = 0; i < l->ntop; i++)
+    NR_TRY(nr_blob_reshape4(l->top[i], b->shape[0], b->shape[1], q->OH, q->OW, err));
+  int64_t tc = l->top[0]->count;
+  if (q->method == CAFFE__POOLING_PARAMETER__POOL_METHOD__MAX && tc > q->mask_cap) {
+    int32_t *m = realloc(q->mask, (size_t)tc * sizeof *m);
+    if (!m) return nr_err_set(err, NR_ERR_NOMEM, "out of memory for the pooling mask");
+    q->mask = m;
+    q->mask_cap = tc;
+  }
+  if (q->method == CAFFE__POOLING_PARAMETER__POOL_METHOD__AVE) {
+    int64_t n = q->OH * q->OW;
+    if (n > q->inv_cap) {
+      float *v = realloc(q->inv_size, (size_t)n * sizeof *v);
+      if (!v) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
+      q->inv_size = v;
+      q->inv_cap = n;
+    }
+    for (int64_t oh = 0; oh < q->OH; oh++) {
+      int64_t hs = oh * q->sh - q->ph, he = hs + q->kh;
+      if (he > q->H + q->ph) he = q->H + q->ph;
+      for (int64_t ow = 0; ow < q->OW; ow++) {
+        int64_t ws = ow * q->sw - q->pw, we = ws + q->kw;
+        if (we > q->W + q->pw) we = q->W + q->pw;
+        q->inv_size[oh * q->OW + ow] = 1.0f / (float)((he - hs) * (we - ws));
+      }
+    }
+  }
+  return NR_OK;
+}
+
+/* Output columns [lo, hi) whose tap j reads a column inside [0, W). */
+static void tap_range(const pool_priv *q, int64_t j, int64_t *lo, int64_t *hi) {
+  int64_t off = j - q->pw;
+  int64_t a = off >= 0 ? 0 : (-off + q->sw - 1) / q->sw;
+  int64_t b = (q->W - 1 - off) < 0 ? 0 : (q->W - 1 - off) / q->sw + 1;
+  if (a > q->OW) a = q->OW;
+  if (b > q->OW) b = q->OW;
+  *lo = a;
+  *hi = b < a ? a : b;
+}
+
+static nr_status pool_forward(nr_layer *l, nr_error *err) {
+  pool_priv *q = l->priv;
+  const nr_blob *b = l->bottom[0];
+  const int64_t planes = b->shape[0] * b->shape[1], H = q->H, W = q->W, OH = q->OH, OW = q->OW;
+  const bool is_max = q->method == CAFFE__POOLING_PARAMETER__POOL_METHOD__MAX;
+  for (int64_t pl = 0; pl < planes; pl++) {
+    const float *in = b->data + pl * H * W;
+    float *out = l->top[0]->data + pl * OH * OW;
+    int32_t *mask = is_max ? q->mask + pl * OH * OW : NULL;
+    for (int64_t oh = 0; oh < OH; oh++) {
+      float *orow = out + oh * OW;
+      int32_t *mrow = is_max ? mask + oh * OW : NULL;
+      int64_t hs = oh * q->sh - q->ph, he = hs + q->kh;
+      if (hs < 0) hs = 0;
+      if (he > H) he = H;
+      if (is_max)
+        for (int64_t ow = 0; ow < OW; ow++) {
+          orow[ow] = -FLT_MAX;
+          mrow[ow] = -1;
+        }
+      else
+        memset(orow, 0, (size_t)OW * sizeof *orow);
+      for (int64_t h = hs; h < he; h++) {
+        const float *irow = in + h * W;
+        for (int64_t j = 0; j < q->kw; j++) {
+          int64_t lo, hi;
+          tap_range(q, j, &lo, &hi);
+          const int64_t off = j - q->pw, sw = q->sw;
+          if (is_max) {
+            const int32_t base = (int32_t)(h * W + off);
+            for (int64_t ow = lo; ow < hi; ow++) {
+              float v = irow[ow * sw + off];
+              if (v > orow[ow]) {
+                orow[ow] = v;
+                mrow[ow] = base + (int32_t)(ow * sw);
+              }
+            }
+          } else {
+            for (int64_t ow = lo; ow < hi; ow++) orow[ow] += irow[ow * sw + off];
+          }
+        }
+      }
+      if (!is_max) {
+        const float *inv = q->inv_size + oh * OW;
+        for (int64_t ow = 0; ow < OW; ow++) orow[ow] *= inv[ow];
+      }
+    }
+  }
+  if (l->ntop > 1) {
+    float *m = l->top[1]->data;
+    for (int64_t i = 0; i < l->top[1]->count; i++) m[i] = (float)q->mask[i];
+  }
+  return NR_OK;
+}
+
+static nr_status pool_backward(nr_layer *l, nr_error *err) {
+  pool_priv *q = l->priv;
+  if (!l->prop_down[0]) return NR_OK;
+  const nr_blob *b = l->bottom[0];
+  const int64_t planes = b->shape[0] * b->shape[1], H = q->H, W = q->W, OH = q->OH, OW = q->OW;
+  memset(b->diff, 0, (size_t)b->count * sizeof(float));
+  for (int64_t pl = 0; pl < planes; pl++) {
+    float *din = b->diff + pl * H * W;
+    const float *dout = l->top[0]->diff + pl * OH * OW;
+    if (q->method == CAFFE__POOLING_PARAMETER__POOL_METHOD__MAX) {
+      const int32_t *mask = q->mask + pl * OH * OW;
+      for (int64_t i = 0; i < OH * OW; i++)
+        if (mask[i] >= 0) din[mask[i]] += dout[i];
+      continue;
+    }
+    for (int64_t oh = 0; oh < OH; oh++) {
+      const float *drow = dout + oh * OW, *inv = q->inv_size + oh * OW;
+      int64_t hs = oh * q->sh - q->ph, he = hs + q->kh;
+      if (hs < 0) hs = 0;
+      if (he > H) he = H;
+      for (int64_t h = hs; h < he; h++) {
+        float *irow = din + h * W;
+        for (int64_t j = 0; j < q->kw; j++) {
+          int64_t lo, hi;
+          tap_range(q, j, &lo, &hi);
+          const int64_t off = j - q->pw, sw = q->sw;
+          for (int64_t ow = lo; ow < hi; ow++) irow[ow * sw + off] += drow[ow] * inv[ow];
+        }
+      }
+    }
+  }
+  return NR_OK;
+}
+
+static void pool_destroy(nr_layer *l) {
+  pool_priv *q = l->priv;
+  if (!q) return;
+  free(q->mask);
+  free(q->inv_size);
+  free(q);
+  l->priv = NULL;
+}
+
+const nr_layer_type nr_layer_pooling = {
+    .name = "Pooling",
+    .min_bottoms = 1, .max_bottoms = 1, .min_tops = 1, .max_tops = 2,
+    .setup = pool_setup, .reshape = pool_reshape, .forward = pool_forward,
+    .backward = pool_backward, .destroy = pool_destroy};
