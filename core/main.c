@@ -2,6 +2,7 @@
  * flags). Only this file and the other cli_*.c files turn statuses into exit codes. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,7 +181,8 @@ int nr_cli_parse(const char *cmd, const char *usage, const nr_flag *flags, int a
     const nr_flag *f = find_flag(flags, name, len);
     if (!f) f = find_flag(global_flags, name, len);
     if (!f) {
-      nr_cli_error("%s: unknown flag '%.*s' (see netrun %s --help)", cmd, (int)len, a, cmd);
+      nr_cli_error("%s: unknown flag '%.*s' (see netrun %s --help)", cmd,
+                   (int)(name - a + (ptrdiff_t)len), a, cmd);
       return 2;
     }
     const char *v = eq ? eq + 1 : NULL;
