@@ -430,6 +430,9 @@ nr_status nr_solver_create(const Caffe__SolverParameter *param, const nr_solver_
     slog(s, "snapshot_format HDF5 is not supported: snapshots are written as BINARYPROTO "
             "(.caffemodel / .solverstate)");
 
+  if (s->param->snapshot > 0 || s->param->snapshot_after_train)
+    if ((st = probe_snapshot_dir(s, err)) != NR_OK) goto fail;
+
   s->seed = s->param->random_seed >= 0 ? (uint64_t)s->param->random_seed : clock_seed();
   if ((st = create_nets(s, err)) != NR_OK) goto fail;
 
@@ -445,9 +448,6 @@ nr_status nr_solver_create(const Caffe__SolverParameter *param, const nr_solver_
   }
   s->losses = calloc((size_t)s->param->average_loss, sizeof *s->losses);
   if (!s->losses) goto nomem;
-
-  if (s->param->snapshot > 0 || s->param->snapshot_after_train)
-    if ((st = probe_snapshot_dir(s, err)) != NR_OK) goto fail;
 
   for (size_t i = 0; i < s->param->n_weights; i++)
     if ((st = nr_solver_load_weights(s, s->param->weights[i], err)) != NR_OK) goto fail;
