@@ -1,0 +1,301 @@
+/* BatchNorm, Softmax, SoftmaxWithLoss, EuclideanLoss, SigmoidCrossEntropyLoss, Accuracy:
+ * values against direct formulas, normalization modes, errors, gradient checks. */
+#include "lb_util.h"
+
+static void test_batch_norm_train(void) {
+  lb *f = lb_new("name: 'bn' type: 'BatchNorm' batch_norm_param { moving_average_fraction: 0.5 "
+                 "eps: 0.001 }", 1, 1);
+  CHECK(f);
+  LB_SHAPE(f->bottom[0], 3, 2, 2, 2);
+  nr_gradcheck_fill_gaussian(f->bottom[0], 1, 2, 31);
+  CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
+  CHECK_INT_EQ(f->l->nblobs, 3);
+  CHECK_INT_EQ(f->l->blobs[0]->shape[0], 2);
+  CHECK_INT_EQ(f->l->blobs[2]->count, 1);
+  CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
+  const float *x = f->bottom[0]->data, *y = f->top[0]->data;
+  for (int c = 0; c < 2; c++) {
+    double mu = 0, var = 0;
+    for (int n = 0; n < 3; n++)
+      for (int s = 0; s < 4; s++) mu += x[(n * 2 + c) * 4 + s];
+    mu /= 12;
+    for (int n = 0; n < 3; n++)
+      for (int s = 0; s < 4; s++) var += pow(x[(n * 2 + c) * 4 + s] - mu, 2);
+    var /= 12;
+    for (int n = 0; n < 3; n++)
+      for (int s = 0; s < 4; s++)
+        CHECK_NEAR(y[(n * 2 + c) * 4 + s], (x[(n * 2 + c) * 4 + s] - mu) / sqrt(var + 0.001), 1e-4);
+    CHECK_NEAR(f->l->blobs[0]->data[c], mu, 1e-5);            /* 0·0.5 + μ */
+    CHECK_NEAR(f->l->blobs[1]->data[c], var * 12 / 11, 1e-4); /* unbiased */
+  }
+  CHECK_NEAR(f->l->blobs[2]->data[0], 1, 0);
+  CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
+  CHECK_NEAR(f->l->blobs[2]->data[0], 1.5, 0);
+  CHECK_GRAD(f, 1e-2f, 1e-3f, -1, NR_GC_EXHAUSTIVE);
+  lb_free(f);
+}
+
+static void test_batch_norm_global(void) {
+  /* phase TEST defaults to the stored statistics */
+  lb *f = lb_new("name: 'bn' type: 'BatchNorm' phase: TEST", 1, 1);
+  CHECK(f);
+  LB_SHAPE(f->bottom[0], 2, 3);
+  nr_gradcheck_fill_gaussian(f->bottom[0], 0, 1, 32);
+  CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
+  for (int c = 0; c < 3; c++) {
+    f->l->blobs[0]->data[c] = 2.0f * (float)c;  /* stored sums, normaliser 2 */
+    f->l->blobs[1]->data[c] = 2.0f * (float)(c + 1);
+  }
+  f->l->blobs[2]->data[0] = 2;
+  CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
+  for (int n = 0; n < 2; n++)
+    for (int c = 0; c < 3; c++)
+      CHECK_NEAR(f->top[0]->data[n * 3 + c],
+                 (f->bottom[0]->data[n * 3 + c] - c) / sqrt(c + 1 + 1e-5), 1e-5);
+  CHECK_NEAR(f->l->blobs[2]->data[0], 2, 0); /* not updated */
+  int nb = f->l->nblobs;
+  f->l->nblobs = 0; /* the stored statistics have no gradient: check the bottom only */
+  nr_gradcheck_config c = nr_gradcheck_defaults(1e-2f, 1e-3f);
+  nr_status s = nr_gradcheck_layer(f->l, &c, 0, NR_GC_EXHAUSTIVE, &f->err);
+  f->l->nblobs = nb;
+  CHECK_OK(s, &f->err);
+  lb_free(f);
+}
+
+static void test_softmax(void) {
+  lb *f = lb_new("name: 's' type: 'Softmax' softmax_param { axis: 1 }", 1, 1);
+  CHECK(f);
+  LB_SHAPE(f->bottom[0], 2, 4, 3);
+  nr_gradcheck_fill_gaussian(f->bottom[0], 0, 3, 33);
+  f->bottom[0]->data[0] = 80; /* large values stay finite */
+  CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
+  CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
+  const float *x = f->bottom[0]->data, *y = f->top[0]->data;
+  for (int n = 0; n < 2; n++)
+    for (int s = 0; s < 3; s++) {
+      double mx = -1e30, z = 0;
+      for (int c = 0; c < 4; c++) mx = fmax(mx, x[(n * 4 + c) * 3 + s]);
+      for (int c = 0; c < 4; c++) z += exp(x[(n * 4 + c) * 3 + s] - mx);
+      for (int c = 0; c < 4; c++)
+        CHECK_NEAR(y[(n * 4 + c) * 3 + s], exp(x[(n * 4 + c) * 3 + s] - mx) / z, 1e-6);
+    }
+  f->bottom[0]->data[0] = 0.5f;
+  CHECK_GRAD(f, 1e-2f, 1e-3f, -1, NR_GC_EXHAUSTIVE);
+  lb_free(f);
+}
+
+static lb *loss_layer(const char *proto, int nt, int64_t n, int64_t c, int64_t s) {
+  lb *f = lb_new(proto, 2, nt);
+  if (!f) return NULL;
+  if (s > 0) {
+    LB_SHAPE(f->bottom[0], n, c, s);
+    LB_SHAPE(f->bottom[1], n, 1, s);
+  } else {
+    LB_SHAPE(f->bottom[0], n, c);
+    LB_SHAPE(f->bottom[1], n);
+  }
+  nr_gradcheck_fill_gaussian(f->bottom[0], 0, 1, 34);
+  for (int64_t i = 0; i < f->bottom[1]->count; i++) f->bottom[1]->data[i] = (float)((i * 7) % c);
+  return f;
+}
+
+static double swl_ref(const lb *f, int64_t N, int64_t C, int64_t S, int ignore, int64_t *valid) {
+  double loss = 0;
+  *valid = 0;
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t s = 0; s < S; s++) {
+      int v = (int)f->bottom[1]->data[n * S + s];
+      if (v == ignore) continue;
+      double z = 0;
+      for (int64_t c = 0; c < C; c++) z += exp(f->bottom[0]->data[(n * C + c) * S + s]);
+      loss -= f->bottom[0]->data[(n * C + v) * S + s] - log(z);
+      (*valid)++;
+    }
+  return loss;
+}
+
+static void test_softmax_loss(void) {
+  /* optional second top: the probabilities */
+  lb *f = loss_layer("name: 'l' type: 'SoftmaxWithLoss'", 2, 3, 5, 0);
+  CHECK(f);
+  CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
+  CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
+  CHECK_INT_EQ(f->top[1]->count, 15);
+  double z = 0;
+  for (int c = 0; c < 5; c++) z += exp(f->bottom[0]->data[c]);
+  CHECK_NEAR(f->top[1]->data[1], exp(f->bottom[0]->data[1]) / z, 1e-6);
+  lb_free(f);
+
+  /* the gradient check uses one top: like Caffe, no gradient flows from the prob top */
+  f = loss_layer("name: 'l' type: 'SoftmaxWithLoss'", 1, 3, 5, 0);
+  CHECK(f);
+  CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
+  CHECK_INT_EQ(f->top[0]->num_axes, 0);
+  CHECK(f->l->type->is_loss);
+  CHECK(f->l->type->no_force_backward & 2u);
+  CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
+  int64_t valid;
+  double ref = swl_ref(f, 3, 5, 1, -1000, &valid);
+  CHECK_NEAR(f->top[0]->data[0], ref / 3, 1e-5);
+  CHECK_GRAD(f, 1e-2f, 1e-2f, 0, NR_GC_ALL);
+  /* loss weight scales the gradient: top diff 2 doubles it */
+  f->top[0]->diff[0] = 1;
+  f->l->prop_down[0] = true;
+  f->l->prop_down[1] = false;
+  CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
+  CHECK_OK(f->l->type->backward(f->l, &f->err), &f->err);
+  float g1 = f->bottom[0]->diff[3];
+  f->top[0]->diff[0] = 2;
+  CHECK_OK(f->l->type->backward(f->l, &f->err), &f->err);
+  CHECK_NEAR(f->bottom[0]->diff[3], 2 * g1, 1e-7);
+  f->l->prop_down[1] = true;
+  CHECK_INT_EQ(f->l->type->backward(f->l, &f->err), NR_ERR_INPUT);
+  CHECK_CONTAINS(f->err.msg, "label");
+  lb_free(f);
+}
+
+static void test_softmax_loss_spatial_ignore(void) {
+  const char *modes[] = {"VALID", "FULL", "BATCH_SIZE", "NONE"};
+  for (int m = 0; m < 4; m++) {
+    char proto[200];
+    snprintf(proto, sizeof proto,
+             "name: 'l' type: 'SoftmaxWithLoss' loss_param { ignore_label: 2 normalization: %s }",
+             modes[m]);
+    lb *f = loss_layer(proto, 1, 2, 4, 3);
+    CHECK(f);
+    CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
+    CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
+    int64_t valid;
+    double ref = swl_ref(f, 2, 4, 3, 2, &valid);
+    CHECK(valid < 6); /* some labels are ignored */
+    double norm[4] = {(double)valid, 6, 2, 1};
+    CHECK_NEAR(f->top[0]->data[0], ref / norm[m], 1e-5);
+    CHECK_GRAD(f, 1e-2f, 1e-2f, 0, NR_GC_ALL);
+    lb_free(f);
+  }
+  /* legacy normalize: false means BATCH_SIZE */
+  lb *f = loss_layer("name: 'l' type: 'SoftmaxWithLoss' loss_param { normalize: false }", 1, 2, 4, 3);
+  CHECK(f);
+  CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
+  CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
+  int64_t valid;
+  CHECK_NEAR(f->top[0]->data[0], swl_ref(f, 2, 4, 3, -1000, &valid) / 2, 1e-5);
+  lb_free(f);
+}
+
+static void test_softmax_loss_errors(void) {
+  lb *f = lb_new("name: 'l' type: 'SoftmaxWithLoss'", 2, 1);
+  CHECK(f);
+  LB_SHAPE(f->bottom[0], 64, 10);
+  LB_SHAPE(f->bottom[1], 10);
+  CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
+  CHECK_CONTAINS(f->err.msg, "bottom[1] count 10 does not match bottom[0] outer count 64");
+  LB_SHAPE(f->bottom[1], 64);
+  CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
+  f->bottom[1]->data[5] = 10;
+  CHECK_INT_EQ(f->l->type->forward(f->l, &f->err), NR_ERR_INPUT);
+  CHECK_CONTAINS(f->err.msg, "label 10 at position 5 out of range [0, 10)");
+  lb_free(f);
+}
+
+static void test_euclidean_loss(void) {
+  lb *f = lb_new("name: 'e' type: 'EuclideanLoss'", 2, 1);
+  CHECK(f);
+  LB_SHAPE(f->bottom[0], 4, 3);
+  LB_SHAPE(f->bottom[1], 4, 3);
+  nr_gradcheck_fill_gaussian(f->bottom[0], 0, 1, 35);
+  nr_gradcheck_fill_gaussian(f->bottom[1], 0, 1, 36);
+  CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
+  CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
+  double ref = 0;
+  for (int i = 0; i < 12; i++) ref += pow(f->bottom[0]->data[i] - f->bottom[1]->data[i], 2);
+  CHECK_NEAR(f->top[0]->data[0], ref / 4 / 2, 1e-5);
+  CHECK_GRAD(f, 1e-2f, 1e-2f, -1, NR_GC_ALL);
+  LB_SHAPE(f->bottom[1], 4, 4);
+  CHECK_INT_EQ(f->l->type->reshape(f->l, &f->err), NR_ERR_INPUT);
+  CHECK_CONTAINS(f->err.msg, "bottom[1] count 16 does not match bottom[0] count 12");
+  lb_free(f);
+}
+
+static void test_sigmoid_ce_loss(void) {
+  lb *f = lb_new("name: 's' type: 'SigmoidCrossEntropyLoss' loss_param { ignore_label: -1 }", 2, 1);
+  CHECK(f);
+  LB_SHAPE(f->bottom[0], 3, 4);
+  LB_SHAPE(f->bottom[1], 3, 4);
+  nr_gradcheck_fill_gaussian(f->bottom[0], 0, 3, 37);
+  nr_gradcheck_fill_uniform(f->bottom[1], 0, 1, 38);
+  f->bottom[1]->data[2] = -1;
+  f->bottom[0]->data[5] = 30; /* stable for large logits */
+  f->bottom[0]->data[6] = -30;
+  CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
+  CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
+  double ref = 0;
+  for (int i = 0; i < 12; i++) {
+    if (i == 2) continue;
+    double x = f->bottom[0]->data[i], t = f->bottom[1]->data[i];
+    double p = 1 / (1 + exp(-x));
+    ref -= t * log(fmax(p, 1e-300)) + (1 - t) * log(fmax(1 - p, 1e-300));
+  }
+  CHECK_NEAR(f->top[0]->data[0], ref / 11, 1e-4); /* VALID: 11 counted */
+  CHECK(isfinite(f->top[0]->data[0]));
+  f->bottom[0]->data[5] = 3;
+  f->bottom[0]->data[6] = -3;
+  CHECK_GRAD(f, 1e-2f, 1e-2f, 0, NR_GC_ALL);
+  lb_free(f);
+}
+
+static void test_accuracy(void) {
+  lb *f = lb_new("name: 'a' type: 'Accuracy' accuracy_param { top_k: 2 }", 2, 2);
+  CHECK(f);
+  LB_SHAPE(f->bottom[0], 4, 3);
+  LB_SHAPE(f->bottom[1], 4);
+  const float x[12] = {0.1f, 0.5f, 0.4f,  /* label 2: 2nd best -> top-2 hit */
+                       0.9f, 0.05f, 0.05f, /* label 1: tie for 2nd counts against -> miss */
+                       0.2f, 0.3f, 0.5f,   /* label 0: 3rd -> miss */
+                       0.7f, 0.2f, 0.1f};  /* label 0: best -> hit */
+  const float lab[4] = {2, 1, 0, 0};
+  memcpy(f->bottom[0]->data, x, sizeof x);
+  memcpy(f->bottom[1]->data, lab, sizeof lab);
+  CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
+  CHECK(!f->l->type->backward);
+  CHECK(!f->l->type->is_loss);
+  CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
+  CHECK_NEAR(f->top[0]->data[0], 0.5, 1e-7);
+  CHECK_INT_EQ(f->top[1]->count, 3);
+  CHECK_NEAR(f->top[1]->data[0], 0.5, 1e-7);
+  CHECK_NEAR(f->top[1]->data[1], 0, 1e-7);
+  CHECK_NEAR(f->top[1]->data[2], 1, 1e-7);
+  lb_free(f);
+
+  f = lb_new("name: 'a' type: 'Accuracy' accuracy_param { ignore_label: 1 }", 2, 1);
+  CHECK(f);
+  LB_SHAPE(f->bottom[0], 4, 3);
+  LB_SHAPE(f->bottom[1], 4);
+  memcpy(f->bottom[0]->data, x, sizeof x);
+  memcpy(f->bottom[1]->data, lab, sizeof lab);
+  CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
+  CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
+  CHECK_NEAR(f->top[0]->data[0], 1 / 3.0, 1e-6); /* top-1: only the last of 3 counted */
+  lb_free(f);
+
+  f = lb_new("name: 'a' type: 'Accuracy' accuracy_param { top_k: 4 }", 2, 1);
+  CHECK(f);
+  LB_SHAPE(f->bottom[0], 4, 3);
+  LB_SHAPE(f->bottom[1], 4);
+  CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
+  CHECK_CONTAINS(f->err.msg, "top_k 4 is larger than the number of classes 3");
+  lb_free(f);
+}
+
+int main(void) {
+  NR_RUN(test_batch_norm_train);
+  NR_RUN(test_batch_norm_global);
+  NR_RUN(test_softmax);
+  NR_RUN(test_softmax_loss);
+  NR_RUN(test_softmax_loss_spatial_ignore);
+  NR_RUN(test_softmax_loss_errors);
+  NR_RUN(test_euclidean_loss);
+  NR_RUN(test_sigmoid_ce_loss);
+  NR_RUN(test_accuracy);
+  return NR_TEST_EXIT();
+}
