@@ -101,7 +101,10 @@ nr_status nr_solver_step(nr_solver *s, int iters, nr_error *err);
 
 /* Writes <prefix>_iter_<iter>.caffemodel and <prefix>_iter_<iter>.solverstate (each
  * atomically) and logs "Snapshotting to binary proto file X" / "Snapshotting solver state
- * to binary proto file Y". snapshot_format HDF5 is refused at creation. NR_ERR_IO. */
+ * to binary proto file Y". (snapshot_format HDF5 is not implemented: a warning at creation,
+ * then binary files.) An empty snapshot_prefix gives "_iter_N..." in the current
+ * directory, as Caffe 1.0 (the CLI's solver loader fills in Caffe's default prefix).
+ * NR_ERR_IO, NR_ERR_NOMEM. */
 nr_status nr_solver_snapshot(nr_solver *s, nr_error *err);
 
 /* Runs test net `test_net_id` for its test_iter batches and logs the mean of every output

@@ -473,7 +473,8 @@ static void test_solve_log(void) {
   snprintf(extra, sizeof extra,
            "test_net_param {\n%s}\n"
            "test_iter: 2 test_interval: 2 display: 1 max_iter: 3 base_lr: 0.01 "
-           "lr_policy: 'fixed' snapshot: 2 snapshot_prefix: '%s/log' average_loss: 2",
+           "lr_policy: 'fixed' snapshot: 2 snapshot_prefix: '%s/log' average_loss: 2 "
+           "test_compute_loss: true",
            least_squares_net, tmpdir);
   char *log = run_solve(extra, &st, &err, NULL, NULL, 0, false);
   if (st != NR_OK) {
@@ -486,7 +487,7 @@ static void test_solve_log(void) {
   CHECK_CONTAINS(log, "Iteration 0, Testing net (#0)\n");
   CHECK_CONTAINS(log, "\n    Test net output #0: loss = ");
   CHECK_CONTAINS(log, " (* 1 = ");
-  CHECK_CONTAINS(log, "Iteration 2, Testing net (#0)\n");
+  CHECK_CONTAINS(log, "Iteration 2, Testing net (#0)\nTest loss: ");
   CHECK_CONTAINS(log, "\nIteration 0 (0 iter/s, ");
   CHECK_CONTAINS(log, "s/1 iters), loss = ");
   CHECK_CONTAINS(log, "\n    Train net output #0: loss = ");
@@ -589,6 +590,84 @@ static void test_test_nets_share_weights(void) {
   nr_solver_destroy(s);
 }
 
+/* average_loss N: the display loss is the mean of the last N iteration losses. */
+static void test_average_loss(void) {
+  nr_error err;
+  double raw[5];
+  nr_solver *a = make_solver(least_squares_net, "base_lr: 0.05 lr_policy: 'fixed' random_seed: 1",
+                             NULL, &err);
+  if (!a) NR_FAIL_("%s", err.msg);
+  fill_inputs(nr_solver_net(a));
+  for (int t = 0; t < 5; t++) {
+    nr_status st = nr_solver_step(a, 1, &err);
+    raw[t] = nr_solver_smoothed_loss(a);
+    if (st != NR_OK) break;
+  }
+  nr_solver_destroy(a);
+  nr_solver *b = make_solver(least_squares_net,
+                             "base_lr: 0.05 lr_policy: 'fixed' random_seed: 1 average_loss: 3",
+                             NULL, &err);
+  if (!b) NR_FAIL_("%s", err.msg);
+  fill_inputs(nr_solver_net(b));
+  nr_status st = nr_solver_step(b, 5, &err);
+  double got = nr_solver_smoothed_loss(b);
+  nr_solver_destroy(b);
+  CHECK_OK(st, &err);
+  CHECK(raw[2] != raw[4]);
+  CHECK_NEAR(got, (raw[2] + raw[3] + raw[4]) / 3, 1e-6 * (1 + raw[4]));
+}
+
+/* train_state and the CLI's --stage select layers of the train net only; test_state those
+ * of a test net. */
+static void test_states(void) {
+  static const char *net =
+      "  name: 'Staged'\n"
+      "  layer { name: 'input' type: 'Input' top: 'data' top: 'targets'\n"
+      "          input_param { shape { dim: 4 dim: 3 } shape { dim: 4 dim: 1 } } }\n"
+      "  layer { name: 'ip' type: 'InnerProduct' bottom: 'data' top: 'ip'\n"
+      "          inner_product_param { num_output: 1 } }\n"
+      "  layer { name: 'loss' type: 'EuclideanLoss' bottom: 'ip' bottom: 'targets' top: 'loss' }\n"
+      "  layer { name: 'sq' type: 'Power' bottom: 'ip' top: 'sq' include { stage: 'extra' } }\n";
+  nr_error err;
+  nr_solver *s = make_solver(net,
+                             "base_lr: 0.1 lr_policy: 'fixed' train_state { stage: 'extra' } "
+                             "test_iter: 1 test_interval: 10",
+                             NULL, &err);
+  if (!s) NR_FAIL_("%s", err.msg);
+  bool train_has = nr_net_blob(nr_solver_net(s), "sq") != NULL;
+  bool test_has = nr_net_blob(nr_solver_test_net(s, 0), "sq") != NULL;
+  nr_solver_destroy(s);
+  CHECK(train_has);
+  CHECK(!test_has);
+
+  s = make_solver(net,
+                  "base_lr: 0.1 lr_policy: 'fixed' test_iter: 1 test_interval: 10 "
+                  "test_state { stage: 'extra' }",
+                  NULL, &err);
+  if (!s) NR_FAIL_("%s", err.msg);
+  train_has = nr_net_blob(nr_solver_net(s), "sq") != NULL;
+  test_has = nr_net_blob(nr_solver_test_net(s, 0), "sq") != NULL;
+  nr_solver_destroy(s);
+  CHECK(!train_has);
+  CHECK(test_has);
+
+  /* --stage extra from the command line */
+  Caffe__SolverParameter *p = solver_param(net, "base_lr: 0.1 lr_policy: 'fixed'", &err);
+  if (!p) NR_FAIL_("%s", err.msg);
+  const char *stages[] = {"extra"};
+  nr_solver_opts o;
+  memset(&o, 0, sizeof o);
+  o.log = null_log();
+  o.stages = stages;
+  o.nstages = 1;
+  nr_status st = nr_solver_create(p, &o, &s, &err);
+  protobuf_c_message_free_unpacked(&p->base, NULL);
+  CHECK_OK(st, &err);
+  train_has = nr_net_blob(nr_solver_net(s), "sq") != NULL;
+  nr_solver_destroy(s);
+  CHECK(train_has);
+}
+
 /* ---- validation --------------------------------------------------------------------------- */
 
 static void expect_create_error(const char *net, const char *extra, const char *msg) {
@@ -663,6 +742,8 @@ int main(void) {
   NR_RUN(test_rescue_snapshot_on_error);
   NR_RUN(test_stop_and_snapshot_requests);
   NR_RUN(test_test_nets_share_weights);
+  NR_RUN(test_average_loss);
+  NR_RUN(test_states);
   NR_RUN(test_validation);
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
