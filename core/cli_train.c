@@ -88,6 +88,13 @@ int nr_cmd_train(int argc, char **argv) {
     nr_cli_error("%s", err.msg);
     return 1;
   }
+  if (weights) {
+    /* --weights replaces the solver file's `weights` list, as in Caffe's tool. */
+    for (size_t i = 0; i < sp->n_weights; i++) free(sp->weights[i]);
+    free(sp->weights);
+    sp->weights = NULL;
+    sp->n_weights = 0;
+  }
   int nst = 0;
   char **stages = nr_cli_split(stage, &nst);
   nr_py_runtime *py = NULL;
