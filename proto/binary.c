@@ -24,10 +24,11 @@ typedef struct nr__wire {
 } nr__wire;
 
 /* Reads a varint at *p (< end). Returns 0 on success, -1 if it runs past end, -2 if it
- * is longer than 10 bytes. */
-static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+ * is longer than max_bytes (10 for values; protobuf-c reads tags and lengths as 32-bit
+ * and refuses more than 5 bytes for those, even overlong encodings of small numbers). */
+static int read_varint_max(const uint8_t **p, const uint8_t *end, uint64_t *v, int max_bytes) {
   uint64_t r = 0;
-  for (int i = 0; i < 10; i++) {
+  for (int i = 0; i < max_bytes; i++) {
     if (*p >= end) return -1;
     uint8_t b = *(*p)++;
     r |= (uint64_t)(b & 0x7f) << (7 * i);
@@ -37,6 +38,10 @@ static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
     }
   }
   return -2;
+}
+
+static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+  return read_varint_max(p, end, v, 10);
 }
 
 static const char *wire_type_name(unsigned wt) {
@@ -81,9 +86,9 @@ static nr_status walk(nr__wire *W, const uint8_t *p, const uint8_t *end,
     const uint8_t *tag_at = p;
     size_t off = (size_t)(p - W->start);
     uint64_t tag;
-    int r = read_varint(&p, end, &tag);
+    int r = read_varint_max(&p, end, &tag, 5);
     if (r == -1) return wire_error(W, tag_at, "truncated at byte %zu (field tag runs past the end)", off);
-    if (r == -2) return wire_error(W, tag_at, "corrupt at byte %zu (field tag varint longer than 10 bytes)", off);
+    if (r == -2) return wire_error(W, tag_at, "corrupt at byte %zu (field tag varint longer than 5 bytes)", off);
     unsigned wt = (unsigned)(tag & 7);
     uint64_t num = tag >> 3;
     if (num == 0 || num > 536870911u)
@@ -122,12 +127,12 @@ static nr_status walk(nr__wire *W, const uint8_t *p, const uint8_t *end,
       }
       case 2: {
         uint64_t n;
-        r = read_varint(&p, end, &n);
+        r = read_varint_max(&p, end, &n, 5);
         if (r == -1)
           return wire_error(W, val_at, "truncated at byte %zu (length of field %llu runs past the end)",
                             (size_t)(val_at - W->start), (unsigned long long)num);
         if (r == -2)
-          return wire_error(W, val_at, "corrupt at byte %zu (length of field %llu longer than 10 bytes)",
+          return wire_error(W, val_at, "corrupt at byte %zu (length of field %llu longer than 5 bytes)",
                             (size_t)(val_at - W->start), (unsigned long long)num);
         size_t left = (size_t)(end - p);
         if (n > left)
