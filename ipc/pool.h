@@ -1,0 +1,74 @@
+/* pool.h: the worker pool that runs `type: "Python"` layers out of process.
+ *
+ * Concept. A pool owns N `netrun-worker` processes (each embeds CPython + NumPy) and the
+ * shared memory every blob lives in. The net allocates ALL its blobs with
+ * nr_pool_allocator(): each buffer is an anonymous memfd segment mapped MAP_SHARED, so a
+ * worker sees a blob as a NumPy array over the very same pages (no copy, ever). The net
+ * runs Python layers through nr_pool_backend() (see core/pylayer.h): each call writes a
+ * small request into the worker's shared control block and posts a semaphore; the worker
+ * runs the Python method and posts back. Protocol details: ipc/wire.h and docs/workers.md.
+ *
+ * Placement: a layer instance lives in one worker for life; layers are spread round-robin.
+ * nworkers -1 starts one worker per Python layer, at most the number of CPUs.
+ *
+ * Faults: a Python exception is NR_ERR_PYTHON; a worker that dies (signal, exit) or hangs
+ * past timeout_sec is NR_ERR_WORKER. Both messages name the layer, module.class, method,
+ * phase and iteration, and carry the traceback (faulthandler's last Python stack for a
+ * crash). With max_restarts K > 0 the pool restarts a dead/hung worker (at most K times
+ * over the pool's life), sets its layers up again (restoring their parameter values from
+ * the core's copy), replays the failed call and logs that it did.
+ *
+ * Leaks: segments have no name anywhere (nothing in /dev/shm); workers die with the core
+ * (PR_SET_PDEATHSIG + socket EOF) and are reaped by nr_pool_destroy.
+ *
+ * Ownership and order: the pool owns its workers and segments' mappings. Nets built with
+ * the pool's allocator/backend must be destroyed BEFORE the pool. Not thread safe: one
+ * thread drives a pool (an internal watcher thread only watches for dying workers).
+ */
+#ifndef NR_POOL_H
+#define NR_POOL_H
+
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "blob.h"
+#include "nr_status.h"
+#include "pylayer.h"
+
+typedef struct nr_pool nr_pool;
+
+typedef struct nr_pool_opts {
+  int nworkers;            /* -1 = one per Python layer, at most nproc; capped at 64 */
+  double timeout_sec;      /* 0 = none (--py-timeout); applies to every call incl. setup */
+  int max_restarts;        /* --py-restarts: restarts allowed over the pool's life */
+  const char *worker_path; /* NULL = netrun-worker next to /proc/self/exe, then build dir */
+  FILE *log;               /* (optional) worker starts, deaths, restarts */
+} nr_pool_opts;
+
+/* Creates an empty pool (workers start lazily, at the first Python layer placed on them).
+ * o may be NULL (defaults: -1 workers, no timeout, no restarts). Errors: NR_ERR_IO when
+ * netrun-worker cannot be found. */
+nr_status nr_pool_create(const nr_pool_opts *o, nr_pool **out, nr_error *err);
+/* The backend to put in nr_net_opts.py (borrowed, lives as long as the pool). */
+nr_py_backend *nr_pool_backend(nr_pool *p);
+/* The shared-memory allocator to put in nr_net_opts.alloc (borrowed). */
+const nr_allocator *nr_pool_allocator(nr_pool *p);
+/* Ends the workers (EXIT, then SIGKILL after 2 s), reaps them, closes every descriptor.
+ * NULL is a no-op. */
+void nr_pool_destroy(nr_pool *p);
+
+/* Diagnostics (tests, `netrun time`): workers started so far, pid of worker i (0 if not
+ * running), restarts used. */
+int nr_pool_nworkers(const nr_pool *p);
+pid_t nr_pool_worker_pid(const nr_pool *p, int i);
+int nr_pool_restarts(const nr_pool *p);
+
+/* --py-workers 0: Python layers inside the core process. Loads libnetrun-pyinproc.so (next
+ * to /proc/self/exe, ../lib/netrun/, then the build dir) with dlopen so netrun itself never
+ * links libpython. Same layer-running code as the worker; the blobs' own memory is viewed
+ * directly (any allocator). A crash in Python is a crash of the process: this mode is for
+ * pdb and as the latency baseline. One in-process backend per process. */
+nr_status nr_inproc_create(nr_py_backend **out, nr_error *err);
+void nr_inproc_destroy(nr_py_backend *b);
+
+#endif

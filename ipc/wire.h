@@ -1,0 +1,100 @@
+/* wire.h: what the core and a netrun-worker share — the control block, the opcodes, the
+ * wait discipline, descriptor passing. Used by both sides (ipc/pool.c and worker/main.c);
+ * depends on nothing of core/ so the worker links without the engine.
+ *
+ * One worker = one Unix stream socket + one control block (a memfd mapped MAP_SHARED by
+ * both processes). The socket carries only file descriptors (SCM_RIGHTS) with their
+ * segment ids: a blob segment is sent once, when it is new to that worker. Every request
+ * and reply travels through the control block:
+ *
+ *   core                                       worker
+ *   write header (+ msgpack in buf)
+ *   req_seq++ ; sem_post(req)        ---->     spin on sem_trywait(req), then sem_wait
+ *                                              read fds announced in nsegs (socket)
+ *                                              run Python
+ *   spin on sem_trywait(rep) ...     <----     write reply, rep_seq = req_seq, sem_post(rep)
+ *
+ * A reply may be a nested request (NR_REP_GROW, NR_REP_ADD_PARAM: the Python layer wants
+ * more memory for a blob); the core serves it with NR_OP_NESTED_OK/ERR on the same pair of
+ * semaphores and keeps waiting for the final reply. rep_seq lets the core tell a real reply
+ * from a wake-up posted by its liveness watcher when the worker died.
+ *
+ * Payloads are msgpack maps in buf; an empty payload (len 0) is the common hot-path case
+ * (no shapes changed, nothing to forget), so a steady-state forward encodes nothing.
+ */
+#ifndef NR_WIRE_H
+#define NR_WIRE_H
+
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define NR_WIRE_VERSION 1
+#define NR_CTL_SIZE (4u << 20)   /* bytes of one control block (sparse memfd) */
+#define NR_MAX_PROP 256          /* propagate_down flags carried in the header */
+
+/* File descriptors a worker is started with. */
+enum { NR_FD_SOCK = 3, NR_FD_CTL = 4, NR_FD_FAULT = 5 };
+
+typedef enum nr_wire_op {
+  /* core -> worker */
+  NR_OP_CALL = 1,    /* method on layer; SETUP payload carries the creation arguments */
+  NR_OP_RELEASE,     /* drop a layer object */
+  NR_OP_EXIT,        /* leave the loop and exit 0 */
+  NR_OP_NESTED_OK,   /* answer to a nested request: {seg, cap, shape} */
+  NR_OP_NESTED_ERR,  /* answer to a nested request: {msg} */
+  /* worker -> core */
+  NR_REP_HELLO = 100, /* worker ready (status 0) or failed to start ({msg}) */
+  NR_REP_OK,          /* payload (optional): {shapes: [[kind, idx, [dims]]...]} */
+  NR_REP_ERROR,       /* {type, msg, tb} */
+  NR_REP_GROW,        /* nested: {kind, idx, dims} */
+  NR_REP_ADD_PARAM    /* nested: {dims} */
+} nr_wire_op;
+
+/* Blob slots of a layer. */
+enum { NR_SLOT_BOTTOM = 0, NR_SLOT_TOP = 1, NR_SLOT_PARAM = 2 };
+
+typedef struct nr_ctl {
+  sem_t req;                 /* core -> worker */
+  sem_t rep;                 /* worker -> core */
+  _Atomic uint32_t req_seq;  /* written by the core before posting req */
+  _Atomic uint32_t rep_seq;  /* written by the worker before posting rep */
+  uint32_t op;               /* nr_wire_op of the message in flight */
+  uint32_t layer;            /* layer id */
+  uint32_t method;           /* nr_py_method for NR_OP_CALL */
+  uint32_t nsegs;            /* descriptors sent on the socket just before this message */
+  uint32_t len;              /* bytes of msgpack in buf */
+  uint32_t nprop;            /* propagate_down flags in prop */
+  uint8_t prop[NR_MAX_PROP];
+  _Alignas(64) char buf[];   /* NR_CTL_SIZE - offsetof(nr_ctl, buf) bytes */
+} nr_ctl;
+
+#define NR_CTL_BUF_MAX (NR_CTL_SIZE - offsetof(nr_ctl, buf))
+
+/* Adaptive spin-then-sleep wait on a process-shared semaphore.
+ * Spins with sem_trywait for up to *spin_ns, then blocks in sem_clockwait (CLOCK_MONOTONIC)
+ * until deadline_ns (0 = no deadline; absolute, nr_wire_now_ns clock). The budget adapts:
+ * a wait satisfied while spinning doubles it (up to max_spin_ns), a wait that had to sleep
+ * halves it (down to 1 µs), so an idle peer costs little CPU and a busy one answers fast.
+ * Returns 0 when the semaphore was taken, ETIMEDOUT past the deadline, or the errno. */
+int nr_wire_wait(sem_t *s, int64_t *spin_ns, int64_t max_spin_ns, int64_t deadline_ns);
+int64_t nr_wire_now_ns(void);
+
+/* Sends n descriptors with their n segment ids (one sendmsg per 200). 0 or an errno. */
+int nr_wire_send_fds(int sock, const int *fds, const uint32_t *ids, int n);
+/* Receives exactly n (fd, id) pairs; blocks. 0, or an errno (EPIPE on EOF). Received fds are
+ * close-on-exec. */
+int nr_wire_recv_fds(int sock, int *fds, uint32_t *ids, int n);
+
+/* msgpack writer into a bounded buffer (the control block); overflow is remembered and the
+ * caller decides (usually: truncate the text that caused it and encode again). */
+typedef struct nr_wbuf {
+  char *p;
+  size_t len, cap;
+  bool overflow;
+} nr_wbuf;
+int nr_wbuf_write(void *data, const char *buf, size_t len); /* a msgpack_packer_write */
+
+#endif
