@@ -62,6 +62,8 @@ int nr_cmd_test(int argc, char **argv);
 int nr_cmd_time(int argc, char **argv);
 int nr_cmd_check(int argc, char **argv);
 int nr_cmd_upgrade(int argc, char **argv);
+int nr_cmd_convert_mnist(int argc, char **argv);
+int nr_cmd_plot(int argc, char **argv);
 
 /* Parses argv against flags (and the global flags); positional arguments are returned in
  * pos (borrowed from argv). Returns 0, or 2 after printing a usage error. --help prints the

@@ -323,6 +323,8 @@ static const nr_command commands[] = {
     {"time", nr_cmd_time, "benchmark a model's forward and backward, per layer"},
     {"check", nr_cmd_check, "build a net and print its layers, shapes and memory"},
     {"upgrade", nr_cmd_upgrade, "rewrite an old net or solver prototxt in the current format"},
+    {"convert-mnist", nr_cmd_convert_mnist, "write an IDX data set (MNIST format) into an LMDB"},
+    {"plot", nr_cmd_plot, "draw training loss and test accuracy from a training log"},
     {NULL, NULL, NULL}};
 
 static void usage(FILE *f) {
@@ -372,6 +374,6 @@ int main(int argc, char **argv) {
       fflush(nr_cli_log());
       return r == 3 ? 0 : r;
     }
-  nr_cli_error("unknown command '%s' (commands: train, test, time, check, upgrade)", cmd);
+  nr_cli_error("unknown command '%s' (commands: train, test, time, check, upgrade, plot, convert-mnist)", cmd);
   return 2;
 }

@@ -148,6 +148,18 @@ case_weights_mismatch() {
   expect_err "truncated.caffemodel"
 }
 
+case_plot() {
+  cp "$HERE"/nets/lenet_dummy_*.prototxt .
+  mkdir -p snap
+  run 0 "$NETRUN" train --solver lenet_dummy_solver.prototxt
+  cp "$WORK/err" train.log
+  run 0 "$NETRUN" plot train.log -o curves.png
+  expect_out "wrote curves.png (4 training points, 3 test points)"
+  [ "$(head -c 4 curves.png | od -An -c | tr -d ' ')" = "211PNG" ] || fail "curves.png is not a PNG"
+  run 1 "$NETRUN" plot missing.log; expect_err "cannot read missing.log"
+  run 2 "$NETRUN" plot; expect_err "give the training log"
+}
+
 "case_$1"
 if [ "$failures" -gt 0 ]; then echo "$1: $failures failure(s)" >&2; exit 1; fi
 echo "$1: ok"
