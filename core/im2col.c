@@ -10,7 +10,10 @@
  * GEMMs get too thin and the batched column path (a plain copy for 1×1) wins. */
 #define NR_CONV_1X1_MIN_PIXELS 256
 
-int64_t nr__conv_workspace_floats = (int64_t)1 << 24;
+int64_t nr__conv_workspace_floats = (int64_t)1 << 22;
+
+static _Thread_local float *tls_ws;
+static _Thread_local int64_t tls_ws_cap;
 
 static inline int64_t out_dim(int64_t in, int64_t k, int64_t p, int64_t s, int64_t d) {
   return (in + 2 * p - (d * (k - 1) + 1)) / s + 1;
@@ -241,6 +244,26 @@ static int64_t chunk_images(const nr_conv *cv) {
   return b;
 }
 
+static int64_t ws_need(const nr_conv *cv) {
+  if (use_direct_1x1(cv) || cv->num == 0) return 0;
+  return (cv->in_ch * cv->kdim + cv->out_ch) * cv->col_dim * chunk_images(cv);
+}
+
+/* *out = this thread's workspace, grown to at least ws_need(cv) floats. */
+static nr_status ws_get(const nr_conv *cv, float **out, nr_error *err) {
+  int64_t need = ws_need(cv);
+  if (need > tls_ws_cap) {
+    float *ws = realloc(tls_ws, (size_t)need * sizeof *ws);
+    if (!ws)
+      return nr_err_set(err, NR_ERR_NOMEM,
+                        "out of memory for a %lld-float convolution workspace", (long long)need);
+    tls_ws = ws;
+    tls_ws_cap = need;
+  }
+  *out = tls_ws;
+  return NR_OK;
+}
+
 nr_status nr__conv_prepare(nr_conv *cv, nr_error *err) {
   cv->im_dim = cv->col_dim = cv->kdim = 1;
   cv->is_1x1 = true;
@@ -250,23 +273,14 @@ nr_status nr__conv_prepare(nr_conv *cv, nr_error *err) {
     cv->kdim *= cv->kernel[a];
     if (cv->kernel[a] != 1 || cv->stride[a] != 1 || cv->pad[a] != 0) cv->is_1x1 = false;
   }
-  if (use_direct_1x1(cv) || cv->num == 0) return NR_OK;
-  int64_t need = (cv->in_ch * cv->kdim + cv->out_ch) * cv->col_dim * chunk_images(cv);
-  if (need > cv->ws_cap) {
-    float *ws = realloc(cv->ws, (size_t)need * sizeof *ws);
-    if (!ws)
-      return nr_err_set(err, NR_ERR_NOMEM, "out of memory for a %lld-float conv workspace",
-                        (long long)need);
-    cv->ws = ws;
-    cv->ws_cap = need;
-  }
-  return NR_OK;
+  float *ws;
+  return ws_get(cv, &ws, err);
 }
 
-void nr__conv_free(nr_conv *cv) {
-  free(cv->ws);
-  cv->ws = NULL;
-  cv->ws_cap = 0;
+void nr__conv_workspace_release(void) {
+  free(tls_ws);
+  tls_ws = NULL;
+  tls_ws_cap = 0;
 }
 
 static void im2col_one(const nr_conv *cv, const float *im, float *col, int64_t ld) {
@@ -312,7 +326,8 @@ static void scatter_chunk(const nr_conv *cv, const float *buf, int64_t n0, int64
              (size_t)P * sizeof *buf);
 }
 
-void nr__conv_forward(nr_conv *cv, const float *im, const float *w, float *out) {
+nr_status nr__conv_forward(const nr_conv *cv, const float *im, const float *w, float *out,
+                           nr_error *err) {
   const int64_t G = cv->group, Mg = cv->out_ch / G, Kg = cv->in_ch / G * cv->kdim;
   const int64_t P = cv->col_dim;
   if (use_direct_1x1(cv)) {
@@ -320,22 +335,25 @@ void nr__conv_forward(nr_conv *cv, const float *im, const float *w, float *out) 
       for (int64_t g = 0; g < G; g++)
         nr_gemm(false, false, Mg, P, Kg, 1.0f, w + g * Mg * Kg,
                 im + n * cv->in_ch * P + g * Kg * P, 0.0f, out + n * cv->out_ch * P + g * Mg * P);
-    return;
+    return NR_OK;
   }
+  float *ws;
+  NR_TRY(ws_get(cv, &ws, err));
   const int64_t B = chunk_images(cv);
   for (int64_t n0 = 0; n0 < cv->num; n0 += B) {
     int64_t b = cv->num - n0 < B ? cv->num - n0 : B;
-    float *col = cv->ws, *obuf = cv->ws + cv->in_ch * cv->kdim * b * P;
+    float *col = ws, *obuf = ws + cv->in_ch * cv->kdim * b * P;
     im2col_chunk(cv, im, n0, b, col);
     for (int64_t g = 0; g < G; g++)
       nr_gemm(false, false, Mg, b * P, Kg, 1.0f, w + g * Mg * Kg, col + g * Kg * b * P, 0.0f,
               obuf + g * Mg * b * P);
     scatter_chunk(cv, obuf, n0, b, out);
   }
+  return NR_OK;
 }
 
-void nr__conv_backward_data(nr_conv *cv, const float *out_diff, const float *w,
-                            float *im_diff) {
+nr_status nr__conv_backward_data(const nr_conv *cv, const float *out_diff, const float *w,
+                                 float *im_diff, nr_error *err) {
   const int64_t G = cv->group, Mg = cv->out_ch / G, Kg = cv->in_ch / G * cv->kdim;
   const int64_t P = cv->col_dim;
   if (use_direct_1x1(cv)) {
@@ -344,12 +362,14 @@ void nr__conv_backward_data(nr_conv *cv, const float *out_diff, const float *w,
         nr_gemm(true, false, Kg, P, Mg, 1.0f, w + g * Mg * Kg,
                 out_diff + n * cv->out_ch * P + g * Mg * P, 0.0f,
                 im_diff + n * cv->in_ch * P + g * Kg * P);
-    return;
+    return NR_OK;
   }
+  float *ws;
+  NR_TRY(ws_get(cv, &ws, err));
   const int64_t B = chunk_images(cv);
   for (int64_t n0 = 0; n0 < cv->num; n0 += B) {
     int64_t b = cv->num - n0 < B ? cv->num - n0 : B;
-    float *col = cv->ws, *obuf = cv->ws + cv->in_ch * cv->kdim * b * P;
+    float *col = ws, *obuf = ws + cv->in_ch * cv->kdim * b * P;
     gather_chunk(cv, out_diff, n0, b, obuf);
     for (int64_t g = 0; g < G; g++)
       nr_gemm(true, false, Kg, b * P, Mg, 1.0f, w + g * Mg * Kg, obuf + g * Mg * b * P, 0.0f,
@@ -360,10 +380,11 @@ void nr__conv_backward_data(nr_conv *cv, const float *out_diff, const float *w,
       col2im_one(cv, col + i * P, im, b * P);
     }
   }
+  return NR_OK;
 }
 
-void nr__conv_weight_grad(nr_conv *cv, const float *im, const float *out_diff,
-                          float *w_diff) {
+nr_status nr__conv_weight_grad(const nr_conv *cv, const float *im, const float *out_diff,
+                               float *w_diff, nr_error *err) {
   const int64_t G = cv->group, Mg = cv->out_ch / G, Kg = cv->in_ch / G * cv->kdim;
   const int64_t P = cv->col_dim;
   if (use_direct_1x1(cv)) {
@@ -371,18 +392,21 @@ void nr__conv_weight_grad(nr_conv *cv, const float *im, const float *out_diff,
       for (int64_t g = 0; g < G; g++)
         nr_gemm(false, true, Mg, Kg, P, 1.0f, out_diff + n * cv->out_ch * P + g * Mg * P,
                 im + n * cv->in_ch * P + g * Kg * P, 1.0f, w_diff + g * Mg * Kg);
-    return;
+    return NR_OK;
   }
+  float *ws;
+  NR_TRY(ws_get(cv, &ws, err));
   const int64_t B = chunk_images(cv);
   for (int64_t n0 = 0; n0 < cv->num; n0 += B) {
     int64_t b = cv->num - n0 < B ? cv->num - n0 : B;
-    float *col = cv->ws, *obuf = cv->ws + cv->in_ch * cv->kdim * b * P;
+    float *col = ws, *obuf = ws + cv->in_ch * cv->kdim * b * P;
     im2col_chunk(cv, im, n0, b, col);
     gather_chunk(cv, out_diff, n0, b, obuf);
     for (int64_t g = 0; g < G; g++)
       nr_gemm(false, true, Mg, Kg, b * P, 1.0f, obuf + g * Mg * b * P, col + g * Kg * b * P, 1.0f,
               w_diff + g * Mg * Kg);
   }
+  return NR_OK;
 }
 
 void nr__conv_bias_add(int64_t num, int64_t ch, int64_t sp, const float *bias, float *data) {

@@ -16,8 +16,10 @@
  * images as fit, at least one). A 1×1, stride-1, pad-0 convolution over a large enough image
  * skips im2col and multiplies the NCHW data directly, one GEMM per image.
  *
- * Ownership. nr_conv holds the geometry and an owned workspace (free with nr__conv_free).
- * Data pointers are borrowed. Not thread safe (the workspace is shared by all calls).
+ * Ownership. nr_conv holds only geometry. The column workspace is one buffer per thread
+ * shared by every convolution layer on that thread (layers run one at a time, so a net of
+ * 50 convolutions needs one workspace, not 50); it grows on demand and is released by
+ * nr__conv_workspace_release(). Data pointers are borrowed.
  */
 #ifndef NR_IM2COL_H
 #define NR_IM2COL_H
@@ -31,9 +33,10 @@
 
 /* Largest number of spatial axes a convolution may have. */
 #define NR_CONV_MAX_SP 8
-/* Upper bound of the per-layer column workspace in floats (default 2^24 = 64 MiB); it
- * decides how many images one GEMM covers. A variable only so tests can force chunking;
- * set it before the layers' reshape. */
+/* Upper bound of the column workspace in floats (default 2^22 = 16 MiB); it decides how
+ * many images one GEMM covers. Measured on LeNet/CIFAR/AlexNet/ResNet shapes, chunks of a
+ * few MiB run as fast as whole-batch buffers (the GEMMs are already thousands of columns
+ * wide) and stay in cache better. A variable only so tests can force chunking. */
 extern int64_t nr__conv_workspace_floats;
 
 /* 2-D im2col of one image (channels × height × width) into col, whose row r =
@@ -73,8 +76,6 @@ typedef struct nr_conv {
   int64_t im_dim, col_dim;        /* their products */
   int64_t kdim;                   /* product of kernel */
   bool is_1x1;
-  float *ws; /* owned workspace */
-  int64_t ws_cap;
 } nr_conv;
 
 /* Reads kernel/pad/stride/dilation (repeated or _h/_w forms), group, bias_term, axis,
@@ -87,18 +88,22 @@ nr_status nr__conv_parse(nr_conv *cv, const Caffe__ConvolutionParameter *p,
 /* Effective kernel extent of spatial axis i: dil·(k−1)+1. */
 int64_t nr__conv_extent(const nr_conv *cv, int i);
 /* Call after num/in_ch/out_ch/im_sp/col_sp are set: derives the products and 1×1 flag
- * and grows the workspace. Errors: NR_ERR_NOMEM. */
+ * and grows this thread's workspace (so an out-of-memory shows at reshape).
+ * Errors: NR_ERR_NOMEM. */
 nr_status nr__conv_prepare(nr_conv *cv, nr_error *err);
-void nr__conv_free(nr_conv *cv);
+/* Frees the calling thread's workspace (it regrows when needed). */
+void nr__conv_workspace_release(void);
 
-/* out (num, out_ch, col_sp) = W ⊛ im (num, in_ch, im_sp); overwrites out. */
-void nr__conv_forward(nr_conv *cv, const float *im, const float *w, float *out);
-/* im_diff = the adjoint of forward applied to out_diff; overwrites im_diff. */
-void nr__conv_backward_data(nr_conv *cv, const float *out_diff, const float *w,
-                            float *im_diff);
-/* w_diff += gradient of forward's output against W, given im and out_diff. */
-void nr__conv_weight_grad(nr_conv *cv, const float *im, const float *out_diff,
-                          float *w_diff);
+/* The three products, each NR_ERR_NOMEM only if the workspace cannot grow.
+ * forward:       out (num, out_ch, col_sp) = W ⊛ im (num, in_ch, im_sp); overwrites out.
+ * backward_data: im_diff = the adjoint of forward applied to out_diff; overwrites.
+ * weight_grad:   w_diff += gradient of forward's output against W, given im, out_diff. */
+nr_status nr__conv_forward(const nr_conv *cv, const float *im, const float *w, float *out,
+                           nr_error *err);
+nr_status nr__conv_backward_data(const nr_conv *cv, const float *out_diff, const float *w,
+                                 float *im_diff, nr_error *err);
+nr_status nr__conv_weight_grad(const nr_conv *cv, const float *im, const float *out_diff,
+                               float *w_diff, nr_error *err);
 /* data[n][c][s] += bias[c]; bias_diff[c] += Σ_{n,s} diff[n][c][s]. */
 void nr__conv_bias_add(int64_t num, int64_t ch, int64_t sp, const float *bias, float *data);
 void nr__conv_bias_grad(int64_t num, int64_t ch, int64_t sp, const float *diff,

@@ -103,7 +103,7 @@ static nr_status conv_reshape(nr_layer *l, nr_error *err) {
 static nr_status conv_forward(nr_layer *l, nr_error *err) {
   nr_conv *cv = l->priv;
   for (int i = 0; i < l->nbottom; i++) {
-    nr__conv_forward(cv, l->bottom[i]->data, l->blobs[0]->data, l->top[i]->data);
+    NR_TRY(nr__conv_forward(cv, l->bottom[i]->data, l->blobs[0]->data, l->top[i]->data, err));
     if (cv->bias_term)
       nr__conv_bias_add(cv->num, cv->out_ch, cv->col_dim, l->blobs[1]->data, l->top[i]->data);
   }
@@ -115,14 +115,14 @@ static nr_status conv_backward(nr_layer *l, nr_error *err) {
   for (int i = 0; i < l->nbottom; i++) {
     const float *td = l->top[i]->diff;
     if (cv->bias_term) nr__conv_bias_grad(cv->num, cv->out_ch, cv->col_dim, td, l->blobs[1]->diff);
-    nr__conv_weight_grad(cv, l->bottom[i]->data, td, l->blobs[0]->diff);
-    if (l->prop_down[i]) nr__conv_backward_data(cv, td, l->blobs[0]->data, l->bottom[i]->diff);
+    NR_TRY(nr__conv_weight_grad(cv, l->bottom[i]->data, td, l->blobs[0]->diff, err));
+    if (l->prop_down[i])
+      NR_TRY(nr__conv_backward_data(cv, td, l->blobs[0]->data, l->bottom[i]->diff, err));
   }
   return NR_OK;
 }
 
 static void conv_destroy(nr_layer *l) {
-  if (l->priv) nr__conv_free(l->priv);
   free(l->priv);
   l->priv = NULL;
 }
