@@ -1,0 +1,209 @@
+/* Worker life and death: --py-restarts recovering crashes and hangs with the right
+ * results, restarts running out, workers dying within 1 s of a SIGKILLed core, print()
+ * lines arriving whole. */
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "nr_test.h"
+#include "wire.h"
+#include "wk.h"
+
+static char tmpdir[256];
+
+static void marker(char *buf, size_t len, const char *name) {
+  snprintf(buf, len, "%s/%s", tmpdir, name);
+  unlink(buf);
+}
+
+static char *read_all(FILE *f) {
+  fflush(f);
+  long n = ftell(f);
+  char *s = calloc(1, (size_t)n + 1);
+  rewind(f);
+  if (s && fread(s, 1, (size_t)n, f) != (size_t)n) s[0] = '\0';
+  return s;
+}
+
+/* Scale -> Fault(crash once in method) -> TimesTen, one worker; the crash is replayed. */
+static void restart_case(const char *kind, const char *method, double timeout) {
+  nr_error err;
+  char mk[512], ps[600];
+  marker(mk, sizeof mk, kind);
+  snprintf(ps, sizeof ps, "%s:%s:%s", method, kind, mk);
+  FILE *log = tmpfile();
+  nr_pool *p = NULL;
+  nr_pool_opts o = {1, timeout, 2, NULL, log};
+  CHECK_OK(nr_pool_create(&o, &p, &err), &err);
+  const char *cls[] = {"Scale", "Fault", "TimesTen"};
+  const char *pss[] = {"", ps, ""};
+  wk_chain c;
+  CHECK_OK(wk_chain_init(&c, nr_pool_backend(p), nr_pool_allocator(p), 3, "nr_fx_layers", cls,
+                         pss, NR_TRAIN, &err), &err);
+  CHECK_OK(nr_blob_reshape4(c.b[0], 1, 1, 2, 2, &err), &err);
+  for (int i = 0; i < 4; i++) c.b[0]->data[i] = (float)(i + 1);
+  CHECK_OK(wk_chain_setup(&c, &err), &err);
+  c.l[0]->blobs[0]->data[0] = 5; /* "trained" value the restart must keep */
+  c.l[0]->blobs[0]->diff[0] = 0.5f;
+  pid_t before = nr_pool_worker_pid(p, 0);
+  CHECK_OK(wk_chain_forward(&c, &err), &err);
+  for (int i = 0; i < 4; i++) CHECK_NEAR(c.b[3]->data[i], 500.0 * (i + 1), 1e-3);
+  for (int i = 0; i < 4; i++) c.b[3]->diff[i] = 1;
+  CHECK_OK(wk_chain_backward(&c, &err), &err);
+  for (int i = 0; i < 4; i++) CHECK_NEAR(c.b[0]->diff[i], 500.0, 1e-3);
+  CHECK_NEAR(c.l[0]->blobs[0]->diff[0], 0.5 + 100.0 * (1 + 2 + 3 + 4), 1e-3);
+  CHECK_INT_EQ(nr_pool_restarts(p), 1);
+  CHECK(nr_pool_worker_pid(p, 0) != before);
+  char *text = read_all(log);
+  CHECK_CONTAINS(text, "restarting Python worker 0 (restart 1 of 2) and replaying the call");
+  char where[128];
+  snprintf(where, sizeof where, "nr_fx_layers.Fault.%s (layer 'py1'", method);
+  CHECK_CONTAINS(text, where);
+  free(text);
+  wk_chain_free(&c);
+  nr_pool_destroy(p);
+  fclose(log);
+  CHECK_INT_EQ(wk_children(), 0);
+}
+
+static void test_restart_crash_forward(void) { restart_case("segv", "forward", 0); }
+static void test_restart_exit_backward(void) { restart_case("exit", "backward", 0); }
+static void test_restart_hang_forward(void) { restart_case("hang", "forward", 0.5); }
+
+/* A layer that always crashes uses up the restarts and then fails with the death. */
+static void test_restarts_exhausted(void) {
+  nr_error err;
+  nr_pool *p = NULL;
+  nr_pool_opts o = {1, 0, 2, NULL, NULL};
+  CHECK_OK(nr_pool_create(&o, &p, &err), &err);
+  const char *cls[] = {"Fault"};
+  const char *ps[] = {"forward:exit"};
+  wk_chain c;
+  CHECK_OK(wk_chain_init(&c, nr_pool_backend(p), nr_pool_allocator(p), 1, "nr_fx_layers", cls,
+                         ps, NR_TEST, &err), &err);
+  CHECK_OK(nr_blob_reshape4(c.b[0], 1, 1, 2, 2, &err), &err);
+  CHECK_OK(wk_chain_setup(&c, &err), &err);
+  CHECK_INT_EQ(wk_chain_forward(&c, &err), NR_ERR_WORKER);
+  CHECK_CONTAINS(err.msg, "nr_fx_layers.Fault.forward (layer 'py0', phase TEST");
+  CHECK_CONTAINS(err.msg, "exited with status 7");
+  CHECK_INT_EQ(nr_pool_restarts(p), 2);
+  wk_chain_free(&c);
+  nr_pool_destroy(p);
+  CHECK_INT_EQ(wk_children(), 0);
+}
+
+/* kill -9 of the core: its workers are gone within 1 s, nothing left in /dev/shm. */
+static void test_core_sigkill(void) {
+  int shm0 = wk_shm_entries();
+  int fd[2];
+  CHECK(pipe(fd) == 0);
+  pid_t child = fork();
+  CHECK(child >= 0);
+  if (child == 0) {
+    close(fd[0]);
+    nr_error err;
+    nr_pool *p = NULL;
+    nr_pool_opts o = {2, 0, 0, NULL, NULL};
+    if (nr_pool_create(&o, &p, &err) != NR_OK) _exit(1);
+    const char *cls[] = {"TimesTen", "TimesTen"};
+    wk_chain c;
+    if (wk_chain_init(&c, nr_pool_backend(p), nr_pool_allocator(p), 2, "nr_fx_layers", cls,
+                      NULL, NR_TRAIN, &err) != NR_OK ||
+        nr_blob_reshape4(c.b[0], 8, 1, 28, 28, &err) != NR_OK ||
+        wk_chain_setup(&c, &err) != NR_OK) {
+      fprintf(stderr, "child: %s\n", err.msg);
+      _exit(1);
+    }
+    pid_t pids[2] = {nr_pool_worker_pid(p, 0), nr_pool_worker_pid(p, 1)};
+    if (write(fd[1], pids, sizeof pids) != sizeof pids) _exit(1);
+    for (;;) /* "training" */
+      if (wk_chain_forward(&c, &err) != NR_OK) _exit(1);
+  }
+  close(fd[1]);
+  pid_t pids[2] = {0, 0};
+  CHECK_INT_EQ(read(fd[0], pids, sizeof pids), (long)sizeof pids);
+  close(fd[0]);
+  CHECK(pids[0] > 0 && pids[1] > 0);
+  usleep(100000);
+  CHECK(wk_pid_alive(pids[0]) && wk_pid_alive(pids[1]));
+  kill(child, SIGKILL);
+  int64_t t0 = nr_wire_now_ns();
+  waitpid(child, NULL, 0);
+  while ((wk_pid_alive(pids[0]) || wk_pid_alive(pids[1])) && nr_wire_now_ns() - t0 < 1000000000)
+    usleep(5000);
+  CHECK(!wk_pid_alive(pids[0]));
+  CHECK(!wk_pid_alive(pids[1]));
+  fprintf(stderr, "  workers gone %.1f ms after SIGKILL of the core\n",
+          (double)(nr_wire_now_ns() - t0) / 1e6);
+  CHECK_INT_EQ(wk_shm_entries(), shm0);
+}
+
+/* print() from two workers at once: every line arrives whole. */
+static void test_print_whole_lines(void) {
+  int fd[2];
+  CHECK(pipe(fd) == 0);
+  pid_t child = fork();
+  CHECK(child >= 0);
+  if (child == 0) {
+    close(fd[0]);
+    dup2(fd[1], 1);
+    close(fd[1]);
+    nr_error err;
+    nr_pool *p = NULL;
+    nr_pool_opts o = {2, 0, 0, NULL, NULL};
+    const char *cls[] = {"Printer", "Printer"};
+    const char *ps[] = {"alpha-alpha-alpha-alpha-alpha-alpha-alpha-alpha-alpha-alpha",
+                        "beta-beta-beta-beta-beta-beta-beta-beta-beta-beta-beta-beta"};
+    wk_chain c[2];
+    if (nr_pool_create(&o, &p, &err) != NR_OK) _exit(1);
+    /* two independent one-layer chains, one per worker, driven alternately */
+    for (int k = 0; k < 2; k++)
+      if (wk_chain_init(&c[k], nr_pool_backend(p), nr_pool_allocator(p), 1, "nr_fx_layers",
+                        &cls[k], &ps[k], NR_TRAIN, &err) != NR_OK ||
+          nr_blob_reshape4(c[k].b[0], 1, 1, 1, 1, &err) != NR_OK ||
+          wk_chain_setup(&c[k], &err) != NR_OK)
+        _exit(1);
+    for (int i = 0; i < 100; i++)
+      for (int k = 0; k < 2; k++)
+        if (wk_chain_forward(&c[k], &err) != NR_OK) _exit(1);
+    for (int k = 0; k < 2; k++) wk_chain_free(&c[k]);
+    nr_pool_destroy(p);
+    _exit(0);
+  }
+  close(fd[1]);
+  FILE *f = fdopen(fd[0], "r");
+  char line[1024];
+  int n = 0, bad = 0;
+  while (fgets(line, sizeof line, f)) {
+    n++;
+    int k;
+    char who[200];
+    if (!(sscanf(line, "printer line %d of layer %199s", &k, who) == 2 ||
+          sscanf(line, "printer setup %199s", who) == 1) ||
+        (strncmp(who, "alpha-", 6) != 0 && strncmp(who, "beta-", 5) != 0) ||
+        strlen(who) < 59) {
+      if (bad++ < 3) fprintf(stderr, "  mangled line: %s", line);
+    }
+  }
+  fclose(f);
+  int st = 0;
+  waitpid(child, &st, 0);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  CHECK_INT_EQ(n, 2 + 2 * 100 * 3);
+  CHECK_INT_EQ(bad, 0);
+}
+
+int main(void) {
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/nr-wk-%d", (int)getpid());
+  mkdir(tmpdir, 0700);
+  NR_RUN(test_restart_crash_forward);
+  NR_RUN(test_restart_exit_backward);
+  NR_RUN(test_restart_hang_forward);
+  NR_RUN(test_restarts_exhausted);
+  NR_RUN(test_core_sigkill);
+  NR_RUN(test_print_whole_lines);
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+  if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", tmpdir);
+  return NR_TEST_EXIT();
+}
