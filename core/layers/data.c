@@ -1,0 +1,329 @@
+/* Data: batches of Datum records read from an LMDB (Caffe's DataLayer), transformed by
+ * transform_param, computed ahead of the net by a prefetch thread.
+ *
+ * data_param: source (the LMDB directory), batch_size, backend (LMDB; LEVELDB is refused
+ * with a hint to convert), prefetch (batches computed ahead, default 4), rand_skip (skip a
+ * random number in [0, rand_skip) of records at the start). Tops: data (batch x C x H x W,
+ * or the crop size), and label (batch) when there are two. The first record fixes C, H, W;
+ * a later record of another shape is an error, as is an encoded (compressed image) record:
+ * netrun decodes no images. At the end of the database the reader starts again from the
+ * first record ("Restarting data prefetching from start.").
+ *
+ * Threading. setup opens the database, reads the first record and starts one thread that
+ * fills a ring of `prefetch` batch buffers in order; forward takes the oldest ready batch,
+ * copies it into the tops and hands the buffer back. When no batch is ready the net waits
+ * and the log says "Waiting for data" (the first time and every 1000th time after, like
+ * Caffe's LOG_EVERY_N). A reader error is kept by the thread and returned by the forward
+ * that would have used the failed batch. destroy stops and joins the thread.
+ *
+ * Determinism: the thread draws mirror and crop offsets from the layer's own rng, seeded at
+ * setup from the net's rng (without advancing it) and the layer index, and fills batches in
+ * order, so the same seed gives the same batches whatever the timing.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "binary.h"
+#include "data_transformer.h"
+#include "db_lmdb.h"
+#include "layer.h"
+
+/* netrun's log (core/main.c) when linked into the netrun tool; tests and embedders that
+ * have no such function get stderr. A weak reference keeps nr_core free of the CLI. */
+extern FILE *nr_cli_log(void) __attribute__((weak));
+
+typedef struct data_priv {
+  nr_lmdb_reader *db;
+  nr_transformer *tf;
+  nr_rng rng;
+  char *source;
+  FILE *log;
+  int batch_size;
+  int c, h, w;          /* record shape, from the first record */
+  int64_t out[3];       /* one transformed item */
+  size_t item_out;      /* floats per transformed item */
+  bool has_label;
+  /* The ring: slot i holds data[i] (batch_size * item_out floats) and label[i]. */
+  int nslots;
+  float **data;
+  float **label;
+  pthread_mutex_t mu;
+  pthread_cond_t ready_cv, space_cv;
+  bool sync_init;
+  int head;     /* next slot forward takes */
+  int nready;   /* filled slots from head on */
+  bool stop;    /* destroy asks the thread to end */
+  bool failed;  /* the thread ended on an error (in thread_err) */
+  bool thread_started;
+  pthread_t thread;
+  nr_error thread_err;
+  uint64_t waits;
+} data_priv;
+
+static const Caffe__DataParameter data_default = CAFFE__DATA_PARAMETER__INIT;
+
+/* Unpacks and checks one record. *out is new on success. */
+static nr_status read_datum(data_priv *p, Caffe__Datum **out, nr_error *err) {
+  const void *key, *val;
+  size_t klen, vlen;
+  nr_lmdb_reader_get(p->db, &key, &klen, &val, &vlen);
+  int kl = klen > 64 ? 64 : (int)klen;
+  Caffe__Datum *d = caffe__datum__unpack(NULL, vlen, val);
+  if (!d) {
+    /* Let the wire validator say where the bytes go wrong. */
+    char name[256];
+    snprintf(name, sizeof name, "record '%.*s'", kl, (const char *)key);
+    if (nr_proto_validate_wire(val, vlen, &caffe__datum__descriptor, name, err) == NR_OK)
+      nr_err_set(err, NR_ERR_INPUT, "%s is not a valid Datum", name);
+    return nr_err_prefix(err, "LMDB '%s'", p->source);
+  }
+  nr_status s = NR_OK;
+  if (d->encoded)
+    s = nr_err_set(err, NR_ERR_INPUT,
+                   "LMDB '%s' record '%.*s' is an encoded image (Datum.encoded); netrun does not "
+                   "decode images: store raw pixels (convert_imageset without --encoded)",
+                   p->source, kl, (const char *)key);
+  else if (p->c && (d->channels != p->c || d->height != p->h || d->width != p->w))
+    s = nr_err_set(err, NR_ERR_INPUT,
+                   "LMDB '%s' record '%.*s' is %dx%dx%d, but the first record is %dx%dx%d; all "
+                   "records must have one shape",
+                   p->source, kl, (const char *)key, d->channels, d->height, d->width, p->c,
+                   p->h, p->w);
+  else if (d->channels <= 0 || d->height <= 0 || d->width <= 0 ||
+           (int64_t)d->channels * d->height * d->width > ((int64_t)1 << 31))
+    s = nr_err_set(err, NR_ERR_INPUT, "LMDB '%s' record '%.*s' has a bad shape %dx%dx%d",
+                   p->source, kl, (const char *)key, d->channels, d->height, d->width);
+  else {
+    const size_t n = (size_t)d->channels * d->height * d->width;
+    const size_t have = d->data.len ? d->data.len : d->n_float_data;
+    if (have != n)
+      s = nr_err_set(err, NR_ERR_INPUT,
+                     "LMDB '%s' record '%.*s' holds %zu %s for its shape %dx%dx%d (%zu)",
+                     p->source, kl, (const char *)key, have,
+                     d->data.len ? "bytes" : "float_data values", d->channels, d->height,
+                     d->width, n);
+  }
+  if (s != NR_OK) {
+    caffe__datum__free_unpacked(d, NULL);
+    return s;
+  }
+  *out = d;
+  return NR_OK;
+}
+
+/* Reads batch_size records into slot `slot`, advancing (and wrapping) the cursor. */
+static nr_status fill_slot(data_priv *p, int slot, nr_error *err) {
+  for (int i = 0; i < p->batch_size; i++) {
+    Caffe__Datum *d = NULL;
+    NR_TRY(read_datum(p, &d, err));
+    nr_transformer_apply(p->tf, d->data.len ? d->data.data : NULL,
+                         d->data.len ? NULL : d->float_data, &p->rng,
+                         p->data[slot] + (size_t)i * p->item_out);
+    if (p->has_label) p->label[slot][i] = (float)d->label;
+    caffe__datum__free_unpacked(d, NULL);
+    bool wrapped;
+    NR_TRY(nr_lmdb_reader_next(p->db, &wrapped, err));
+    if (wrapped) fprintf(p->log, "Restarting data prefetching from start.\n");
+  }
+  return NR_OK;
+}
+
+static void *prefetch_main(void *arg) {
+  data_priv *p = arg;
+  int slot = 0; /* the thread fills slots in ring order, starting at 0 */
+  for (;;) {
+    pthread_mutex_lock(&p->mu);
+    while (!p->stop && p->nready == p->nslots) pthread_cond_wait(&p->space_cv, &p->mu);
+    bool stop = p->stop;
+    pthread_mutex_unlock(&p->mu);
+    if (stop) return NULL;
+    /* The slot is free: forward hands a slot back only after copying out of it. */
+    nr_status s = fill_slot(p, slot, &p->thread_err);
+    pthread_mutex_lock(&p->mu);
+    if (s != NR_OK)
+      p->failed = true;
+    else
+      p->nready++;
+    pthread_cond_signal(&p->ready_cv);
+    pthread_mutex_unlock(&p->mu);
+    if (s != NR_OK) return NULL;
+    slot = (slot + 1) % p->nslots;
+  }
+}
+
+static void data_destroy(nr_layer *l) {
+  data_priv *p = l->priv;
+  if (!p) return;
+  if (p->thread_started) {
+    pthread_mutex_lock(&p->mu);
+    p->stop = true;
+    pthread_cond_broadcast(&p->space_cv);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->thread, NULL);
+  }
+  if (p->sync_init) {
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->ready_cv);
+    pthread_cond_destroy(&p->space_cv);
+  }
+  for (int i = 0; i < p->nslots; i++) {
+    if (p->data) free(p->data[i]);
+    if (p->label) free(p->label[i]);
+  }
+  free(p->data);
+  free(p->label);
+  nr_lmdb_reader_close(p->db);
+  nr_transformer_destroy(p->tf);
+  free(p->source);
+  free(p);
+  l->priv = NULL;
+}
+
+static bool is_dir_with(const char *dir, const char *file) {
+  char path[4096];
+  struct stat st;
+  if (snprintf(path, sizeof path, "%s/%s", dir, file) >= (int)sizeof path) return false;
+  return stat(path, &st) == 0;
+}
+
+static nr_status data_setup(nr_layer *l, nr_error *err) {
+  const Caffe__DataParameter *dp = l->param->data_param ? l->param->data_param : &data_default;
+  if (!dp->source || !*dp->source)
+    return nr_err_set(err, NR_ERR_INPUT, "data_param.source is not set (the LMDB to read)");
+  if (dp->batch_size == 0)
+    return nr_err_set(err, NR_ERR_INPUT, "data_param.batch_size must be positive");
+  if (dp->batch_size > (1u << 24))
+    return nr_err_set(err, NR_ERR_INPUT, "data_param.batch_size %u is absurd", dp->batch_size);
+  const uint32_t prefetch = dp->has_prefetch ? dp->prefetch : 4;
+  if (prefetch < 1 || prefetch > 1024)
+    return nr_err_set(err, NR_ERR_INPUT, "data_param.prefetch %u: give 1 to 1024", prefetch);
+  if (dp->backend == CAFFE__DATA_PARAMETER__DB__LEVELDB) {
+    /* Caffe's default backend is LEVELDB; accept an unset backend that names an LMDB. */
+    if (dp->has_backend || !is_dir_with(dp->source, "data.mdb"))
+      return nr_err_set(err, NR_ERR_INPUT,
+                        "data_param.backend LEVELDB (%s) is not supported: convert '%s' to "
+                        "LMDB and set backend: LMDB",
+                        dp->has_backend ? "given" : "Caffe's default", dp->source);
+  }
+
+  nr_status s;
+  data_priv *p = calloc(1, sizeof *p);
+  if (!p) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
+  l->priv = p; /* from here on data_destroy frees whatever is set */
+  p->log = nr_cli_log ? nr_cli_log() : stderr;
+  p->batch_size = (int)dp->batch_size;
+  p->has_label = l->ntop > 1;
+  if (!(p->source = strdup(dp->source))) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
+  {
+    /* Seed from the net's rng without advancing it, so adding a data layer does not change
+     * the weights' initialisation; the index keeps two data layers apart. */
+    nr_rng copy = {{0x9e3779b97f4a7c15ull, 1, 2, 3}};
+    if (l->ctx && l->ctx->rng) copy = *l->ctx->rng;
+    nr_rng_seed(&p->rng, nr_rng_next(&copy) + 0x9e3779b97f4a7c15ull * (uint64_t)(l->index + 1));
+  }
+  NR_TRY(nr_transformer_create(l->param->transform_param, l->phase, &p->tf, err));
+  NR_TRY(nr_lmdb_reader_open(p->source, &p->db, err));
+
+  /* The first record fixes the shapes (Caffe peeks at it without consuming it). */
+  Caffe__Datum *first = NULL;
+  NR_TRY(read_datum(p, &first, err));
+  p->c = first->channels;
+  p->h = first->height;
+  p->w = first->width;
+  caffe__datum__free_unpacked(first, NULL);
+  s = nr_transformer_set_input(p->tf, p->c, p->h, p->w, p->out, err);
+  if (s != NR_OK) return nr_err_prefix(err, "LMDB '%s'", p->source);
+  p->item_out = (size_t)(p->out[0] * p->out[1] * p->out[2]);
+  FILE *log = p->log;
+
+  if (dp->rand_skip) {
+    uint64_t skip = nr_rng_below(&p->rng, dp->rand_skip);
+    fprintf(log, "Skipping first %llu data points.\n", (unsigned long long)skip);
+    for (uint64_t i = 0; i < skip; i++) {
+      bool wrapped;
+      NR_TRY(nr_lmdb_reader_next(p->db, &wrapped, err));
+    }
+  }
+
+  NR_TRY(nr_blob_reshape4(l->top[0], p->batch_size, p->out[0], p->out[1], p->out[2], err));
+  if (p->has_label) {
+    int64_t n = p->batch_size;
+    NR_TRY(nr_blob_reshape(l->top[1], 1, &n, err));
+  }
+  fprintf(log, "output data size: %d,%lld,%lld,%lld\n", p->batch_size, (long long)p->out[0],
+          (long long)p->out[1], (long long)p->out[2]);
+
+  p->nslots = (int)prefetch;
+  p->data = calloc((size_t)p->nslots, sizeof *p->data);
+  p->label = calloc((size_t)p->nslots, sizeof *p->label);
+  if (!p->data || !p->label) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
+  for (int i = 0; i < p->nslots; i++) {
+    p->data[i] = malloc((size_t)p->batch_size * p->item_out * sizeof(float));
+    p->label[i] = malloc((size_t)p->batch_size * sizeof(float));
+    if (!p->data[i] || !p->label[i])
+      return nr_err_set(err, NR_ERR_NOMEM, "out of memory for %d prefetch batches",
+                        p->nslots);
+  }
+  if (pthread_mutex_init(&p->mu, NULL) != 0)
+    return nr_err_set(err, NR_ERR_NOMEM, "cannot create a mutex");
+  if (pthread_cond_init(&p->ready_cv, NULL) != 0) {
+    pthread_mutex_destroy(&p->mu);
+    return nr_err_set(err, NR_ERR_NOMEM, "cannot create a condition variable");
+  }
+  if (pthread_cond_init(&p->space_cv, NULL) != 0) {
+    pthread_cond_destroy(&p->ready_cv);
+    pthread_mutex_destroy(&p->mu);
+    return nr_err_set(err, NR_ERR_NOMEM, "cannot create a condition variable");
+  }
+  p->sync_init = true;
+  int rc = pthread_create(&p->thread, NULL, prefetch_main, p);
+  if (rc != 0)
+    return nr_err_set(err, NR_ERR_NOMEM, "cannot start the prefetch thread: %s", strerror(rc));
+  p->thread_started = true;
+  return NR_OK;
+}
+
+static nr_status data_reshape(nr_layer *l, nr_error *err) {
+  const data_priv *p = l->priv;
+  NR_TRY(nr_blob_reshape4(l->top[0], p->batch_size, p->out[0], p->out[1], p->out[2], err));
+  if (p->has_label) {
+    int64_t n = p->batch_size;
+    NR_TRY(nr_blob_reshape(l->top[1], 1, &n, err));
+  }
+  return NR_OK;
+}
+
+static nr_status data_forward(nr_layer *l, nr_error *err) {
+  data_priv *p = l->priv;
+  pthread_mutex_lock(&p->mu);
+  if (p->nready == 0 && !p->failed) {
+    if (p->waits++ % 1000 == 0) fprintf(p->log, "Waiting for data\n");
+    while (p->nready == 0 && !p->failed) pthread_cond_wait(&p->ready_cv, &p->mu);
+  }
+  if (p->nready == 0) { /* the thread failed and every good batch is used */
+    pthread_mutex_unlock(&p->mu);
+    nr_err_set(err, p->thread_err.status, "%s", p->thread_err.msg);
+    return err ? err->status : p->thread_err.status;
+  }
+  const int slot = p->head;
+  pthread_mutex_unlock(&p->mu);
+
+  memcpy(l->top[0]->data, p->data[slot], (size_t)p->batch_size * p->item_out * sizeof(float));
+  if (p->has_label)
+    memcpy(l->top[1]->data, p->label[slot], (size_t)p->batch_size * sizeof(float));
+
+  pthread_mutex_lock(&p->mu);
+  p->head = (p->head + 1) % p->nslots;
+  p->nready--;
+  pthread_cond_signal(&p->space_cv);
+  pthread_mutex_unlock(&p->mu);
+  return NR_OK;
+}
+
+const nr_layer_type nr_layer_data = {
+    .name = "Data", .min_bottoms = 0, .max_bottoms = 0, .min_tops = 1, .max_tops = 2,
+    .setup = data_setup, .reshape = data_reshape, .forward = data_forward,
+    .destroy = data_destroy};
