@@ -74,7 +74,7 @@ class FashionMNISTData(caffe.Layer):
         self.seed = int(params.get('seed', 1))
         self.scale = np.float32(params.get('scale', 0.00390625))
         self.augment = bool(params.get('augment', False))
-        info = caffe.get_worker_info()
+        info = caffe.get_worker_info() if hasattr(caffe, "get_worker_info") else None
         self.replica, self.replicas = (info.id, info.num_workers) if info else (0, 1)
         self.batch = self.replica  # the next batch index this replica computes
         self.order_epoch = -1
