@@ -273,6 +273,8 @@ static nr_status worker_spawn(nr_pool *p, worker *w, nr_error *err) {
   if (sem_init(&ctl->req, 1, 0) < 0 || sem_init(&ctl->rep, 1, 0) < 0) goto io;
   atomic_store(&ctl->req_seq, 0);
   atomic_store(&ctl->rep_seq, UINT32_MAX);
+  atomic_store(&ctl->core_cpu, -1);
+  atomic_store(&ctl->worker_cpu, -2);
   if (posix_spawn_file_actions_init(&fa)) goto io;
   fa_init = true;
   if (posix_spawn_file_actions_adddup2(&fa, sv[1], NR_FD_SOCK) ||
@@ -497,7 +499,8 @@ static bool post(worker *w, const int *fds, const uint32_t *ids, int nfd) {
 /* Waits for the worker's answer to the message with sequence `seq`. */
 static wres wait_reply(nr_pool *p, worker *w, uint32_t seq, int64_t deadline) {
   for (;;) {
-    int r = nr_wire_wait(&w->ctl->rep, &w->spin_ns, NR_CORE_MAX_SPIN_NS, deadline);
+    int r = nr_wire_wait(&w->ctl->rep, &w->spin_ns, NR_CORE_MAX_SPIN_NS, deadline,
+                         &w->ctl->core_cpu, &w->ctl->worker_cpu);
     if (atomic_load_explicit(&w->ctl->rep_seq, memory_order_acquire) == seq) return WR_OK;
     if (r == ETIMEDOUT) return WR_TIMEOUT;
     if (atomic_load(&w->dead)) return WR_DEAD;

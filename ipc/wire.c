@@ -2,6 +2,7 @@
 #include "wire.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -24,23 +25,29 @@ static inline void cpu_relax(void) {
 
 /* Why sem_trywait for the spin: glibc's semaphores post without a syscall when nobody
  * sleeps on them, and trywait is one CAS, so the spin costs no syscalls on either side;
- * only a sleeper pays a futex wake. */
-int nr_wire_wait(sem_t *s, int64_t *spin_ns, int64_t max_spin_ns, int64_t deadline_ns) {
-  if (sem_trywait(s) == 0) return 0;
+ * only a sleeper pays a futex wake (~10 us each way here).
+ * Adaptation: the budget follows the observed answer time. A wait that had to sleep but
+ * was answered within max_spin_ns sets the budget to twice that time (a longer spin would
+ * have caught it); one answered later halves it, so a peer busy for long stretches (slow
+ * Python, C layers between Python layers) costs little CPU. */
+int nr_wire_wait(sem_t *s, int64_t *spin_ns, int64_t max_spin_ns, int64_t deadline_ns,
+                 _Atomic int *my_cpu, const _Atomic int *peer_cpu) {
+  if (sem_trywait(s) == 0) goto got;
   int64_t budget = *spin_ns;
+  int64_t start = nr_wire_now_ns();
   if (budget > 0) {
-    int64_t start = nr_wire_now_ns();
     for (unsigned i = 1;; i++) {
       cpu_relax();
-      if (sem_trywait(s) == 0) {
-        int64_t nb = budget * 2;
-        *spin_ns = nb > max_spin_ns ? max_spin_ns : nb;
-        return 0;
+      if (sem_trywait(s) == 0) goto got;
+      if ((i & 15) == 0) {
+        if (nr_wire_now_ns() - start > budget) break;
+        /* The peer last ran on this very CPU (a loaded machine, wake-affine scheduling):
+         * spinning would only keep it off the CPU. Let it run. */
+        if (peer_cpu && atomic_load_explicit(peer_cpu, memory_order_relaxed) == sched_getcpu())
+          sched_yield();
       }
-      if ((i & 31) == 0 && nr_wire_now_ns() - start > budget) break;
     }
   }
-  *spin_ns = budget / 2 > 1000 ? budget / 2 : 1000;
   for (;;) {
     int r;
     if (deadline_ns) {
@@ -49,10 +56,20 @@ int nr_wire_wait(sem_t *s, int64_t *spin_ns, int64_t max_spin_ns, int64_t deadli
     } else {
       r = sem_wait(s);
     }
-    if (r == 0) return 0;
+    if (r == 0) {
+      int64_t waited = nr_wire_now_ns() - start;
+      int64_t nb = waited < max_spin_ns ? 2 * waited : budget / 2;
+      if (nb > max_spin_ns) nb = max_spin_ns;
+      *spin_ns = nb < 1000 ? 1000 : nb;
+      goto got;
+    }
     if (errno == EINTR) continue;
+    *spin_ns = budget / 2 < 1000 ? 1000 : budget / 2;
     return errno;
   }
+got:
+  if (my_cpu) atomic_store_explicit(my_cpu, sched_getcpu(), memory_order_relaxed);
+  return 0;
 }
 
 int nr_wire_send_fds(int sock, const int *fds, const uint32_t *ids, int n) {

@@ -67,6 +67,8 @@ typedef struct nr_ctl {
   uint32_t nsegs;            /* descriptors sent on the socket just before this message */
   uint32_t len;              /* bytes of msgpack in buf */
   uint32_t nprop;            /* propagate_down flags in prop */
+  _Atomic int core_cpu;      /* CPU each side last woke on (spin policy, see nr_wire_wait) */
+  _Atomic int worker_cpu;
   uint8_t prop[NR_MAX_PROP];
   _Alignas(64) char buf[];   /* NR_CTL_SIZE - offsetof(nr_ctl, buf) bytes */
 } nr_ctl;
@@ -75,11 +77,15 @@ typedef struct nr_ctl {
 
 /* Adaptive spin-then-sleep wait on a process-shared semaphore.
  * Spins with sem_trywait for up to *spin_ns, then blocks in sem_clockwait (CLOCK_MONOTONIC)
- * until deadline_ns (0 = no deadline; absolute, nr_wire_now_ns clock). The budget adapts:
- * a wait satisfied while spinning doubles it (up to max_spin_ns), a wait that had to sleep
- * halves it (down to 1 µs), so an idle peer costs little CPU and a busy one answers fast.
+ * until deadline_ns (0 = no deadline; absolute, nr_wire_now_ns clock). The budget follows
+ * the peer: a wait that slept but was answered within max_spin_ns sets it to twice the
+ * answer time, a longer one halves it (floor 1 us), so a quick peer is caught spinning and
+ * a slow one costs little CPU. my_cpu/peer_cpu (optional): each side records the CPU it
+ * runs on after a wait; a spinner that finds its peer last ran on its own CPU yields
+ * instead of keeping the peer off it (what a loaded 2-core machine otherwise does).
  * Returns 0 when the semaphore was taken, ETIMEDOUT past the deadline, or the errno. */
-int nr_wire_wait(sem_t *s, int64_t *spin_ns, int64_t max_spin_ns, int64_t deadline_ns);
+int nr_wire_wait(sem_t *s, int64_t *spin_ns, int64_t max_spin_ns, int64_t deadline_ns,
+                 _Atomic int *my_cpu, const _Atomic int *peer_cpu);
 int64_t nr_wire_now_ns(void);
 
 /* Sends n descriptors with their n segment ids (one sendmsg per 200). 0 or an errno. */
