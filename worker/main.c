@@ -75,7 +75,8 @@ static void leave(int code) {
 static void wait_request(void) {
   PyThreadState *ts = PyEval_SaveThread();
   for (;;) {
-    int r = nr_wire_wait(&W.ctl->req, &W.spin_ns, 100000, nr_wire_now_ns() + 1000000000);
+    int r = nr_wire_wait(&W.ctl->req, &W.spin_ns, 100000, nr_wire_now_ns() + 1000000000,
+                         &W.ctl->worker_cpu, &W.ctl->core_cpu);
     if (r == 0) break;
     if (r != ETIMEDOUT) {
       PyEval_RestoreThread(ts);
