@@ -238,6 +238,9 @@ static nr_status data_setup(nr_layer *l, nr_error *err) {
   if (s != NR_OK) return nr_err_prefix(err, "LMDB '%s'", p->source);
   p->item_out = (size_t)(p->out[0] * p->out[1] * p->out[2]);
   FILE *log = p->log;
+  if (dp->has_scale || dp->mean_file || dp->has_crop_size || dp->has_mirror)
+    fprintf(log, "Data layer '%s': data_param.scale/mean_file/crop_size/mirror are ignored "
+            "(as in Caffe); put them in transform_param\n", l->name);
 
   if (dp->rand_skip) {
     uint64_t skip = nr_rng_below(&p->rng, dp->rand_skip);
