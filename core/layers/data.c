@@ -21,6 +21,7 @@
  * order, so the same seed gives the same batches whatever the timing.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -282,7 +283,15 @@ static nr_status data_setup(nr_layer *l, nr_error *err) {
     return nr_err_set(err, NR_ERR_NOMEM, "cannot create a condition variable");
   }
   p->sync_init = true;
+  /* Signals (SIGINT, SIGCHLD from the worker pool, ...) stay with the main thread: the
+   * prefetch thread starts with them blocked. Faults stay deliverable. */
+  sigset_t all, old;
+  sigfillset(&all);
+  const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP};
+  for (size_t i = 0; i < sizeof faults / sizeof *faults; i++) sigdelset(&all, faults[i]);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
   int rc = pthread_create(&p->thread, NULL, prefetch_main, p);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (rc != 0)
     return nr_err_set(err, NR_ERR_NOMEM, "cannot start the prefetch thread: %s", strerror(rc));
   p->thread_started = true;
