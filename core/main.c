@@ -332,7 +332,7 @@ static void usage(FILE *f) {
           "netrun: a Caffe-compatible runtime whose Python layers run in worker processes\n\n"
           "usage: netrun [global flags] <command> [flags]\n\ncommands:\n");
   for (int i = 0; commands[i].name; i++)
-    fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "  %-14s %s\n", commands[i].name, commands[i].summary);
   fprintf(f, "\nglobal flags (before or after the command):\n");
   print_flags(f, global_flags);
   fprintf(f, "\n`netrun <command> --help` lists a command's flags.\n");
