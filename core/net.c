@@ -532,7 +532,8 @@ nr_status nr_net_create(const Caffe__NetParameter *param, const nr_net_opts *opt
   n->ctx.py = opts->py;
   n->ctx.iter = opts->iter;
   n->ctx.net_name = n->name;
-  n->ctx.source_dir = opts->source_dir;
+  if (opts->source_dir && !(n->source_dir = strdup(opts->source_dir))) goto nomem;
+  n->ctx.source_dir = n->source_dir;
   FILE *log = opts->log;
 
   /* 1. state */
@@ -730,6 +731,7 @@ void nr_net_destroy(nr_net *n) {
   free(n->has_lr_mult);
   free(n->has_decay_mult);
   if (n->param) protobuf_c_message_free_unpacked(&n->param->base, NULL);
+  free(n->source_dir);
   free(n->name);
   free(n);
 }

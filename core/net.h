@@ -30,7 +30,7 @@ typedef struct nr_net_opts {
   struct nr_py_backend *py;    /* (optional) runs Python layers */
   uint64_t seed;               /* fillers, Dropout */
   const int64_t *iter;         /* (optional) solver iteration for messages */
-  const char *source_dir;      /* (optional) directory of the prototxt */
+  const char *source_dir;      /* (optional) directory of the prototxt; the net keeps a copy */
   FILE *log;                   /* (optional) Caffe-style build log ("Creating Layer conv1") */
 } nr_net_opts;
 
@@ -62,6 +62,9 @@ typedef struct nr_net {
   bool *has_lr_mult, *has_decay_mult;
   nr_rng rng;
   nr_layer_ctx ctx;
+  char *source_dir;            /* owned copy of opts->source_dir (ctx.source_dir points here):
+                                  a Python layer set up again after a worker restart needs it
+                                  long after the caller freed its string */
   double last_forward_loss;
 } nr_net;
 
