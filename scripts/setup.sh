@@ -9,6 +9,7 @@ PACKAGES=(
   libprotobuf-c-dev protobuf-c-compiler libmsgpack-dev libopenblas-dev
   python3 python3-dev python3-numpy libpython3.11
   dataset-fashion-mnist liblmdb-dev libhdf5-dev zlib1g-dev python3-matplotlib
+  python3-pil # examples/tutorial: the image-list data layer reads images with PIL
 )
 # Optional extras by environment variable: NR_WITH_BENCH=1 (PyTorch peer), NR_WITH_CLANG=1.
 [ "${NR_WITH_BENCH:-0}" = 1 ] && PACKAGES+=(python3-torch valgrind)
