@@ -100,13 +100,16 @@ static nr_status filter_layers(Caffe__NetParameter *p, const Caffe__NetState *st
   return NR_OK;
 }
 
-static char **strv_add(char **v, size_t *n, const char *s) {
-  char **nv = realloc(v, (*n + 1) * sizeof *nv);
-  if (!nv) return NULL;
+/* Appends a copy of s to the string vector (*v, *n). On failure (out of memory) the vector
+ * is left as it was, still owned by the caller; *v may have moved either way. */
+static bool strv_add(char ***v, size_t *n, const char *s) {
+  char **nv = realloc(*v, (*n + 1) * sizeof *nv);
+  if (!nv) return false;
+  *v = nv;
   nv[*n] = xstrdup(s);
-  if (!nv[*n]) return NULL;
+  if (!nv[*n]) return false;
   (*n)++;
-  return nv;
+  return true;
 }
 
 /* Inserts Caffe's Split layers. Producers are tracked per (layer, top index); a later layer
@@ -191,11 +194,11 @@ static nr_status insert_splits(Caffe__NetParameter *p, nr_error *err) {
       s->name = xstrdup(name);
       s->type = xstrdup("Split");
       if (!s->name || !s->type) goto nomem;
-      if (!(s->bottom = strv_add(s->bottom, &s->n_bottom, l->top[t]))) goto nomem;
+      if (!strv_add(&s->bottom, &s->n_bottom, l->top[t])) goto nomem;
       for (int k = 0; k < consumers[off[i] + t]; k++) {
         snprintf(name, sizeof name, "%s_%s_%zu_split_%d", l->top[t], l->name ? l->name : "",
                  t, k);
-        if (!(s->top = strv_add(s->top, &s->n_top, name))) goto nomem;
+        if (!strv_add(&s->top, &s->n_top, name)) goto nomem;
       }
       if (t < l->n_loss_weight && l->loss_weight[t] != 0) {
         /* The loss weight moves to split top 0. */
@@ -551,7 +554,7 @@ nr_status nr_net_create(const Caffe__NetParameter *param, const nr_net_opts *opt
     state->level = opts->level;
   }
   for (int i = 0; i < opts->nstages; i++)
-    if (!(state->stage = strv_add(state->stage, &state->n_stage, opts->stages[i]))) goto nomem;
+    if (!strv_add(&state->stage, &state->n_stage, opts->stages[i])) goto nomem;
 
   logf_(log, "Initializing net '%s' (phase %s)", n->name, phase_name(n->phase));
   /* 2, 3 */
