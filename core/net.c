@@ -528,6 +528,7 @@ nr_status nr_net_create(const Caffe__NetParameter *param, const nr_net_opts *opt
     goto fail;
   }
   n->name = xstrdup(param->name);
+  if (!n->name) goto nomem;
   n->phase = opts->phase;
   nr_rng_seed(&n->rng, opts->seed);
   n->ctx.rng = &n->rng;
