@@ -424,7 +424,12 @@ nr_status nr_solver_create(const Caffe__SolverParameter *param, const nr_solver_
 
   slog(s, "Initializing solver from parameters: ");
   live_clear(s);
-  nr_text_print(&s->param->base, s->log);
+  /* The log is best effort (a full disk does not stop training), but out of memory here
+   * is out of memory: the next allocation would fail anyway. */
+  if (nr_text_print(&s->param->base, s->log) == NR_ERR_NOMEM) {
+    st = nr_err_set(err, NR_ERR_NOMEM, "out of memory printing the solver parameters");
+    goto fail;
+  }
   fflush(s->log);
   if (s->param->snapshot_format == CAFFE__SOLVER_PARAMETER__SNAPSHOT_FORMAT__HDF5)
     slog(s, "snapshot_format HDF5 is not supported: snapshots are written as BINARYPROTO "
