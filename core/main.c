@@ -273,6 +273,7 @@ nr_status nr_cli_py_start(nr_py_runtime **out, nr_error *err) {
     o.nworkers = nr_cli_global.py_workers;
     o.timeout_sec = nr_cli_global.py_timeout;
     o.max_restarts = nr_cli_global.py_restarts;
+    o.prefetch = nr_cli_global.py_prefetch;
     o.log = nr_cli_log();
     if (nr_pool_create(&o, &rt->pool, err) != NR_OK) {
       free(rt);

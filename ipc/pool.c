@@ -53,8 +53,11 @@ typedef struct worker {
   bool failed;        /* died with no restart left: calls on its layers fail */
   int wstatus;
   int64_t spin_ns;
-  uint32_t *forget;   /* segment ids freed since the last request */
+  uint32_t *forget;   /* segment ids freed since the last request (under seg_mu) */
   size_t nforget, capforget;
+  /* Held for each exchange with this worker: the main thread and the prefetch threads of
+   * data layers (see "prefetched data layers" below) share its control block. */
+  pthread_mutex_t io;
 } worker;
 
 typedef struct slot {
@@ -76,6 +79,13 @@ typedef struct pl {
   slot *bot, *top, *par;
   int npar_cap;
   struct pl *next;  /* pool's list, creation order */
+  /* Prefetched data layers: the head replica (the net layer's priv) points at the
+   * controller (pf); every replica points at it with `of`. A replica runs on its own copy
+   * of the layer (`fake`) whose tops are switched to the buffers it fills. */
+  struct pf *pf, *of;
+  int replica;
+  int64_t first_batch; /* told to the Python object when it is (re)created */
+  nr_layer fake;
 } pl;
 
 struct nr_pool {
@@ -89,7 +99,11 @@ struct nr_pool {
   int max_workers, nstarted, rr;
   uint32_t next_layer;
   pl *layers, *layers_tail;
+  struct pf *pfs;   /* prefetched data layers */
   int restarts;
+  /* Segment list, segment `known` bits and the workers' forget lists: touched by the
+   * prefetch threads too. */
+  pthread_mutex_t seg_mu;
   char *layer_types;
   /* liveness watcher */
   pthread_t watcher;
@@ -99,6 +113,13 @@ struct nr_pool {
 };
 
 static FILE *logf_(nr_pool *p) { return p->o.log; }
+
+struct pf;
+static int nr__pf_replicas(const struct pf *f);
+static void pf_pause_all(nr_pool *p);
+static void pf_resume_all(nr_pool *p);
+static void pf_before_restart(nr_pool *p, int widx);
+static void pf_release(nr_pool *p, struct pf *f);
 
 /* ---------- shared-memory allocator ---------- */
 
@@ -131,10 +152,12 @@ static nr_status seg_alloc(void *ctx, size_t bytes, void **ptr, void **handle, n
                       size, strerror(e));
   }
   s->size = size;
+  pthread_mutex_lock(&p->seg_mu);
   s->id = ++p->next_seg;
   s->next = p->segs;
   if (p->segs) p->segs->prev = s;
   p->segs = s;
+  pthread_mutex_unlock(&p->seg_mu);
   *ptr = s->ptr; /* memfd pages start zeroed */
   *handle = s;
   return NR_OK;
@@ -155,13 +178,15 @@ static void seg_free(void *ctx, void *ptr, void *handle) {
   nr_pool *p = ctx;
   nr_seg *s = handle;
   if (!s) return;
+  pthread_mutex_lock(&p->seg_mu);
   for (int i = 0; i < NR_POOL_MAX_WORKERS; i++)
     if (s->known & ((uint64_t)1 << i)) forget_push(&p->w[i], s->id);
-  munmap(s->ptr, s->size);
-  close(s->fd);
   if (s->prev) s->prev->next = s->next;
   else p->segs = s->next;
   if (s->next) s->next->prev = s->prev;
+  pthread_mutex_unlock(&p->seg_mu);
+  munmap(s->ptr, s->size);
+  close(s->fd);
   free(s);
 }
 
@@ -239,10 +264,12 @@ static void worker_close(nr_pool *p, worker *w) {
   w->pid = 0;
   pthread_mutex_unlock(&p->mu);
   watcher_kick(p);
+  pthread_mutex_lock(&p->seg_mu);
   free(w->forget);
   w->forget = NULL;
   w->nforget = w->capforget = 0;
   for (nr_seg *s = p->segs; s; s = s->next) s->known &= ~((uint64_t)1 << w->idx);
+  pthread_mutex_unlock(&p->seg_mu);
 }
 
 static void worker_reap(worker *w) {
@@ -372,7 +399,8 @@ static void worker_kill_hung(worker *w) {
 
 /* ---------- requests ---------- */
 
-typedef enum { WR_OK, WR_PYERR, WR_DEAD, WR_TIMEOUT } wres;
+/* WR_GONE: the worker died earlier and was not restarted (its layers are lost). */
+typedef enum { WR_OK, WR_PYERR, WR_DEAD, WR_TIMEOUT, WR_GONE } wres;
 
 static nr_status need_seg(nr_pool *p, worker *w, nr_blob *b, nr_seg **out, int **fds,
                           uint32_t **ids, int *nfd, int *capfd, nr_error *err) {
@@ -385,7 +413,11 @@ static nr_status need_seg(nr_pool *p, worker *w, nr_blob *b, nr_seg **out, int *
   nr_seg *s = b->buf->handle;
   *out = s;
   uint64_t bit = (uint64_t)1 << w->idx;
-  if (s->known & bit) return NR_OK;
+  pthread_mutex_lock(&p->seg_mu);
+  bool known = s->known & bit;
+  s->known |= bit; /* marked now; the caller fails the whole request otherwise */
+  pthread_mutex_unlock(&p->seg_mu);
+  if (known) return NR_OK;
   if (*nfd == *capfd) {
     int nc = *capfd ? 2 * *capfd : 16;
     int *nf = realloc(*fds, (size_t)nc * sizeof *nf);
@@ -398,7 +430,6 @@ static nr_status need_seg(nr_pool *p, worker *w, nr_blob *b, nr_seg **out, int *
   (*fds)[*nfd] = s->fd;
   (*ids)[*nfd] = s->id;
   (*nfd)++;
-  s->known |= bit;
   return NR_OK;
 }
 
@@ -632,7 +663,8 @@ static nr_status exchange(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_err
   for (int i = 0; i < l->ntop; i++) nd += slot_stale(&q->top[i], l->top[i]);
   NR_TRY(grow_par(q, l->nblobs, err));
   for (int i = 0; i < npar_send; i++) nd += slot_stale(&q->par[i], l->blobs[i]);
-  int nmap = (nd > 0) + (w->nforget > 0) + create;
+  pthread_mutex_lock(&p->seg_mu);
+  int nmap = (nd > 0) + (w->nforget > 0) + create + (create && q->of);
   c->len = 0;
   if (nmap) {
     nr_wbuf wb = {c->buf, 0, NR_CTL_BUF_MAX, false};
@@ -645,6 +677,7 @@ static nr_status exchange(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_err
       for (size_t i = 0; i < w->nforget; i++) msgpack_pack_uint32(&pk, w->forget[i]);
       w->nforget = 0;
     }
+    pthread_mutex_unlock(&p->seg_mu);
     if (create) {
       const Caffe__PythonParameter *pp = l->param->python_param;
       pack_str(&pk, "create");
@@ -664,6 +697,16 @@ static nr_status exchange(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_err
           if (l->bottom[j] == l->top[i]) a = j;
         msgpack_pack_int(&pk, a);
       }
+    }
+    if (create && q->of) {
+      /* "winfo": [replica, replicas, first batch] of a prefetched data layer, what
+       * caffe.get_worker_info() returns in it (a key of its own: a worker that does not
+       * know it skips it, and the replication tests fail loudly) */
+      pack_str(&pk, "winfo");
+      msgpack_pack_array(&pk, 3);
+      msgpack_pack_int(&pk, q->replica);
+      msgpack_pack_int(&pk, nr__pf_replicas(q->of));
+      msgpack_pack_int64(&pk, q->first_batch);
     }
     if (nd) {
       pack_str(&pk, "blobs");
@@ -690,6 +733,8 @@ static nr_status exchange(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_err
     if (st == NR_OK && wb.overflow)
       st = nr_err_set(err, NR_ERR_INTERNAL, "request does not fit the control block");
     c->len = (uint32_t)wb.len;
+  } else {
+    pthread_mutex_unlock(&p->seg_mu);
   }
   if (st != NR_OK) goto out;
   c->op = NR_OP_CALL;
@@ -818,6 +863,9 @@ static nr_status call_error(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_e
                       tl ? "\n" : "", (int)(tl > 12000 ? 12000 : tl),
                       tl > 12000 ? tb + tl - 12000 : tb);
   }
+  if (cr->r == WR_GONE)
+    return nr_err_set(err, NR_ERR_WORKER, "%s: Python worker %d died earlier in this run "
+                      "(see the first error)", desc, w->idx);
   char how[256], stack[8192];
   if (cr->r == WR_TIMEOUT)
     snprintf(how, sizeof how, "did not return within %g s (--py-timeout); worker %d (pid %d) was killed",
@@ -841,10 +889,27 @@ static void worker_finish(worker *w, wres r) {
   }
 }
 
+/* One exchange with q's worker, under the worker's io lock (prefetch threads share it). */
 static nr_status call_once(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_error *err) {
-  nr_status s = exchange(p, q, m, cr, err);
-  if (s == NR_OK && (cr->r == WR_DEAD || cr->r == WR_TIMEOUT)) worker_finish(&p->w[q->w], cr->r);
+  worker *w = &p->w[q->w];
+  nr_status s = NR_OK;
+  pthread_mutex_lock(&w->io);
+  if (w->failed || !w->ctl) {
+    cr->r = WR_GONE;
+  } else {
+    s = exchange(p, q, m, cr, err);
+    if (s == NR_OK && (cr->r == WR_DEAD || cr->r == WR_TIMEOUT)) worker_finish(w, cr->r);
+  }
+  pthread_mutex_unlock(&w->io);
   return s;
+}
+
+/* A worker died for good: close it (under its io lock) so calls on its layers fail. */
+static void worker_fail(nr_pool *p, worker *w) {
+  pthread_mutex_lock(&w->io);
+  worker_close(p, w);
+  w->failed = true;
+  pthread_mutex_unlock(&w->io);
 }
 
 /* Copies of a layer's parameters (data and diff), to survive a re-setup. */
@@ -893,63 +958,37 @@ static void psave_restore(nr_layer *l, const psave *s, bool data, bool diff) {
 }
 
 /* Restarts worker w and sets its established layers up again (setup + reshape), keeping
- * their parameter values. */
+ * their parameter values. Prefetch threads are paused meanwhile (they share workers), and
+ * the replicas of data layers that lived in w are re-created told the batch they must
+ * produce next (pf_before_restart). Main thread only. */
 static nr_status restart_worker(nr_pool *p, worker *w, nr_error *err) {
+  pf_pause_all(p);
+  pf_before_restart(p, w->idx);
   worker_close(p, w);
-  NR_TRY(worker_spawn(p, w, err));
-  for (pl *q = p->layers; q; q = q->next) {
+  nr_status st = worker_spawn(p, w, err);
+  for (pl *q = p->layers; q && st == NR_OK; q = q->next) {
     if (q->w != w->idx) continue;
     q->created = false;
     if (!q->established) continue;
     psave sv;
-    NR_TRY(psave_take(q->l, &sv, false, err));
+    if ((st = psave_take(q->l, &sv, false, err)) != NR_OK) break;
     callres cr = {0};
     nr_status s = call_once(p, q, NR_PY_SETUP, &cr, err);
     if (s == NR_OK && cr.r == WR_OK) s = call_once(p, q, NR_PY_RESHAPE, &cr, err);
-    if (s == NR_OK && cr.r != WR_OK) s = call_error(p, q, cr.r == WR_OK ? NR_PY_SETUP : NR_PY_SETUP, &cr, err);
+    if (s == NR_OK && cr.r != WR_OK) s = call_error(p, q, NR_PY_SETUP, &cr, err);
     callres_clear(&cr);
     if (s == NR_OK) psave_restore(q->l, &sv, true, true);
     psave_free(&sv);
-    if (s != NR_OK) return nr_err_prefix(err, "setting layers up again after a restart");
+    if (s != NR_OK) st = nr_err_prefix(err, "setting layers up again after a restart");
   }
-  return NR_OK;
+  pf_resume_all(p);
+  return st;
 }
 
-static nr_status pool_call(void *ctx, nr_layer *l, nr_py_method m, nr_error *err) {
-  nr_pool *p = ctx;
-  pl *q = l->priv;
-  if (!q) {
-    if (m != NR_PY_SETUP)
-      return nr_err_set(err, NR_ERR_INTERNAL, "Python layer '%s' called before setup", l->name);
-    if (!(q = calloc(1, sizeof *q))) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
-    q->bot = calloc((size_t)l->nbottom + 1, sizeof *q->bot);
-    q->top = calloc((size_t)l->ntop + 1, sizeof *q->top);
-    if (!q->bot || !q->top) {
-      free(q->bot);
-      free(q->top);
-      free(q);
-      return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
-    }
-    q->pool = p;
-    q->l = l;
-    q->id = ++p->next_layer;
-    /* placement: a new worker per layer up to the limit, then round-robin */
-    if (p->o.nworkers > 0) {
-      q->w = p->rr++ % p->max_workers;
-      p->nstarted = p->max_workers;
-    } else if (p->nstarted < p->max_workers) {
-      q->w = p->nstarted++;
-    } else {
-      q->w = p->rr++ % p->max_workers;
-    }
-    l->priv = q;
-    if (p->layers_tail) p->layers_tail->next = q;
-    else p->layers = q;
-    p->layers_tail = q;
-    /* start all fixed-size workers together so their interpreters load in parallel */
-    int lo = p->o.nworkers > 0 ? 0 : q->w, hi = p->o.nworkers > 0 ? p->max_workers : q->w + 1;
-    for (int i = lo; i < hi; i++) NR_TRY(ensure_started(p, i, err));
-  }
+/* Runs method m of one layer instance q in its worker, with the restart policy. Main
+ * thread only. */
+static nr_status pl_call(nr_pool *p, pl *q, nr_py_method m, nr_error *err) {
+  nr_layer *l = q->l;
   worker *w = &p->w[q->w];
   if (w->failed) {
     char desc[1024];
@@ -965,7 +1004,7 @@ static nr_status pool_call(void *ctx, nr_layer *l, nr_py_method m, nr_error *err
   nr_status s;
   for (;;) {
     s = call_once(p, q, m, &cr, err);
-    if (s != NR_OK || cr.r == WR_OK || cr.r == WR_PYERR) break;
+    if (s != NR_OK || cr.r == WR_OK || cr.r == WR_PYERR || cr.r == WR_GONE) break;
     /* the worker died or hung */
     if (p->restarts >= p->o.max_restarts) break;
     p->restarts++;
@@ -981,21 +1020,60 @@ static nr_status pool_call(void *ctx, nr_layer *l, nr_py_method m, nr_error *err
   }
   if (s == NR_OK && cr.r != WR_OK) s = call_error(p, q, m, &cr, err);
   if (s == NR_OK && m == NR_PY_SETUP) q->established = true;
-  if (s != NR_OK && w->pid && w->reaped) { /* dead for good: its layers are gone */
-    worker_close(p, w);
-    w->failed = true;
-  }
+  if (s != NR_OK && w->pid && w->reaped) worker_fail(p, w); /* dead for good */
   callres_clear(&cr);
   psave_free(&bsave);
   return s;
 }
 
-static void pool_release(void *ctx, nr_layer *l) {
-  nr_pool *p = ctx;
-  pl *q = l->priv;
-  if (!q) return;
+/* A new layer instance for l, placed on a worker (started if need be) and appended to the
+ * pool's list. spread: take the next worker round-robin over the whole pool (replicas of
+ * one data layer land on distinct workers). */
+static nr_status pl_new(nr_pool *p, nr_layer *l, bool spread, pl **out, nr_error *err) {
+  pl *q = calloc(1, sizeof *q);
+  if (!q) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
+  q->bot = calloc((size_t)l->nbottom + 1, sizeof *q->bot);
+  q->top = calloc((size_t)l->ntop + 1, sizeof *q->top);
+  if (!q->bot || !q->top) {
+    free(q->bot);
+    free(q->top);
+    free(q);
+    return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
+  }
+  q->pool = p;
+  q->l = l;
+  q->id = ++p->next_layer;
+  /* placement: a new worker per layer up to the limit, then round-robin */
+  bool all = p->o.nworkers > 0 || spread;
+  if (all) {
+    q->w = p->rr++ % p->max_workers;
+    p->nstarted = p->max_workers;
+  } else if (p->nstarted < p->max_workers) {
+    q->w = p->nstarted++;
+  } else {
+    q->w = p->rr++ % p->max_workers;
+  }
+  if (p->layers_tail) p->layers_tail->next = q;
+  else p->layers = q;
+  p->layers_tail = q;
+  /* start all fixed-size workers together so their interpreters load in parallel */
+  int lo = all ? 0 : q->w, hi = all ? p->max_workers : q->w + 1;
+  for (int i = lo; i < hi; i++) {
+    nr_status s = ensure_started(p, i, err);
+    if (s != NR_OK) {
+      *out = q; /* listed: freed with the pool */
+      return s;
+    }
+  }
+  *out = q;
+  return NR_OK;
+}
+
+/* Tells q's worker to drop the Python object, unlinks q from the pool and frees it. */
+static void pl_free(nr_pool *p, pl *q) {
   worker *w = &p->w[q->w];
-  if (q->created && w->pid && w->hello && !atomic_load(&w->dead)) {
+  pthread_mutex_lock(&w->io);
+  if (q->created && w->pid && w->hello && !w->failed && !atomic_load(&w->dead)) {
     w->ctl->op = NR_OP_RELEASE;
     w->ctl->layer = q->id;
     w->ctl->len = 0;
@@ -1005,6 +1083,7 @@ static void pool_release(void *ctx, nr_layer *l) {
       if (r != WR_OK) worker_finish(w, r);
     }
   }
+  pthread_mutex_unlock(&w->io);
   pl **pp = &p->layers;
   pl *prev = NULL;
   for (; *pp && *pp != q; pp = &(*pp)->next) prev = *pp;
@@ -1016,7 +1095,483 @@ static void pool_release(void *ctx, nr_layer *l) {
   free(q->top);
   free(q->par);
   free(q);
+}
+
+/* ---------- prefetched data layers ----------
+ *
+ * A Python layer with no bottoms and at least one top (a data layer) runs ahead of the net
+ * when the pool's prefetch depth K > 0. It runs as R replicas (python_param.replicas,
+ * capped at the pool size), each a separate Python object in its own worker, told its
+ * index, R and the first batch it produces (caffe.get_worker_info()). Batch n is produced
+ * by replica n % R into buffer set n % K' (K' = max(K, R)): a set of ntop blobs in shared
+ * memory, owned by this controller. One core thread per replica drives its worker: it
+ * waits until set n % K' is free (batch n - K' was taken by the net), points the replica's
+ * tops at that set, runs reshape + forward, marks the set ready.
+ *
+ * The net's forward takes batch `taken` without copying: each top blob of the net swaps
+ * its buffer (memory, shape) with the ready set's blob, so the net's next layers read the
+ * batch in place and the set gets back the buffer of the previous batch, free for batch
+ * n + K'. Both blobs' generations grow, so every worker remaps what it sees (a segment's
+ * descriptor is sent to a worker once). A varying batch shape is just a reshape of a set's
+ * blob by the replica (a nested grow request, served by the replica's thread).
+ *
+ * Order: batches are consumed strictly in index order whatever the timing, so the
+ * sequence the net sees depends only on the layer code and R... and not even on R for
+ * layers whose batch k is a function of k (see docs/workers.md).
+ *
+ * Failures: a replica's thread stops at its first failed batch and leaves the failure in
+ * the set. The net's forward reports it when it reaches that batch (so batches before it
+ * are used first). A Python exception is the usual error. A dead or hung worker, with
+ * restarts left, is restarted by the main thread (the only one that spawns workers:
+ * PR_SET_PDEATHSIG follows the spawning thread): every prefetch thread is paused, the
+ * worker's layers are set up again (the replica told first_batch = the lost batch), the
+ * threads resume and the lost batch is recomputed: no batch lost, none duplicated.
+ *
+ * Layers whose setup adds learnable blobs are not prefetched (their output depends on
+ * parameters the solver changes): they run synchronously, one instance; asking for
+ * replicas of such a layer is an error. */
+
+typedef enum { PS_FREE = 0, PS_BUSY, PS_READY, PS_FAILED } pstate;
+
+typedef struct pset {
+  nr_blob **b;     /* ntop blobs (shared memory), owned */
+  pstate st;
+  int64_t batch;   /* the batch it holds or is being filled with */
+  /* PS_FAILED: what happened, reported by the forward that needs this batch */
+  int rep;
+  nr_py_method method;
+  callres cr;
+  nr_status s;
+  nr_error *err;   /* core-side error (s != NR_OK), malloc'd */
+} pset;
+
+typedef struct pfarg {
+  struct pf *f;
+  int r;
+} pfarg;
+
+typedef struct pf {
+  nr_pool *pool;
+  nr_layer *l;       /* the net's layer (borrowed) */
+  int R, K;          /* replicas; buffer sets (max(prefetch, R)) */
+  pl **rep;          /* R instances; rep[0] is l->priv */
+  bool started;      /* sets exist and threads run (or ran) */
+  bool sync;         /* not prefetched: rep[0] runs every call */
+  pset *set;         /* K */
+  nr_blob **scratch; /* ntop blobs the replicas reshape at (re)setup */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bool stop;
+  int64_t taken;     /* batches the net consumed */
+  int64_t *next;     /* per replica: the next batch it produces */
+  bool *failed;      /* per replica: its thread stopped on a failure */
+  pthread_t *th;
+  bool *th_on;
+  pfarg *arg;
+  /* starvation */
+  uint64_t waits, waits_logged;
+  int64_t wait_ns, last_log_ns;
+  struct pf *next_pf;
+} pf;
+
+static int nr__pf_replicas(const pf *f) { return f->R; }
+
+static void blob_swap(nr_blob *a, nr_blob *b) {
+  nr_buf *buf = a->buf;
+  a->buf = b->buf;
+  b->buf = buf;
+  float *d = a->data;
+  a->data = b->data;
+  b->data = d;
+  d = a->diff;
+  a->diff = b->diff;
+  b->diff = d;
+  int na = a->num_axes;
+  a->num_axes = b->num_axes;
+  b->num_axes = na;
+  int64_t sh[NR_MAX_AXES];
+  memcpy(sh, a->shape, sizeof sh);
+  memcpy(a->shape, b->shape, sizeof sh);
+  memcpy(b->shape, sh, sizeof sh);
+  int64_t c = a->count;
+  a->count = b->count;
+  b->count = c;
+  bool sd = a->shaped;
+  a->shaped = b->shaped;
+  b->shaped = sd;
+  a->generation++;
+  b->generation++;
+}
+
+static void pset_clear_failure(pset *s) {
+  callres_clear(&s->cr);
+  free(s->err);
+  s->err = NULL;
+  s->s = NR_OK;
+}
+
+/* One replica's producer loop (a core thread, all signals blocked). */
+static void *pf_thread(void *arg) {
+  pfarg *a = arg;
+  pf *f = a->f;
+  int r = a->r;
+  pl *q = f->rep[r];
+  nr_pool *p = f->pool;
+  pthread_mutex_lock(&f->mu);
+  for (;;) {
+    int64_t m = f->next[r];
+    while (!f->stop && m >= f->taken + f->K) pthread_cond_wait(&f->cv, &f->mu);
+    if (f->stop) break;
+    pset *s = &f->set[m % f->K];
+    s->st = PS_BUSY;
+    s->batch = m;
+    pthread_mutex_unlock(&f->mu);
+    q->fake.top = s->b;
+    callres cr = {0};
+    nr_error e;
+    e.msg[0] = '\0';
+    nr_py_method meth = NR_PY_RESHAPE;
+    nr_status st = call_once(p, q, meth, &cr, &e);
+    if (st == NR_OK && cr.r == WR_OK) {
+      meth = NR_PY_FORWARD;
+      st = call_once(p, q, meth, &cr, &e);
+    }
+    pthread_mutex_lock(&f->mu);
+    if (st == NR_OK && cr.r == WR_OK) {
+      s->st = PS_READY;
+      f->next[r] = m + f->R;
+      pthread_cond_broadcast(&f->cv);
+      continue;
+    }
+    s->st = PS_FAILED;
+    s->rep = r;
+    s->method = meth;
+    s->cr = cr;
+    s->s = st;
+    if (st != NR_OK && (s->err = malloc(sizeof *s->err))) *s->err = e;
+    f->failed[r] = true;
+    pthread_cond_broadcast(&f->cv);
+    break;
+  }
+  pthread_mutex_unlock(&f->mu);
+  return NULL;
+}
+
+static nr_status pf_threads_start(pf *f, nr_error *err) {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old); /* signals stay with the main thread */
+  f->stop = false;
+  nr_status st = NR_OK;
+  for (int r = 0; r < f->R && st == NR_OK; r++) {
+    if (f->th_on[r] || f->failed[r]) continue;
+    f->arg[r] = (pfarg){f, r};
+    int e = pthread_create(&f->th[r], NULL, pf_thread, &f->arg[r]);
+    if (e) st = nr_err_set(err, NR_ERR_NOMEM, "cannot start a prefetch thread: %s", strerror(e));
+    else f->th_on[r] = true;
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return st;
+}
+
+/* Stops and joins the threads (a thread in the middle of a batch finishes it first). */
+static void pf_threads_stop(pf *f) {
+  pthread_mutex_lock(&f->mu);
+  f->stop = true;
+  pthread_cond_broadcast(&f->cv);
+  pthread_mutex_unlock(&f->mu);
+  for (int r = 0; r < f->R; r++)
+    if (f->th_on[r]) {
+      pthread_join(f->th[r], NULL);
+      f->th_on[r] = false;
+    }
+}
+
+static void pf_pause_all(nr_pool *p) {
+  for (pf *f = p->pfs; f; f = f->next_pf)
+    if (f->started && !f->sync) pf_threads_stop(f);
+}
+
+static void pf_resume_all(nr_pool *p) {
+  for (pf *f = p->pfs; f; f = f->next_pf)
+    if (f->started && !f->sync) {
+      nr_error e;
+      pf_threads_start(f, &e); /* a replica without its thread fails when it is needed */
+    }
+}
+
+/* Worker widx is about to be restarted (threads paused): each replica living there will
+ * be re-created at the batch it has to produce next, and a batch it failed to produce is
+ * to be produced again. */
+static void pf_before_restart(nr_pool *p, int widx) {
+  for (pf *f = p->pfs; f; f = f->next_pf) {
+    if (!f->started || f->sync) continue;
+    for (int r = 0; r < f->R; r++) {
+      pl *q = f->rep[r];
+      if (q->w != widx) continue;
+      q->first_batch = f->next[r];
+      q->fake.top = f->scratch;
+      f->failed[r] = false;
+      for (int k = 0; k < f->K; k++)
+        if (f->set[k].st == PS_FAILED && f->set[k].rep == r) {
+          pset_clear_failure(&f->set[k]);
+          f->set[k].st = PS_FREE;
+        }
+    }
+  }
+}
+
+static nr_status blobs_like(nr_pool *p, nr_layer *l, nr_blob ***out, nr_error *err) {
+  nr_blob **b = calloc((size_t)l->ntop, sizeof *b);
+  if (!b) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
+  *out = b;
+  for (int t = 0; t < l->ntop; t++) {
+    NR_TRY(nr_blob_create(l->top[t]->name, &p->alloc, &b[t], err));
+    if (l->top[t]->shaped) NR_TRY(nr_blob_reshape_like(b[t], l->top[t], err));
+  }
+  return NR_OK;
+}
+
+static void blobs_free(nr_blob **b, int n) {
+  for (int t = 0; b && t < n; t++) nr_blob_destroy(b[t]);
+  free(b);
+}
+
+/* At the layer's setup: the controller and its R instances (placed, not yet set up). */
+static nr_status pf_create(nr_pool *p, nr_layer *l, nr_error *err) {
+  const Caffe__PythonParameter *pp = l->param->python_param;
+  int R = pp && pp->replicas > 1 ? (int)(pp->replicas > 4096 ? 4096 : pp->replicas) : 1;
+  if (R > p->max_workers) {
+    if (logf_(p))
+      fprintf(logf_(p), "netrun: layer '%s': replicas: %d capped at the pool size (%d Python "
+              "worker%s)\n", l->name, R, p->max_workers, p->max_workers == 1 ? "" : "s");
+    R = p->max_workers;
+  }
+  pf *f = calloc(1, sizeof *f);
+  if (!f) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
+  f->pool = p;
+  f->l = l;
+  f->R = R;
+  f->K = p->o.prefetch > R ? p->o.prefetch : R;
+  pthread_mutex_init(&f->mu, NULL);
+  pthread_cond_init(&f->cv, NULL);
+  f->rep = calloc((size_t)R, sizeof *f->rep);
+  f->next = calloc((size_t)R, sizeof *f->next);
+  f->failed = calloc((size_t)R, sizeof *f->failed);
+  f->th = calloc((size_t)R, sizeof *f->th);
+  f->th_on = calloc((size_t)R, sizeof *f->th_on);
+  f->arg = calloc((size_t)R, sizeof *f->arg);
+  f->next_pf = p->pfs;
+  p->pfs = f; /* listed first: pf_release frees it whatever happens next */
+  if (!f->rep || !f->next || !f->failed || !f->th || !f->th_on || !f->arg)
+    return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
+  for (int r = 0; r < R; r++) {
+    pl *q = NULL;
+    nr_status s = pl_new(p, l, R > 1, &q, err);
+    if (q) {
+      q->of = f;
+      q->replica = r;
+      q->first_batch = r;
+      f->next[r] = r;
+      f->rep[r] = q;
+    }
+    if (r == 0 && q) {
+      q->pf = f;
+      l->priv = q;
+    }
+    NR_TRY(s);
+  }
+  return NR_OK;
+}
+
+/* After the first reshape of replica 0 (on the net's own tops, which the net needs shaped
+ * to set up the next layers): buffer sets, the other replicas' setup, the threads. */
+static nr_status pf_start(nr_pool *p, pf *f, nr_error *err) {
+  nr_layer *l = f->l;
+  if (l->nblobs > 0) {
+    if (f->R > 1)
+      return nr_err_set(err, NR_ERR_INPUT,
+                        "a Python data layer with learnable blobs cannot be replicated "
+                        "(python_param.replicas: %d): its output depends on parameters the "
+                        "solver changes", f->R);
+    f->sync = true; /* runs in step with the net, like any other Python layer */
+    return NR_OK;
+  }
+  f->set = calloc((size_t)f->K, sizeof *f->set);
+  if (!f->set) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
+  for (int k = 0; k < f->K; k++) {
+    f->set[k].batch = -1;
+    NR_TRY(blobs_like(p, l, &f->set[k].b, err));
+  }
+  NR_TRY(blobs_like(p, l, &f->scratch, err));
+  for (int r = 0; r < f->R; r++) {
+    pl *q = f->rep[r];
+    q->fake = *l;
+    q->fake.priv = q;
+    q->l = &q->fake;
+    if (r == 0) continue; /* set up already, on the net's tops */
+    q->fake.top = f->scratch;
+    nr_status s = pl_call(p, q, NR_PY_SETUP, err);
+    if (s == NR_OK) s = pl_call(p, q, NR_PY_RESHAPE, err);
+    if (s != NR_OK) return nr_err_prefix(err, "replica %d of %d", r, f->R);
+  }
+  f->started = true;
+  if (logf_(p)) {
+    char ws[256] = "";
+    size_t off = 0;
+    for (int r = 0; r < f->R && off < sizeof ws - 16; r++)
+      off += (size_t)snprintf(ws + off, sizeof ws - off, "%s%d", r ? ", " : "", f->rep[r]->w);
+    fprintf(logf_(p), "netrun: Python data layer '%s' (phase %s): %d replica%s on worker%s %s, "
+            "%d batches prefetched\n", l->name, l->phase == NR_TEST ? "TEST" : "TRAIN", f->R,
+            f->R == 1 ? "" : "s", f->R == 1 ? "" : "s", ws, f->K);
+  }
+  return pf_threads_start(f, err);
+}
+
+/* The net's forward: wait for batch `taken`, swap it into the net's tops. */
+static nr_status pf_forward(nr_pool *p, pf *f, nr_error *err) {
+  nr_layer *l = f->l;
+  int64_t n = f->taken;
+  pset *s = &f->set[n % f->K];
+  int64_t t0 = 0;
+  pthread_mutex_lock(&f->mu);
+  for (;;) {
+    if (s->batch == n && s->st == PS_READY) break;
+    if (s->batch == n && s->st == PS_FAILED) {
+      pl *q = f->rep[s->rep];
+      worker *w = &p->w[q->w];
+      bool died = s->s == NR_OK && (s->cr.r == WR_DEAD || s->cr.r == WR_TIMEOUT);
+      if (died && p->restarts < p->o.max_restarts) {
+        p->restarts++;
+        nr_error why;
+        call_error(p, q, NR_PY_FORWARD, &s->cr, &why);
+        if (logf_(p))
+          fprintf(logf_(p), "netrun: %s\nnetrun: restarting Python worker %d (restart %d of %d); "
+                  "replica %d of layer '%s' produces batch %lld again\n", why.msg, w->idx,
+                  p->restarts, p->o.max_restarts, s->rep, l->name, (long long)n);
+        pthread_mutex_unlock(&f->mu);
+        nr_status st = restart_worker(p, w, err);
+        if (st != NR_OK) {
+          worker_fail(p, w);
+          return st;
+        }
+        pthread_mutex_lock(&f->mu);
+        continue;
+      }
+      nr_status st;
+      if (s->s != NR_OK)
+        st = nr_err_set(err, s->s, "%s", s->err ? s->err->msg : "prefetch failed");
+      else
+        st = call_error(p, q, s->method, &s->cr, err);
+      pthread_mutex_unlock(&f->mu);
+      if (died && w->pid && w->reaped) worker_fail(p, w);
+      return st;
+    }
+    if (!t0) t0 = nr_wire_now_ns();
+    pthread_cond_wait(&f->cv, &f->mu);
+  }
+  for (int t = 0; t < l->ntop; t++) blob_swap(l->top[t], s->b[t]);
+  s->st = PS_FREE;
+  f->taken++;
+  pthread_cond_broadcast(&f->cv);
+  pthread_mutex_unlock(&f->mu);
+  if (t0) { /* starvation: say so, at most every 10 s (Caffe: "Waiting for data") */
+    int64_t now = nr_wire_now_ns();
+    f->waits++;
+    f->wait_ns += now - t0;
+    if (logf_(p) && (f->waits == 1 || now - f->last_log_ns > 10000000000LL)) {
+      fprintf(logf_(p), "Waiting for data (Python data layer '%s': the net waited for %llu of "
+              "%lld batches, %.2f ms per wait)\n", l->name, (unsigned long long)f->waits,
+              (long long)f->taken, (double)f->wait_ns / (double)f->waits / 1e6);
+      f->last_log_ns = now;
+    }
+  }
+  return NR_OK;
+}
+
+static nr_status pf_call(nr_pool *p, pf *f, nr_py_method m, nr_error *err) {
+  pl *q0 = f->rep[0];
+  switch (m) {
+    case NR_PY_SETUP: return pl_call(p, q0, m, err);
+    case NR_PY_RESHAPE:
+      if (f->sync) return pl_call(p, q0, m, err);
+      if (f->started) return NR_OK; /* the tops hold the current batch */
+      NR_TRY(pl_call(p, q0, m, err));
+      return pf_start(p, f, err);
+    case NR_PY_FORWARD:
+      if (f->sync) return pl_call(p, q0, m, err);
+      if (!f->started) NR_TRY(pf_call(p, f, NR_PY_RESHAPE, err));
+      return pf_forward(p, f, err);
+    case NR_PY_BACKWARD:
+      return f->sync ? pl_call(p, q0, m, err) : NR_OK; /* no bottoms, no parameters */
+  }
+  return NR_OK;
+}
+
+static void pf_release(nr_pool *p, pf *f) {
+  if (f->started && !f->sync) pf_threads_stop(f);
+  for (int r = f->R - 1; r >= 0; r--)
+    if (f->rep && f->rep[r]) pl_free(p, f->rep[r]);
+  for (int k = 0; f->set && k < f->K; k++) {
+    pset_clear_failure(&f->set[k]);
+    blobs_free(f->set[k].b, f->l->ntop);
+  }
+  free(f->set);
+  blobs_free(f->scratch, f->l->ntop);
+  for (pf **pp = &p->pfs; *pp; pp = &(*pp)->next_pf)
+    if (*pp == f) {
+      *pp = f->next_pf;
+      break;
+    }
+  pthread_mutex_destroy(&f->mu);
+  pthread_cond_destroy(&f->cv);
+  free(f->rep);
+  free(f->next);
+  free(f->failed);
+  free(f->th);
+  free(f->th_on);
+  free(f->arg);
+  free(f);
+}
+
+static nr_status pool_call(void *ctx, nr_layer *l, nr_py_method m, nr_error *err) {
+  nr_pool *p = ctx;
+  pl *q = l->priv;
+  if (!q) {
+    if (m != NR_PY_SETUP)
+      return nr_err_set(err, NR_ERR_INTERNAL, "Python layer '%s' called before setup", l->name);
+    if (p->o.prefetch > 0 && l->nbottom == 0 && l->ntop > 0) {
+      NR_TRY(pf_create(p, l, err));
+    } else {
+      nr_status s = pl_new(p, l, false, &q, err);
+      if (q) l->priv = q;
+      NR_TRY(s);
+    }
+    q = l->priv;
+  }
+  if (q->pf) return pf_call(p, q->pf, m, err);
+  return pl_call(p, q, m, err);
+}
+
+static void pool_release(void *ctx, nr_layer *l) {
+  nr_pool *p = ctx;
+  pl *q = l->priv;
+  if (!q) return;
+  if (q->pf) pf_release(p, q->pf);
+  else pl_free(p, q);
   l->priv = NULL;
+}
+
+/* Data-layer statistics for `netrun time` and tests. */
+int64_t nr_pool_data_waits(const nr_pool *p, double *wait_ms) {
+  int64_t n = 0;
+  double ms = 0;
+  for (const pf *f = p->pfs; f; f = f->next_pf) {
+    n += (int64_t)f->waits;
+    ms += (double)f->wait_ns / 1e6;
+  }
+  if (wait_ms) *wait_ms = ms;
+  return n;
 }
 
 /* ---------- create / destroy ---------- */
@@ -1042,11 +1597,15 @@ static char *find_worker(const char *given) {
 nr_status nr_pool_create(const nr_pool_opts *o, nr_pool **out, nr_error *err) {
   nr_pool *p = calloc(1, sizeof *p);
   if (!p) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
-  p->o = o ? *o : (nr_pool_opts){-1, 0, 0, NULL, NULL};
+  p->o = o ? *o : (nr_pool_opts){-1, 0, 0, NULL, NULL, 0};
+  if (p->o.prefetch < 0) p->o.prefetch = 0;
   p->wake[0] = p->wake[1] = -1;
-  for (int i = 0; i < NR_POOL_MAX_WORKERS; i++)
+  for (int i = 0; i < NR_POOL_MAX_WORKERS; i++) {
     p->w[i] = (worker){.idx = i, .pidfd = -1, .sock = -1, .fault_fd = -1};
+    pthread_mutex_init(&p->w[i].io, NULL);
+  }
   pthread_mutex_init(&p->mu, NULL);
+  pthread_mutex_init(&p->seg_mu, NULL);
   if (!(p->worker_path = find_worker(p->o.worker_path))) {
     nr_status s = nr_err_set(err, NR_ERR_IO,
                              "cannot find the netrun-worker executable%s%s (looked next to "
@@ -1096,6 +1655,9 @@ int nr_pool_restarts(const nr_pool *p) { return p->restarts; }
 
 void nr_pool_destroy(nr_pool *p) {
   if (!p) return;
+  /* data layers of nets not destroyed (documented misuse) or half-created: stop their
+   * threads before the workers go */
+  while (p->pfs) pf_release(p, p->pfs);
   /* ask every worker to leave, then give them together up to 2 s before SIGKILL */
   for (int i = 0; i < NR_POOL_MAX_WORKERS; i++) {
     worker *w = &p->w[i];
@@ -1150,6 +1712,8 @@ void nr_pool_destroy(nr_pool *p) {
   if (p->wake[0] >= 0) close(p->wake[0]);
   if (p->wake[1] >= 0) close(p->wake[1]);
   pthread_mutex_destroy(&p->mu);
+  pthread_mutex_destroy(&p->seg_mu);
+  for (int i = 0; i < NR_POOL_MAX_WORKERS; i++) pthread_mutex_destroy(&p->w[i].io);
   free(p->layer_types);
   free(p->worker_path);
   free(p);

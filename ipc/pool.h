@@ -11,6 +11,16 @@
  * Placement: a layer instance lives in one worker for life; layers are spread round-robin.
  * nworkers -1 starts one worker per Python layer, at most the number of CPUs.
  *
+ * Data layers (a Python layer with no bottoms and some tops), when prefetch K > 0: run
+ * ahead of the net into K spare shared buffers, by one core thread per instance; the net's
+ * forward takes the next batch without copying (the top blobs swap buffers with the ready
+ * set; generations grow so other workers remap). python_param { replicas: R } runs R
+ * instances on R distinct workers (R capped at the pool size, logged), each told its index
+ * and R (caffe.get_worker_info()); batch n comes from instance n % R, always consumed in
+ * index order. A dead instance is restarted (max_restarts) and re-created at the batch it
+ * lost. When the net has to wait for a batch the log says "Waiting for data" (at most
+ * every 10 s). Details: the "prefetched data layers" comment in pool.c, docs/workers.md.
+ *
  * Faults: a Python exception is NR_ERR_PYTHON; a worker that dies (signal, exit) or hangs
  * past timeout_sec is NR_ERR_WORKER. Both messages name the layer, module.class, method,
  * phase and iteration, and carry the traceback (faulthandler's last Python stack for a
@@ -23,7 +33,8 @@
  *
  * Ownership and order: the pool owns its workers and segments' mappings. Nets built with
  * the pool's allocator/backend must be destroyed BEFORE the pool. Not thread safe: one
- * thread drives a pool (an internal watcher thread only watches for dying workers).
+ * thread drives a pool (internal threads watch for dying workers and drive data-layer
+ * instances; they never spawn workers, so PR_SET_PDEATHSIG follows the driving thread).
  */
 #ifndef NR_POOL_H
 #define NR_POOL_H
@@ -42,7 +53,10 @@ typedef struct nr_pool_opts {
   double timeout_sec;      /* 0 = none (--py-timeout); applies to every call incl. setup */
   int max_restarts;        /* --py-restarts: restarts allowed over the pool's life */
   const char *worker_path; /* NULL = netrun-worker next to /proc/self/exe, then build dir */
-  FILE *log;               /* (optional) worker starts, deaths, restarts */
+  FILE *log;               /* (optional) worker starts, deaths, restarts, data waits */
+  int prefetch;            /* --py-prefetch K: batches a Python data layer computes ahead
+                            * (0 = none: data layers run in step with the net, one
+                            * instance, like any Python layer) */
 } nr_pool_opts;
 
 /* Creates an empty pool (workers start lazily, at the first Python layer placed on them).
@@ -62,6 +76,9 @@ void nr_pool_destroy(nr_pool *p);
 int nr_pool_nworkers(const nr_pool *p);
 pid_t nr_pool_worker_pid(const nr_pool *p, int i);
 int nr_pool_restarts(const nr_pool *p);
+/* Forwards of prefetched data layers that had to wait for their batch, over the pool's
+ * life, and the total time waited (*wait_ms, may be NULL). */
+int64_t nr_pool_data_waits(const nr_pool *p, double *wait_ms);
 
 /* --py-workers 0: Python layers inside the core process. Loads libnetrun-pyinproc.so (next
  * to /proc/self/exe, ../lib/netrun/, then the build dir) with dlopen so netrun itself never

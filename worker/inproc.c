@@ -199,7 +199,7 @@ static nr_status ip_call(void *ctx, nr_layer *l, nr_py_method m, nr_error *err) 
     const Caffe__PythonParameter *pp = l->param->python_param;
     nr_rt_layer_info info = {l->name, pp->module, pp->layer, pp->param_str,
                              l->ctx ? l->ctx->source_dir : NULL, l->phase, l->nbottom, l->ntop,
-                             aliases};
+                             aliases, 0, 0, 0};
     q->L = nr_rt_layer_create(&info, q, &e);
     free(aliases);
     if (!q->L) {

@@ -335,7 +335,14 @@ static void handle_call(void) {
                          ? (int)obj_int(&a[8].via.array.ptr[i])
                          : -1;
       nr_rt_layer_info info = {s[0], s[1], s[2], s[3], s[4], (int)obj_int(&a[5]),
-                               (int)obj_int(&a[6]), ntop, aliases};
+                               (int)obj_int(&a[6]), ntop, aliases, 0, 0, 0};
+      /* "winfo": [replica, replicas, first batch] of a prefetched data layer (pool.c) */
+      const msgpack_object *wi = map_get(&u.data, "winfo");
+      if (wi && wi->type == MSGPACK_OBJECT_ARRAY && wi->via.array.size == 3) {
+        info.replica = (int)obj_int(&wi->via.array.ptr[0]);
+        info.nreplicas = (int)obj_int(&wi->via.array.ptr[1]);
+        info.first_batch = (long long)obj_int(&wi->via.array.ptr[2]);
+      }
       wl = calloc(1, sizeof *wl);
       if (!wl) die("out of memory");
       wl->id = id;

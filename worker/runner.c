@@ -18,6 +18,7 @@ struct nr_rt_layer {
   PyObject *blobs;   /* new: BlobVec of params */
   PyObject *prop;    /* new: list of bools, reused for every backward */
   PyObject *handle;  /* new: capsule naming this layer (Blob._layer) */
+  PyObject *winfo;   /* new: caffe.WorkerInfo of a prefetched data layer, or None */
   void *hl;          /* host's handle */
 };
 
@@ -29,6 +30,9 @@ static struct {
   PyObject *names[4];    /* new: interned method names */
   PyObject *s_nr_set, *s_kind, *s_idx, *s_shape, *s_dirty, *s_layer;
   PyObject *blob_type;   /* new: caffe._blob.Blob */
+  PyObject *caffe_mod;   /* new: the caffe package (its _worker_info is set per call) */
+  PyObject *s_winfo;     /* new: interned "_worker_info" */
+  PyObject *cur_winfo;   /* borrowed: what caffe._worker_info holds now (kept alive by it) */
 } rt;
 
 /* ---------- errors ---------- */
@@ -317,7 +321,10 @@ int nr_rt_init(const nr_rt_host *host, const char *pkg_dir, const char *layer_ty
   static const char *const mn[4] = {"setup", "reshape", "forward", "backward"};
   for (int i = 0; i < 4; i++)
     if (!(rt.names[i] = PyUnicode_InternFromString(mn[i]))) goto fail;
-  if (!(rt.s_nr_set = PyUnicode_InternFromString("_nr_set")) ||
+  if (!(rt.caffe_mod = PyImport_ImportModule("caffe"))) goto fail;
+  rt.cur_winfo = Py_None;
+  if (!(rt.s_winfo = PyUnicode_InternFromString("_worker_info")) ||
+      !(rt.s_nr_set = PyUnicode_InternFromString("_nr_set")) ||
       !(rt.s_kind = PyUnicode_InternFromString("_kind")) ||
       !(rt.s_idx = PyUnicode_InternFromString("_idx")) ||
       !(rt.s_shape = PyUnicode_InternFromString("_shape")) ||
@@ -358,13 +365,14 @@ nr_rt_layer *nr_rt_layer_create(const nr_rt_layer_info *in, void *hl, nr_rt_err 
   if (!L->handle || !aliases) goto fail;
   for (int i = 0; i < in->ntop; i++)
     PyList_SET_ITEM(aliases, i, PyLong_FromLong(in->aliases ? in->aliases[i] : -1)); /* steals */
-  r = PyObject_CallFunction(rt.create_fn, "OsssssiiiO", L->handle, in->name ? in->name : "",
+  r = PyObject_CallFunction(rt.create_fn, "OsssssiiiOiiL", L->handle, in->name ? in->name : "",
                             in->module ? in->module : "", in->cls ? in->cls : "",
                             in->param_str ? in->param_str : "",
                             in->source_dir ? in->source_dir : "", in->phase, in->nbottom,
-                            in->ntop, aliases);
+                            in->ntop, aliases, in->replica, in->nreplicas, in->first_batch);
+  rt.cur_winfo = NULL; /* create_layer set caffe._worker_info: the next call sets it again */
   if (!r) goto fail;
-  if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 4) {
+  if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 5) {
     PyErr_SetString(PyExc_RuntimeError, "caffe._runtime.create_layer returned garbage");
     goto fail;
   }
@@ -372,6 +380,8 @@ nr_rt_layer *nr_rt_layer_create(const nr_rt_layer_info *in, void *hl, nr_rt_err 
   L->bottom = PyTuple_GET_ITEM(r, 1);
   L->top = PyTuple_GET_ITEM(r, 2);
   L->blobs = PyTuple_GET_ITEM(r, 3);
+  L->winfo = PyTuple_GET_ITEM(r, 4);
+  Py_INCREF(L->winfo);
   Py_INCREF(L->obj);
   Py_INCREF(L->bottom);
   Py_INCREF(L->top);
@@ -401,6 +411,7 @@ void nr_rt_layer_destroy(nr_rt_layer *L) {
   Py_XDECREF(L->blobs);
   Py_XDECREF(L->prop);
   Py_XDECREF(L->handle);
+  Py_XDECREF(L->winfo);
   free(L);
 }
 
@@ -446,6 +457,12 @@ fail:
 
 int nr_rt_call(nr_rt_layer *L, int m, int nprop, const uint8_t *prop, nr_rt_err *e) {
   PyObject *args[4]; /* borrowed; slot 0 free for PY_VECTORCALL_ARGUMENTS_OFFSET */
+  /* caffe.get_worker_info() answers for the layer that runs now. Usually the same object
+   * as last time (None for ordinary layers): a pointer comparison. */
+  if (L->winfo && L->winfo != rt.cur_winfo) {
+    if (PyObject_SetAttr(rt.caffe_mod, rt.s_winfo, L->winfo) < 0) goto fail;
+    rt.cur_winfo = L->winfo;
+  }
   args[0] = NULL;
   args[1] = L->obj;
   if (m == 3) {

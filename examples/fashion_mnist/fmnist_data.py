@@ -14,7 +14,9 @@ a Python dict literal:
 Batch k is a pure function of (seed, k): the epoch permutation is seeded by the epoch
 number and augmentation by the batch index. So the batch sequence is the same whether one
 worker computes every batch or R replicas each compute every R-th one (netrun's replicated
-data layers tell a replica its index and the replica count through caffe.get_worker_info()).
+data layers tell a replica its index, the replica count and the first batch it produces
+through caffe.get_worker_info(); in Caffe, which has no such function, add
+`caffe.get_worker_info = lambda: None` before the net is built).
 """
 import ast
 import gzip
@@ -74,9 +76,12 @@ class FashionMNISTData(caffe.Layer):
         self.seed = int(params.get('seed', 1))
         self.scale = np.float32(params.get('scale', 0.00390625))
         self.augment = bool(params.get('augment', False))
-        info = caffe.get_worker_info() if hasattr(caffe, "get_worker_info") else None
-        self.replica, self.replicas = (info.id, info.num_workers) if info else (0, 1)
-        self.batch = self.replica  # the next batch index this replica computes
+        # netrun prefetches this layer as R replicas; replica `id` produces batches
+        # first_batch, first_batch + R, ... (first_batch == id, or the lost batch after a
+        # restarted worker). None: run in step with the net (or in Caffe), every batch here.
+        info = caffe.get_worker_info()
+        self.replicas = info.num_workers if info else 1
+        self.batch = info.first_batch if info else 0  # the next batch index computed here
         self.order_epoch = -1
         self.order = None
 

@@ -30,6 +30,42 @@ _solver_rank = 0
 _multiprocess = False
 
 
+class WorkerInfo(object):
+    """What caffe.get_worker_info() returns inside a prefetched Python data layer.
+
+    id           this replica's index, 0 .. num_workers - 1
+    num_workers  the number of replicas of the layer (python_param { replicas: R }, capped
+                 at the pool size; 1 for a data layer that is prefetched but not replicated)
+    first_batch  the global index of the batch this replica's first forward after setup
+                 produces. netrun consumes batches round-robin: replica id produces
+                 batches first_batch, first_batch + num_workers, ... Normally first_batch
+                 == id; after a crashed replica was restarted (--py-restarts) it is the
+                 index of the batch that was lost, so a layer whose batches are a function
+                 of the batch index just starts there (see docs/workers.md).
+    """
+
+    __slots__ = ('id', 'num_workers', 'first_batch')
+
+    def __init__(self, id, num_workers, first_batch):
+        self.id = id
+        self.num_workers = num_workers
+        self.first_batch = first_batch
+
+    def __repr__(self):
+        return 'WorkerInfo(id=%d, num_workers=%d, first_batch=%d)' % (
+            self.id, self.num_workers, self.first_batch)
+
+
+_worker_info = None  # set by netrun around each call of a prefetched data layer
+
+
+def get_worker_info():
+    """Like torch.utils.data.get_worker_info(): a WorkerInfo (id, num_workers,
+    first_batch) while a prefetched Python data layer (no bottoms) runs in a netrun
+    worker, else None (layers with bottoms, --py-prefetch 0, --py-workers 0)."""
+    return _worker_info
+
+
 def layer_type_list():
     """Layer types the running netrun knows (contains 'Python')."""
     return list(_layer_types)

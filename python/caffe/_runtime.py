@@ -53,8 +53,12 @@ def init(pkg_dir, layer_types):
 
 
 def create_layer(handle, name, module, cls, param_str, source_dir, phase, nbottom, ntop,
-                 aliases):
-    """Imports module, instantiates class; returns (layer, bottom, top, blobs)."""
+                 aliases, replica=0, nreplicas=0, first_batch=0):
+    """Imports module, instantiates class; returns (layer, bottom, top, blobs, info) where
+    info is the caffe.WorkerInfo of a prefetched data layer (nreplicas > 0) or None."""
+    import caffe
+    info = caffe.WorkerInfo(replica, nreplicas, first_batch) if nreplicas > 0 else None
+    caffe._worker_info = info  # visible from the constructor on
     global _insert_at
     if not module:
         raise ImportError("python_param has no 'module'")
@@ -86,7 +90,7 @@ def create_layer(handle, name, module, cls, param_str, source_dir, phase, nbotto
     bottom = [Blob(handle, 0, i) for i in range(nbottom)]
     top = [bottom[aliases[i]] if aliases[i] >= 0 else Blob(handle, 1, i)
            for i in range(ntop)]
-    return obj, bottom, top, blobs
+    return obj, bottom, top, blobs, info
 
 
 def describe(exc_type, exc, tb):
