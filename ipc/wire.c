@@ -147,3 +147,304 @@ int nr_wbuf_write(void *data, const char *buf, size_t len) {
   w->len += len;
   return 0;
 }
+
+/* ---- decoding ---- */
+
+#include <msgpack.h>
+#include <stdlib.h>
+
+#define BAD(text)   \
+  do {              \
+    *why = (text);  \
+    return EPROTO;  \
+  } while (0)
+
+/* Unpacks exactly one object filling buf[0..len). */
+static int unpack_one(msgpack_unpacked *u, const char *buf, size_t len, const char **why) {
+  size_t off = 0;
+  msgpack_unpack_return r = msgpack_unpack_next(u, buf, len, &off);
+  if (r == MSGPACK_UNPACK_NOMEM_ERROR) {
+    *why = "out of memory";
+    return ENOMEM;
+  }
+  if (r != MSGPACK_UNPACK_SUCCESS) {
+    *why = "not a msgpack object";
+    return EPROTO;
+  }
+  if (off != len) {
+    *why = "bytes after the message";
+    return EPROTO;
+  }
+  return 0;
+}
+
+static bool get_int(const msgpack_object *o, int64_t lo, int64_t hi, int64_t *v) {
+  if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+    if (o->via.u64 > (uint64_t)INT64_MAX) return false;
+    *v = (int64_t)o->via.u64;
+  } else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+    *v = o->via.i64;
+  } else {
+    return false;
+  }
+  return *v >= lo && *v <= hi;
+}
+
+static bool get_int32(const msgpack_object *o, int lo, int hi, int *v) {
+  int64_t x;
+  if (!get_int(o, lo, hi, &x)) return false;
+  *v = (int)x;
+  return true;
+}
+
+/* A new NUL-terminated copy of a str object; *s stays NULL and false is returned for a
+ * non-string (*nomem tells the two failures apart). */
+static bool get_str(const msgpack_object *o, char **s, bool *nomem) {
+  if (o->type != MSGPACK_OBJECT_STR) return false;
+  char *c = malloc((size_t)o->via.str.size + 1);
+  if (!c) {
+    *nomem = true;
+    return false;
+  }
+  memcpy(c, o->via.str.ptr, o->via.str.size);
+  c[o->via.str.size] = '\0';
+  free(*s);
+  *s = c;
+  return true;
+}
+
+static bool key_is(const msgpack_object *k, const char *key) {
+  size_t kl = strlen(key);
+  return k->type == MSGPACK_OBJECT_STR && k->via.str.size == kl &&
+         memcmp(k->via.str.ptr, key, kl) == 0;
+}
+
+static bool get_dims(const msgpack_object *o, nr_wire_shape *s) {
+  if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size > NR_WIRE_MAX_AXES) return false;
+  s->nd = (int)o->via.array.size;
+  for (int i = 0; i < s->nd; i++)
+    if (!get_int(&o->via.array.ptr[i], 0, INT64_MAX, &s->dims[i])) return false;
+  return true;
+}
+
+/* [kind, idx, [dims...]] (a shape of a REP_OK or a nested request). */
+static bool get_shape(const msgpack_object *o, nr_wire_shape *s) {
+  if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 3) return false;
+  const msgpack_object *a = o->via.array.ptr;
+  return get_int32(&a[0], NR_SLOT_BOTTOM, NR_SLOT_PARAM, &s->kind) &&
+         get_int32(&a[1], -1, INT32_MAX, &s->idx) && get_dims(&a[2], s);
+}
+
+static bool is_array(const msgpack_object *o, uint32_t max) {
+  return o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size <= max;
+}
+
+void nr_wire_reply_clear(nr_wire_reply *r) {
+  free(r->shapes);
+  free(r->type);
+  free(r->msg);
+  free(r->tb);
+  memset(r, 0, sizeof *r);
+}
+
+static int decode_reply(uint32_t op, const msgpack_object *o, nr_wire_reply *r,
+                        const char **why) {
+  bool nomem = false;
+  switch (op) {
+    case NR_REP_HELLO:
+    case NR_REP_ERROR:
+      if (o->type != MSGPACK_OBJECT_MAP) BAD("error reply: not a map");
+      for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object *k = &o->via.map.ptr[i].key, *v = &o->via.map.ptr[i].val;
+        char **dst = key_is(k, "type") ? &r->type
+                     : key_is(k, "msg") ? &r->msg
+                     : key_is(k, "tb")  ? &r->tb
+                                        : NULL;
+        if (dst && !get_str(v, dst, &nomem)) {
+          if (nomem) goto nomem;
+          BAD("error reply: type, msg and tb must be strings");
+        }
+      }
+      return 0;
+    case NR_REP_OK:
+      if (o->type != MSGPACK_OBJECT_MAP) BAD("reply: not a map");
+      for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object *v = &o->via.map.ptr[i].val;
+        if (!key_is(&o->via.map.ptr[i].key, "shapes")) continue;
+        if (r->shapes) BAD("reply: shapes given twice");
+        if (!is_array(v, NR_WIRE_MAX_ITEMS)) BAD("reply: shapes is not an array");
+        r->shapes = calloc((size_t)v->via.array.size + 1, sizeof *r->shapes);
+        if (!r->shapes) goto nomem;
+        for (uint32_t j = 0; j < v->via.array.size; j++) {
+          if (!get_shape(&v->via.array.ptr[j], &r->shapes[j]))
+            BAD("reply: a shape is not [kind, index, [dims]] with valid numbers");
+          r->nshapes++;
+        }
+      }
+      return 0;
+    case NR_REP_GROW:
+    case NR_REP_ADD_PARAM:
+      if (!get_shape(o, &r->nested))
+        BAD("nested request: not [kind, index, [dims]] with valid numbers");
+      if (op == NR_REP_ADD_PARAM && r->nested.kind != NR_SLOT_PARAM)
+        BAD("add_param request for a blob that is not a parameter");
+      if (op == NR_REP_GROW && r->nested.idx < 0) BAD("grow request: negative index");
+      return 0;
+    default:
+      BAD("unknown reply opcode");
+  }
+nomem:
+  *why = "out of memory";
+  return ENOMEM;
+}
+
+int nr_wire_decode_reply(uint32_t op, const char *buf, size_t len, nr_wire_reply *out,
+                         const char **why) {
+  memset(out, 0, sizeof *out);
+  if (len == 0) {
+    if (op == NR_REP_HELLO || op == NR_REP_OK) return 0;
+    BAD("empty payload");
+  }
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  int rc = unpack_one(&u, buf, len, why);
+  if (rc == 0) rc = decode_reply(op, &u.data, out, why);
+  msgpack_unpacked_destroy(&u);
+  return rc;
+}
+
+void nr_wire_request_clear(nr_wire_request *q) {
+  free(q->forget);
+  free(q->name);
+  free(q->module);
+  free(q->layer);
+  free(q->param_str);
+  free(q->source_dir);
+  free(q->aliases);
+  free(q->blobs);
+  free(q->err_msg);
+  memset(q, 0, sizeof *q);
+}
+
+/* [name, module, layer, param_str, source_dir, phase, nbottom, ntop, [aliases]] */
+static int decode_create(const msgpack_object *o, nr_wire_request *q, const char **why) {
+  if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 9)
+    BAD("create: not an array of 9");
+  const msgpack_object *a = o->via.array.ptr;
+  char **s[5] = {&q->name, &q->module, &q->layer, &q->param_str, &q->source_dir};
+  bool nomem = false;
+  for (int i = 0; i < 5; i++)
+    if (!get_str(&a[i], s[i], &nomem)) {
+      if (nomem) goto nomem;
+      BAD("create: name, module, layer, param_str and source_dir must be strings");
+    }
+  if (!get_int32(&a[5], 0, 1, &q->phase)) BAD("create: phase is not 0 or 1");
+  if (!get_int32(&a[6], 0, (int)NR_WIRE_MAX_ITEMS, &q->nbottom) ||
+      !get_int32(&a[7], 0, (int)NR_WIRE_MAX_ITEMS, &q->ntop))
+    BAD("create: bad bottom or top count");
+  if (!is_array(&a[8], NR_WIRE_MAX_ITEMS) || a[8].via.array.size != (uint32_t)q->ntop)
+    BAD("create: aliases do not match the top count");
+  q->aliases = calloc((size_t)q->ntop + 1, sizeof *q->aliases);
+  if (!q->aliases) goto nomem;
+  for (int i = 0; i < q->ntop; i++)
+    if (!get_int32(&a[8].via.array.ptr[i], -1, q->nbottom - 1, &q->aliases[i]))
+      BAD("create: an alias is not -1 or a bottom index");
+  q->create = true;
+  return 0;
+nomem:
+  *why = "out of memory";
+  return ENOMEM;
+}
+
+/* [kind, idx, seg, cap, shaped, [dims]] */
+static bool get_blob(const msgpack_object *o, nr_wire_blob *b) {
+  if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 6) return false;
+  const msgpack_object *a = o->via.array.ptr;
+  int64_t seg;
+  if (!get_int32(&a[0], NR_SLOT_BOTTOM, NR_SLOT_PARAM, &b->shape.kind) ||
+      !get_int32(&a[1], 0, INT32_MAX, &b->shape.idx) || !get_int(&a[2], 0, UINT32_MAX, &seg) ||
+      !get_int(&a[3], 0, INT64_MAX, &b->cap) || a[4].type != MSGPACK_OBJECT_BOOLEAN ||
+      !get_dims(&a[5], &b->shape))
+    return false;
+  b->seg = (uint32_t)seg;
+  b->shaped = a[4].via.boolean;
+  return true;
+}
+
+static int decode_request(uint32_t op, const msgpack_object *o, nr_wire_request *q,
+                          const char **why) {
+  bool nomem = false;
+  int rc;
+  switch (op) {
+    case NR_OP_CALL:
+      if (o->type != MSGPACK_OBJECT_MAP) BAD("request: not a map");
+      for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object *k = &o->via.map.ptr[i].key, *v = &o->via.map.ptr[i].val;
+        if (key_is(k, "forget")) {
+          if (q->forget) BAD("request: forget given twice");
+          if (!is_array(v, NR_WIRE_MAX_ITEMS)) BAD("request: forget is not an array");
+          q->forget = calloc((size_t)v->via.array.size + 1, sizeof *q->forget);
+          if (!q->forget) goto nomem;
+          for (uint32_t j = 0; j < v->via.array.size; j++) {
+            int64_t id;
+            if (!get_int(&v->via.array.ptr[j], 0, UINT32_MAX, &id))
+              BAD("request: a forget id is not a segment id");
+            q->forget[q->nforget++] = (uint32_t)id;
+          }
+        } else if (key_is(k, "create")) {
+          if (q->create) BAD("request: create given twice");
+          if ((rc = decode_create(v, q, why)) != 0) return rc;
+        } else if (key_is(k, "blobs")) {
+          if (q->blobs) BAD("request: blobs given twice");
+          if (!is_array(v, NR_WIRE_MAX_ITEMS)) BAD("request: blobs is not an array");
+          q->blobs = calloc((size_t)v->via.array.size + 1, sizeof *q->blobs);
+          if (!q->blobs) goto nomem;
+          for (uint32_t j = 0; j < v->via.array.size; j++) {
+            if (!get_blob(&v->via.array.ptr[j], &q->blobs[j]))
+              BAD("request: a blob is not [kind, index, segment, capacity, shaped, [dims]]");
+            q->nblobs++;
+          }
+        }
+      }
+      return 0;
+    case NR_OP_NESTED_OK: {
+      int64_t seg;
+      if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2 ||
+          !get_int(&o->via.array.ptr[0], 0, UINT32_MAX, &seg) ||
+          !get_int(&o->via.array.ptr[1], 0, INT64_MAX, &q->cap))
+        BAD("nested answer: not [segment, capacity]");
+      q->seg = (uint32_t)seg;
+      if ((q->seg == 0) != (q->cap == 0)) BAD("nested answer: segment 0 needs capacity 0");
+      return 0;
+    }
+    case NR_OP_NESTED_ERR:
+      if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2 ||
+          !get_int32(&o->via.array.ptr[0], 0, 2, &q->exc))
+        BAD("nested error: not [kind 0..2, message]");
+      if (!get_str(&o->via.array.ptr[1], &q->err_msg, &nomem)) {
+        if (nomem) goto nomem;
+        BAD("nested error: the message is not a string");
+      }
+      return 0;
+    default:
+      BAD("unknown request opcode");
+  }
+nomem:
+  *why = "out of memory";
+  return ENOMEM;
+}
+
+int nr_wire_decode_request(uint32_t op, const char *buf, size_t len, nr_wire_request *out,
+                           const char **why) {
+  memset(out, 0, sizeof *out);
+  if (len == 0) {
+    if (op == NR_OP_CALL) return 0;
+    BAD("empty payload");
+  }
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  int rc = unpack_one(&u, buf, len, why);
+  if (rc == 0) rc = decode_request(op, &u.data, out, why);
+  msgpack_unpacked_destroy(&u);
+  return rc;
+}

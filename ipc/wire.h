@@ -103,4 +103,73 @@ typedef struct nr_wbuf {
 } nr_wbuf;
 int nr_wbuf_write(void *data, const char *buf, size_t len); /* a msgpack_packer_write */
 
+/* ---- Decoding payloads ----
+ *
+ * One decoder per direction checks the form of a payload completely — one msgpack object
+ * filling exactly `len` bytes, the types and element counts of every field, axis counts
+ * (at most NR_WIRE_MAX_AXES), slot kinds (NR_SLOT_*), no negative dimension or capacity —
+ * so the side that uses the result only checks meaning (does this layer have blob idx?
+ * is this segment known?). Anything else is EPROTO with a short reason in *why (static
+ * text); ENOMEM if the decoder itself ran out. Unknown map keys are skipped (a newer peer
+ * may add some). The results own their arrays and strings (new): clear them with the
+ * matching _clear, also after an error; clearing a zeroed struct does nothing. */
+
+#define NR_WIRE_MAX_AXES 32
+#define NR_WIRE_MAX_ITEMS (1u << 20) /* shapes, blobs, forget ids, aliases per message */
+
+typedef struct nr_wire_shape {
+  int kind, idx;                  /* NR_SLOT_*, index within that kind (>= -1) */
+  int nd;
+  int64_t dims[NR_WIRE_MAX_AXES]; /* each >= 0 */
+} nr_wire_shape;
+
+/* A worker -> core message (op NR_REP_*). */
+typedef struct nr_wire_reply {
+  /* NR_REP_OK: the blobs the Python side reshaped. */
+  nr_wire_shape *shapes;
+  uint32_t nshapes;
+  /* NR_REP_ERROR (and a failed NR_REP_HELLO): NUL-terminated, NULL when absent. */
+  char *type, *msg, *tb;
+  /* NR_REP_GROW / NR_REP_ADD_PARAM: the blob and the shape wanted (idx -1 for ADD_PARAM). */
+  nr_wire_shape nested;
+} nr_wire_reply;
+
+/* One blob descriptor of a request: where the worker finds the blob's memory. */
+typedef struct nr_wire_blob {
+  nr_wire_shape shape;
+  uint32_t seg;     /* segment id, 0 = no memory (capacity 0) */
+  int64_t cap;      /* bytes, >= 0 */
+  bool shaped;
+} nr_wire_blob;
+
+/* A core -> worker message (op NR_OP_*). */
+typedef struct nr_wire_request {
+  /* NR_OP_CALL */
+  uint32_t *forget;             /* segment ids the worker may unmap */
+  uint32_t nforget;
+  bool create;                  /* the creation arguments below are present */
+  char *name, *module, *layer, *param_str, *source_dir; /* never NULL when create */
+  int phase, nbottom, ntop;
+  int *aliases;                 /* ntop entries: bottom index a top shares, or -1 */
+  nr_wire_blob *blobs;
+  uint32_t nblobs;
+  /* NR_OP_NESTED_OK: the blob's segment and capacity; NR_OP_NESTED_ERR: exc and msg. */
+  uint32_t seg;
+  int64_t cap;
+  int exc;
+  char *err_msg;
+} nr_wire_request;
+
+/* Decodes the payload of a worker message with opcode op. An empty payload is valid for
+ * NR_REP_HELLO and NR_REP_OK. Returns 0, EPROTO or ENOMEM. */
+int nr_wire_decode_reply(uint32_t op, const char *buf, size_t len, nr_wire_reply *out,
+                         const char **why);
+void nr_wire_reply_clear(nr_wire_reply *r);
+
+/* Decodes the payload of a core message with opcode op (an empty NR_OP_CALL payload is
+ * the hot path: nothing changed). Returns 0, EPROTO or ENOMEM. */
+int nr_wire_decode_request(uint32_t op, const char *buf, size_t len, nr_wire_request *out,
+                           const char **why);
+void nr_wire_request_clear(nr_wire_request *q);
+
 #endif
