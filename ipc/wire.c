@@ -159,8 +159,71 @@ int nr_wbuf_write(void *data, const char *buf, size_t len) {
     return EPROTO;  \
   } while (0)
 
+/* Is buf[0..len) exactly one well-formed msgpack object whose declared sizes fit in len?
+ * msgpack-c allocates an array's or map's element table from the count in its header
+ * before it reads the elements, so a 6-byte "array of 2^32-1" would make it ask for
+ * ~100 GiB. Here every declared element must have at least one byte left to come from,
+ * which bounds what the unpacker allocates by a small multiple of len. */
+static bool well_formed(const uint8_t *b, size_t len) {
+  uint64_t pending = 1; /* objects still to read */
+  size_t off = 0;
+  while (pending > 0) {
+    if (off >= len || pending > len - off) return false;
+    pending--;
+    uint8_t t = b[off];
+    uint64_t head = 1, body = 0, items = 0;
+    size_t lenbytes = 0;
+    if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) {
+    } else if (t >= 0x80 && t <= 0x8f) {
+      items = 2u * (t & 0x0f);
+    } else if (t >= 0x90 && t <= 0x9f) {
+      items = t & 0x0f;
+    } else if (t >= 0xa0 && t <= 0xbf) {
+      body = t & 0x1f;
+    } else {
+      switch (t) {
+        case 0xc4: case 0xd9: lenbytes = 1; break;             /* bin8, str8 */
+        case 0xc5: case 0xda: lenbytes = 2; break;             /* bin16, str16 */
+        case 0xc6: case 0xdb: lenbytes = 4; break;             /* bin32, str32 */
+        case 0xc7: lenbytes = 1; head = 2; break;              /* ext8 (+ type) */
+        case 0xc8: lenbytes = 2; head = 2; break;
+        case 0xc9: lenbytes = 4; head = 2; break;
+        case 0xca: case 0xce: case 0xd2: head = 5; break;      /* 32-bit numbers */
+        case 0xcb: case 0xcf: case 0xd3: head = 9; break;      /* 64-bit numbers */
+        case 0xcc: case 0xd0: head = 2; break;
+        case 0xcd: case 0xd1: head = 3; break;
+        case 0xd4: head = 3; break;                            /* fixext 1..16 */
+        case 0xd5: head = 4; break;
+        case 0xd6: head = 6; break;
+        case 0xd7: head = 10; break;
+        case 0xd8: head = 18; break;
+        case 0xdc: case 0xde: lenbytes = 2; break;             /* array16, map16 */
+        case 0xdd: case 0xdf: lenbytes = 4; break;             /* array32, map32 */
+        default: return false;                                 /* 0xc1: never used */
+      }
+    }
+    if (lenbytes) {
+      if (len - off < 1 + lenbytes) return false;
+      uint64_t n = 0;
+      for (size_t i = 0; i < lenbytes; i++) n = n << 8 | b[off + 1 + i];
+      head = 1 + lenbytes + (head == 2); /* ext: the type byte follows the length */
+      if (t == 0xdc || t == 0xdd) items = n;
+      else if (t == 0xde || t == 0xdf) items = 2 * n;
+      else body = n;
+    }
+    if (head + body > len - off) return false;
+    off += head + body;
+    pending += items;
+  }
+  return off == len;
+}
+
 /* Unpacks exactly one object filling buf[0..len). */
 static int unpack_one(msgpack_unpacked *u, const char *buf, size_t len, const char **why) {
+  if (!well_formed((const uint8_t *)buf, len)) {
+    *why = "not one well-formed msgpack object";
+    return EPROTO;
+  }
   size_t off = 0;
   msgpack_unpack_return r = msgpack_unpack_next(u, buf, len, &off);
   if (r == MSGPACK_UNPACK_NOMEM_ERROR) {
