@@ -1,4 +1,5 @@
-/* nr_math.h: the dense math netrun's layers use, over OpenBLAS (cblas).
+/* nr_math.h: the dense math netrun's layers use: nr_gemm (core/gemm.c, its own kernels,
+ * OpenBLAS only as a fallback), gemv over OpenBLAS (cblas), and plain loops.
  *
  * Row-major everywhere. nr_gemm computes C = alpha * op(A) * op(B) + beta * C with op(A)
  * M x K, op(B) K x N, C M x N. Everything else is a plain loop the compiler vectorizes.
@@ -11,13 +12,21 @@
 #include <stdint.h>
 #include <string.h>
 
-static inline void nr_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
-                           float alpha, const float *a, const float *b, float beta,
-                           float *c) {
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-              trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, alpha, a,
-              trans_a ? (int)m : (int)k, b, trans_b ? (int)k : (int)n, beta, c, (int)n);
-}
+/* C = alpha * op(A) * op(B) + beta * C, all row-major and packed (lda = K or M, ldb = N
+ * or K, ldc = N). beta = 0 overwrites C without reading it. Runs netrun's own packed FMA
+ * kernels (core/gemm.c; AVX-512 or AVX2, chosen once from the CPU), threaded over
+ * openblas_get_num_threads() threads for large products, else cblas_sgemm. The result does
+ * not depend on the thread count. Safe to call from several threads. */
+void nr_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+             const float *a, const float *b, float beta, float *c);
+/* The same product through cblas_sgemm (OpenBLAS), whatever nr_gemm would use. */
+void nr__gemm_cblas(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                    const float *a, const float *b, float beta, float *c);
+/* The kernel set nr_gemm uses now: "avx512", "avx2" or "cblas". */
+const char *nr__gemm_kernel_name(void);
+/* For tests and benchmarks: make nr_gemm use kernel set `name` ("avx512", "avx2", "cblas",
+ * or "auto" = the CPU's best) in every thread. False if this CPU cannot run it. */
+bool nr__gemm_use(const char *name);
 
 /* y = alpha * op(A) * x + beta * y, A is m x n. */
 static inline void nr_gemv(bool trans_a, int64_t m, int64_t n, float alpha, const float *a,

@@ -1,0 +1,565 @@
+/* gemm.c: netrun's own single-precision GEMM (nr_gemm), independent of OpenBLAS's CPU
+ * detection.
+ *
+ * Why. Debian 12's OpenBLAS 0.3.21 does not recognise some current Xeons (Sapphire Rapids
+ * reporting a generic model name) and runs its Prescott kernels (SSE3, no FMA) there: about
+ * 3x slower than the hardware allows, and more than half of a LeNet training iteration
+ * (docs/bench.md). We may not steer OpenBLAS with OPENBLAS_CORETYPE, so the GEMMs the
+ * layers run go through this file instead.
+ *
+ * How (the BLIS scheme). C (M x N, row-major) is computed in blocks: for each NC-wide
+ * column block of C and each KC-deep slice of K, op(B)'s KC x NC block is packed into
+ * NR-wide micro-panels (k-major, zero-padded to NR), then for each MC-tall row block op(A)'s
+ * MC x KC block is packed into MR-tall micro-panels (k-major), and a register-blocked
+ * micro-kernel computes every MR x NR tile of C from one A and one B micro-panel with FMAs:
+ * the B micro-panel stays in L1 while the A micro-panels stream from L2. Packing is what
+ * makes the four transpose combinations one kernel. Edge tiles: the kernel is instantiated
+ * for every row count 1..MR (no wasted FMAs on short rows) and stores the last columns with
+ * masks. alpha and beta are applied when a tile is stored; beta = 0 overwrites C without
+ * reading it (NaN in C does not leak through, as in BLAS). The first K slice stores with the
+ * caller's beta, later slices accumulate.
+ *
+ * Kernels. AVX-512 (10 x 32: 20 zmm accumulators) and AVX2+FMA (6 x 16: 12 ymm
+ * accumulators), each in functions compiled with a target attribute, so the rest of the
+ * build stays generic x86-64. The choice is made once, from the CPU (cpuid via
+ * __builtin_cpu_supports, which also checks that the OS saves the wider registers). Without
+ * either (other architectures, old CPUs) nr_gemm calls cblas_sgemm.
+ *
+ * Threads. A product with enough work is split between the calling thread and helper
+ * threads (as many threads in total as OpenBLAS is configured for, so OPENBLAS_NUM_THREADS
+ * keeps governing netrun's math), along N in NR-wide strips or along M in MR-tall strips.
+ * Each element of C is computed by exactly one thread with the same blocking, so results
+ * are bit-identical whatever the thread count. Packing buffers are per thread; nr_gemm may
+ * be called from several threads at once.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nr_math.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define NR_GEMM_X86 1
+#endif
+
+/* A micro-kernel: the mr x nr tile at c (row stride ldc) = alpha * Apanel * Bpanel +
+ * beta * tile, over kc steps; mr <= MR, nr <= NR of its ISA. */
+typedef void (*gemm_kernel)(int mr, int nr, int64_t kc, const float *a, const float *b,
+                            float *c, int64_t ldc, float alpha, float beta);
+
+/* Packs one micro-panel: rows (or columns) r of op(X) for K range [0, kc), starting at x
+ * (already offset to the panel's first element), into dst with the ISA's panel width. */
+typedef void (*gemm_packer)(bool trans, const float *x, int64_t ldx, int r, int64_t kc,
+                            float *dst);
+
+typedef struct gemm_isa {
+  const char *name;
+  int mr, nr;            /* micro-tile */
+  int64_t mc, kc, nc;    /* cache blocks (mc a multiple of mr, nc of nr) */
+  gemm_kernel kernel;
+  gemm_packer pack_a, pack_b;
+} gemm_isa;
+
+/* ---- packing ------------------------------------------------------------------------ */
+
+/* A micro-panel of A holds, for each k, the MR values A(i, k) of its rows (rows past the
+ * last are left unset: the kernel never reads them); one of B holds, for each k, the NR
+ * values B(k, j) of its columns, zero past the last. When the panel's direction is
+ * contiguous in memory (A transposed, B not) packing is a copy per k; otherwise the
+ * source rows run along k and are transposed in 8 x 8 blocks. */
+
+/* dst[k·S + j] = src[j·lds + k] for j < rows, k < kc. */
+static inline __attribute__((always_inline, target("avx2"))) void
+pack_transposed(const float *restrict src, int64_t lds, int rows, int64_t kc,
+                float *restrict dst, const int S) {
+  int j = 0;
+  for (; j + 8 <= rows; j += 8) {
+    const float *s = src + j * lds;
+    float *d = dst + j;
+    int64_t k = 0;
+    for (; k + 8 <= kc; k += 8) {
+      __m256 r0 = _mm256_loadu_ps(s + 0 * lds + k), r1 = _mm256_loadu_ps(s + 1 * lds + k);
+      __m256 r2 = _mm256_loadu_ps(s + 2 * lds + k), r3 = _mm256_loadu_ps(s + 3 * lds + k);
+      __m256 r4 = _mm256_loadu_ps(s + 4 * lds + k), r5 = _mm256_loadu_ps(s + 5 * lds + k);
+      __m256 r6 = _mm256_loadu_ps(s + 6 * lds + k), r7 = _mm256_loadu_ps(s + 7 * lds + k);
+      __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+      __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+      __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+      __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+      __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee);
+      __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee);
+      __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee);
+      __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+      float *o = d + k * S;
+      _mm256_storeu_ps(o + 0 * S, _mm256_permute2f128_ps(u0, u4, 0x20));
+      _mm256_storeu_ps(o + 1 * S, _mm256_permute2f128_ps(u1, u5, 0x20));
+      _mm256_storeu_ps(o + 2 * S, _mm256_permute2f128_ps(u2, u6, 0x20));
+      _mm256_storeu_ps(o + 3 * S, _mm256_permute2f128_ps(u3, u7, 0x20));
+      _mm256_storeu_ps(o + 4 * S, _mm256_permute2f128_ps(u0, u4, 0x31));
+      _mm256_storeu_ps(o + 5 * S, _mm256_permute2f128_ps(u1, u5, 0x31));
+      _mm256_storeu_ps(o + 6 * S, _mm256_permute2f128_ps(u2, u6, 0x31));
+      _mm256_storeu_ps(o + 7 * S, _mm256_permute2f128_ps(u3, u7, 0x31));
+    }
+    for (; k < kc; k++)
+      for (int jj = 0; jj < 8; jj++) d[k * S + jj] = s[jj * lds + k];
+  }
+  for (; j < rows; j++)
+    for (int64_t k = 0; k < kc; k++) dst[k * S + j] = src[j * lds + k];
+}
+
+/* dst[k·S + j] = src[k·lds + j] for j < cols, zero for cols <= j < S (if zero_pad). With
+ * explicit vectors: as a plain loop GCC turns each short row into a memmove call. */
+static inline __attribute__((always_inline, target("avx2"))) void
+pack_copy(const float *restrict src, int64_t lds, int cols, int64_t kc, float *restrict dst,
+          const int S, bool zero_pad) {
+  const int full = cols & ~7;
+  for (int64_t k = 0; k < kc; k++, src += lds, dst += S) {
+    int j = 0;
+    for (; j < full; j += 8) _mm256_storeu_ps(dst + j, _mm256_loadu_ps(src + j));
+    for (; j < cols; j++) dst[j] = src[j];
+    if (zero_pad)
+      for (; j < S; j++) dst[j] = 0.0f;
+  }
+}
+
+/* A's rows [i0, i0+mc) and K range [k0, k0+kc), micro-panel after micro-panel. */
+static void pack_a(const gemm_isa *isa, bool ta, const float *a, int64_t lda, int64_t i0,
+                   int64_t k0, int64_t mc, int64_t kc, float *dst) {
+  for (int64_t ip = 0; ip < mc; ip += isa->mr) {
+    const int mr = mc - ip < isa->mr ? (int)(mc - ip) : isa->mr;
+    const float *x = ta ? a + k0 * lda + i0 + ip : a + (i0 + ip) * lda + k0;
+    isa->pack_a(ta, x, lda, mr, kc, dst + ip * kc);
+  }
+}
+
+/* op(B)'s K range [k0, k0+kc) and columns [j0, j0+nc). */
+static void pack_b(const gemm_isa *isa, bool tb, const float *b, int64_t ldb, int64_t k0,
+                   int64_t j0, int64_t kc, int64_t nc, float *dst) {
+  for (int64_t jp = 0; jp < nc; jp += isa->nr) {
+    const int nr = nc - jp < isa->nr ? (int)(nc - jp) : isa->nr;
+    const float *x = tb ? b + (j0 + jp) * ldb + k0 : b + k0 * ldb + j0 + jp;
+    isa->pack_b(tb, x, ldb, nr, kc, dst + jp * kc);
+  }
+}
+
+/* ---- micro-kernels ------------------------------------------------------------------ */
+
+#ifdef NR_GEMM_X86
+
+#define MR512 10
+#define NR512 32
+
+/* The AVX-512 tile body for a compile-time row count MRC (always inlined into one
+ * function per row count, so the accumulators live in registers). */
+static inline __attribute__((always_inline, target("avx512f"))) void
+k512_body(const int MRC, int nr, int64_t kc, const float *restrict a, const float *restrict b,
+          float *c, int64_t ldc, float alpha, float beta) {
+  __m512 acc0[MR512], acc1[MR512];
+#pragma GCC unroll 16
+  for (int i = 0; i < MRC; i++) acc0[i] = acc1[i] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < kc; p++) {
+    const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 16
+    for (int i = 0; i < MRC; i++) {
+      const __m512 ai = _mm512_set1_ps(a[i]);
+      acc0[i] = _mm512_fmadd_ps(ai, b0, acc0[i]);
+      acc1[i] = _mm512_fmadd_ps(ai, b1, acc1[i]);
+    }
+    a += MR512;
+    b += NR512;
+  }
+  const __mmask16 m0 = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1);
+  const __mmask16 m1 = nr >= 32 ? (__mmask16)0xffff
+                       : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1)
+                                 : (__mmask16)0;
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 16
+  for (int i = 0; i < MRC; i++) {
+    float *cr = c + i * ldc;
+    __m512 r0 = _mm512_mul_ps(va, acc0[i]), r1 = _mm512_mul_ps(va, acc1[i]);
+    if (beta != 0.0f) {
+      r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), r0);
+      r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), r1);
+    }
+    _mm512_mask_storeu_ps(cr, m0, r0);
+    _mm512_mask_storeu_ps(cr + 16, m1, r1);
+  }
+}
+
+#define K512(R)                                                                          \
+  static __attribute__((target("avx512f"))) void k512_##R(                               \
+      int nr, int64_t kc, const float *a, const float *b, float *c, int64_t ldc,         \
+      float alpha, float beta) {                                                         \
+    k512_body(R, nr, kc, a, b, c, ldc, alpha, beta);                                     \
+  }
+K512(1) K512(2) K512(3) K512(4) K512(5) K512(6) K512(7) K512(8) K512(9) K512(10)
+
+static void kernel_avx512(int mr, int nr, int64_t kc, const float *a, const float *b, float *c,
+                          int64_t ldc, float alpha, float beta) {
+  typedef void (*fn)(int, int64_t, const float *, const float *, float *, int64_t, float, float);
+  static const fn by_rows[MR512 + 1] = {NULL,    k512_1, k512_2, k512_3, k512_4, k512_5,
+                                        k512_6, k512_7, k512_8, k512_9, k512_10};
+  by_rows[mr](nr, kc, a, b, c, ldc, alpha, beta);
+}
+
+#define MR256 6
+#define NR256 16
+
+static inline __attribute__((always_inline, target("avx2,fma"))) void
+k256_body(const int MRC, int nr, int64_t kc, const float *restrict a, const float *restrict b,
+          float *c, int64_t ldc, float alpha, float beta) {
+  __m256 acc0[MR256], acc1[MR256];
+#pragma GCC unroll 8
+  for (int i = 0; i < MRC; i++) acc0[i] = acc1[i] = _mm256_setzero_ps();
+  for (int64_t p = 0; p < kc; p++) {
+    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+#pragma GCC unroll 8
+    for (int i = 0; i < MRC; i++) {
+      const __m256 ai = _mm256_broadcast_ss(a + i);
+      acc0[i] = _mm256_fmadd_ps(ai, b0, acc0[i]);
+      acc1[i] = _mm256_fmadd_ps(ai, b1, acc1[i]);
+    }
+    a += MR256;
+    b += NR256;
+  }
+  const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+  if (nr == NR256) {
+#pragma GCC unroll 8
+    for (int i = 0; i < MRC; i++) {
+      float *cr = c + i * ldc;
+      __m256 r0 = _mm256_mul_ps(va, acc0[i]), r1 = _mm256_mul_ps(va, acc1[i]);
+      if (beta != 0.0f) {
+        r0 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr), r0);
+        r1 = _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr + 8), r1);
+      }
+      _mm256_storeu_ps(cr, r0);
+      _mm256_storeu_ps(cr + 8, r1);
+    }
+    return;
+  }
+  /* Edge tile: lane j of a half is stored when j < the columns left in it. */
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr), lane);
+  const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr - 8), lane);
+#pragma GCC unroll 8
+  for (int i = 0; i < MRC; i++) {
+    float *cr = c + i * ldc;
+    __m256 r0 = _mm256_mul_ps(va, acc0[i]), r1 = _mm256_mul_ps(va, acc1[i]);
+    if (beta != 0.0f) {
+      r0 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(cr, m0), r0);
+      r1 = _mm256_fmadd_ps(vb, _mm256_maskload_ps(cr + 8, m1), r1);
+    }
+    _mm256_maskstore_ps(cr, m0, r0);
+    _mm256_maskstore_ps(cr + 8, m1, r1);
+  }
+}
+
+#define K256(R)                                                                          \
+  static __attribute__((target("avx2,fma"))) void k256_##R(                              \
+      int nr, int64_t kc, const float *a, const float *b, float *c, int64_t ldc,         \
+      float alpha, float beta) {                                                         \
+    k256_body(R, nr, kc, a, b, c, ldc, alpha, beta);                                     \
+  }
+K256(1) K256(2) K256(3) K256(4) K256(5) K256(6)
+
+static void kernel_avx2(int mr, int nr, int64_t kc, const float *a, const float *b, float *c,
+                        int64_t ldc, float alpha, float beta) {
+  typedef void (*fn)(int, int64_t, const float *, const float *, float *, int64_t, float, float);
+  static const fn by_rows[MR256 + 1] = {NULL, k256_1, k256_2, k256_3, k256_4, k256_5, k256_6};
+  by_rows[mr](nr, kc, a, b, c, ldc, alpha, beta);
+}
+
+/* Packers: a panel's rows (A) or columns (B) are 'r' of MR / NR. */
+#define PACKERS(SUFFIX, TARGET, MR, NR)                                                  \
+  static __attribute__((target(TARGET))) void pack_a_##SUFFIX(                           \
+      bool trans, const float *x, int64_t ldx, int r, int64_t kc, float *dst) {           \
+    if (trans)                                                                            \
+      pack_copy(x, ldx, r, kc, dst, MR, false);                                           \
+    else                                                                                  \
+      pack_transposed(x, ldx, r, kc, dst, MR);                                            \
+  }                                                                                       \
+  static __attribute__((target(TARGET))) void pack_b_##SUFFIX(                           \
+      bool trans, const float *x, int64_t ldx, int r, int64_t kc, float *dst) {           \
+    if (!trans) {                                                                         \
+      pack_copy(x, ldx, r, kc, dst, NR, true);                                            \
+      return;                                                                             \
+    }                                                                                     \
+    if (r < NR) memset(dst, 0, (size_t)(kc * NR) * sizeof *dst);                          \
+    pack_transposed(x, ldx, r, kc, dst, NR);                                              \
+  }
+PACKERS(avx512, "avx512f,avx2", MR512, NR512)
+PACKERS(avx2, "avx2,fma", MR256, NR256)
+
+static const gemm_isa isa_avx512 = {"avx512", MR512, NR512, 120, 384,
+                                    1024,     kernel_avx512, pack_a_avx512, pack_b_avx512};
+static const gemm_isa isa_avx2 = {"avx2", MR256,       NR256,       72,          256,
+                                  4096,   kernel_avx2, pack_a_avx2, pack_b_avx2};
+
+#endif /* NR_GEMM_X86 */
+
+/* ---- ISA choice --------------------------------------------------------------------- */
+
+static const gemm_isa *isa_detect(void) {
+#ifdef NR_GEMM_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return &isa_avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &isa_avx2;
+#endif
+  return NULL;
+}
+
+static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
+static const gemm_isa *isa_cpu;   /* best the CPU offers, NULL: cblas only */
+static _Atomic(const gemm_isa *) isa_cur;
+
+static void isa_init(void) {
+  isa_cpu = isa_detect();
+  atomic_store(&isa_cur, isa_cpu);
+}
+
+static const gemm_isa *isa_get(void) {
+  pthread_once(&isa_once, isa_init);
+  return atomic_load_explicit(&isa_cur, memory_order_relaxed);
+}
+
+const char *nr__gemm_kernel_name(void) {
+  const gemm_isa *i = isa_get();
+  return i ? i->name : "cblas";
+}
+
+bool nr__gemm_use(const char *name) {
+  pthread_once(&isa_once, isa_init);
+  const gemm_isa *want = NULL;
+  if (strcmp(name, "cblas") == 0) {
+    atomic_store(&isa_cur, NULL);
+    return true;
+  }
+#ifdef NR_GEMM_X86
+  if (strcmp(name, "avx512") == 0) want = &isa_avx512;
+  if (strcmp(name, "avx2") == 0) want = &isa_avx2;
+  /* An ISA is usable if the CPU's best one is it or a superset of it. */
+  if (want == &isa_avx512 && isa_cpu != &isa_avx512) want = NULL;
+  if (want == &isa_avx2 && !isa_cpu) want = NULL;
+#endif
+  if (strcmp(name, "auto") == 0) want = isa_cpu;
+  if (!want && strcmp(name, "auto") != 0) return false;
+  atomic_store(&isa_cur, want);
+  return true;
+}
+
+/* ---- the blocked product -------------------------------------------------------------- */
+
+typedef struct gemm_args {
+  const gemm_isa *isa;
+  bool ta, tb;
+  int64_t m, n, k;
+  float alpha, beta;
+  const float *a, *b;
+  int64_t lda, ldb, ldc;
+  float *c;
+} gemm_args;
+
+static _Thread_local float *tls_pack;
+static _Thread_local int64_t tls_pack_cap;
+
+/* This thread's packing buffer of at least `floats` floats, 64-byte aligned; NULL if out
+ * of memory. */
+static float *pack_buffer(int64_t floats) {
+  if (floats > tls_pack_cap) {
+    free(tls_pack);
+    tls_pack_cap = 0;
+    size_t bytes = ((size_t)floats * sizeof(float) + 63) & ~(size_t)63;
+    tls_pack = aligned_alloc(64, bytes);
+    if (!tls_pack) return NULL;
+    tls_pack_cap = floats;
+  }
+  return tls_pack;
+}
+
+static int64_t pack_floats(const gemm_isa *isa) {
+  return isa->mc * isa->kc + isa->kc * isa->nc;
+}
+
+/* C rows [i0, i1) x columns [j0, j1) of the product; false only if out of memory. */
+static bool gemm_part(const gemm_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+  const gemm_isa *isa = g->isa;
+  float *buf = pack_buffer(pack_floats(isa));
+  if (!buf) return false;
+  float *abuf = buf, *bbuf = buf + isa->mc * isa->kc;
+  for (int64_t jc = j0; jc < j1; jc += isa->nc) {
+    const int64_t nc = j1 - jc < isa->nc ? j1 - jc : isa->nc;
+    for (int64_t pc = 0; pc < g->k; pc += isa->kc) {
+      const int64_t kc = g->k - pc < isa->kc ? g->k - pc : isa->kc;
+      const float beta = pc == 0 ? g->beta : 1.0f;
+      pack_b(isa, g->tb, g->b, g->ldb, pc, jc, kc, nc, bbuf);
+      for (int64_t ic = i0; ic < i1; ic += isa->mc) {
+        const int64_t mc = i1 - ic < isa->mc ? i1 - ic : isa->mc;
+        pack_a(isa, g->ta, g->a, g->lda, ic, pc, mc, kc, abuf);
+        for (int64_t jr = 0; jr < nc; jr += isa->nr) {
+          const int nr = nc - jr < isa->nr ? (int)(nc - jr) : isa->nr;
+          for (int64_t ir = 0; ir < mc; ir += isa->mr) {
+            const int mr = mc - ir < isa->mr ? (int)(mc - ir) : isa->mr;
+            isa->kernel(mr, nr, kc, abuf + ir * kc, bbuf + jr * kc,
+                        g->c + (ic + ir) * g->ldc + jc + jr, g->ldc, g->alpha, beta);
+          }
+        }
+      }
+    }
+  }
+  return true;
+}
+
+/* ---- helper threads ----------------------------------------------------------------- */
+
+/* One pool per process: helpers sleep on a condition variable between products. A product
+ * is split into `parts` parts; part 0 runs on the caller, part p on helper p-1. The pool
+ * serves one product at a time (a mutex); a caller that finds it busy runs alone. */
+#define NR_GEMM_MAX_THREADS 16
+
+typedef struct gemm_job {
+  const gemm_args *g;
+  int parts;
+  bool split_n;
+  int64_t units; /* strips of NR (split_n) or MR rows */
+} gemm_job;
+
+static struct {
+  pthread_mutex_t busy; /* held by the caller that owns the pool for one product */
+  pthread_mutex_t mu;
+  pthread_cond_t wake, done;
+  int nhelpers;
+  uint64_t gen;     /* bumped for each product */
+  int pending;      /* helpers still working on the current product */
+  bool failed;
+  gemm_job job;
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+          PTHREAD_COND_INITIALIZER, 0, 0, 0, false, {0}};
+
+static bool run_part(const gemm_job *j, int p) {
+  const gemm_args *g = j->g;
+  const int64_t lo = j->units * p / j->parts, hi = j->units * (p + 1) / j->parts;
+  if (lo == hi) return true;
+  if (j->split_n) {
+    const int64_t nr = g->isa->nr;
+    const int64_t j1 = hi * nr < g->n ? hi * nr : g->n;
+    return gemm_part(g, 0, g->m, lo * nr, j1);
+  }
+  const int64_t mr = g->isa->mr;
+  const int64_t i1 = hi * mr < g->m ? hi * mr : g->m;
+  return gemm_part(g, lo * mr, i1, 0, g->n);
+}
+
+static void *helper_main(void *arg) {
+  const int id = (int)(intptr_t)arg; /* part id - 1 */
+  pthread_mutex_lock(&pool.mu);
+  uint64_t seen = pool.gen; /* registered before the product that needs it is posted */
+  pool.nhelpers++;
+  pthread_cond_broadcast(&pool.done);
+  for (;;) {
+    while (pool.gen == seen) pthread_cond_wait(&pool.wake, &pool.mu);
+    seen = pool.gen;
+    gemm_job job = pool.job;
+    pthread_mutex_unlock(&pool.mu);
+    bool ok = id + 1 < job.parts ? run_part(&job, id + 1) : true;
+    pthread_mutex_lock(&pool.mu);
+    if (!ok) pool.failed = true;
+    if (--pool.pending == 0) pthread_cond_signal(&pool.done);
+  }
+  return NULL;
+}
+
+/* Grows the pool to `want` helpers (called with pool.busy held). Returns how many exist. */
+static int pool_grow(int want) {
+  pthread_mutex_lock(&pool.mu);
+  int have = pool.nhelpers;
+  pthread_mutex_unlock(&pool.mu);
+  while (have < want) {
+    pthread_t t;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    /* Helpers must not take the caller's signals (the CLI handles SIGINT in main). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&t, &at, helper_main, (void *)(intptr_t)have);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&at);
+    if (rc != 0) break;
+    pthread_mutex_lock(&pool.mu); /* wait until it has registered (see helper_main) */
+    while (pool.nhelpers < have + 1) pthread_cond_wait(&pool.done, &pool.mu);
+    have = pool.nhelpers;
+    pthread_mutex_unlock(&pool.mu);
+  }
+  return have;
+}
+
+/* Below this many multiply-adds a product runs on the calling thread only: waking a helper
+ * costs tens of microseconds. */
+#define NR_GEMM_MT_MIN_FMAS ((int64_t)4 << 20)
+
+static bool gemm_run(const gemm_args *g) {
+  int threads = openblas_get_num_threads();
+  if (threads > NR_GEMM_MAX_THREADS) threads = NR_GEMM_MAX_THREADS;
+  const int64_t nstrips = (g->n + g->isa->nr - 1) / g->isa->nr;
+  const int64_t mstrips = (g->m + g->isa->mr - 1) / g->isa->mr;
+  if (threads < 2 || g->m * g->n * g->k < NR_GEMM_MT_MIN_FMAS || (nstrips < 2 && mstrips < 2) ||
+      pthread_mutex_trylock(&pool.busy) != 0)
+    return gemm_part(g, 0, g->m, 0, g->n);
+  /* Split along N unless that leaves too few strips per thread (then along M, which makes
+   * every thread pack all of op(B)). */
+  gemm_job job = {g, threads, nstrips >= 2 * threads || nstrips >= mstrips,
+                  0};
+  job.units = job.split_n ? nstrips : mstrips;
+  if (job.units < job.parts) job.parts = (int)job.units;
+  int helpers = pool_grow(job.parts - 1);
+  if (helpers < job.parts - 1) job.parts = helpers + 1;
+  bool ok = true;
+  if (job.parts > 1) {
+    pthread_mutex_lock(&pool.mu);
+    pool.job = job;
+    pool.pending = pool.nhelpers;
+    pool.failed = false;
+    pool.gen++;
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.mu);
+    ok = run_part(&job, 0);
+    pthread_mutex_lock(&pool.mu);
+    while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.mu);
+    if (pool.failed) ok = false;
+    pthread_mutex_unlock(&pool.mu);
+  } else {
+    ok = gemm_part(g, 0, g->m, 0, g->n);
+  }
+  pthread_mutex_unlock(&pool.busy);
+  return ok;
+}
+
+/* ---- entry points ----------------------------------------------------------------------- */
+
+void nr_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+             const float *a, const float *b, float beta, float *c) {
+  if (m <= 0 || n <= 0) return;
+  const gemm_isa *isa = isa_get();
+  if (isa && k > 0 && alpha != 0.0f) {
+    gemm_args g = {isa,  trans_a, trans_b, m, n, k, alpha, beta, a, b,
+                   trans_a ? m : k, trans_b ? k : n, n, c};
+    if (gemm_run(&g)) return;
+    /* Out of memory for the packing buffers: cblas needs none of ours. */
+  } else if (isa) { /* C = beta·C (BLAS: beta 0 overwrites, even NaN) */
+    for (int64_t i = 0; i < m * n; i++) c[i] = beta == 0.0f ? 0.0f : beta * c[i];
+    return;
+  }
+  nr__gemm_cblas(trans_a, trans_b, m, n, k, alpha, a, b, beta, c);
+}
+
+void nr__gemm_cblas(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                    const float *a, const float *b, float beta, float *c) {
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+              trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, alpha, a,
+              trans_a ? (int)m : (int)k, b, trans_b ? (int)k : (int)n, beta, c, (int)n);
+}

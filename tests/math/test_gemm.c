@@ -1,0 +1,171 @@
+/* nr_gemm against a naive double-precision reference and against cblas_sgemm: every kernel
+ * set this CPU can run (avx512, avx2, cblas), all four transpose combinations, shapes from
+ * 1 to 300 per dimension (odd sizes, edge tiles, several K and M blocks, an N block), alpha
+ * and beta including beta = 0 over NaN garbage (which must be overwritten, as in BLAS),
+ * and bit-identical results with 1 and 2 threads. */
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nr_math.h"
+#include "nr_test.h"
+
+static uint64_t rng_state = 88172645463325252ull;
+static uint64_t rnd(void) {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return rng_state;
+}
+static float rnd_float(void) { return (float)((double)(rnd() >> 11) / 9007199254740992.0 * 2 - 1); }
+/* Log-uniform-ish dimension in [1, max]. */
+static int64_t rnd_dim(int64_t max) {
+  double l = log((double)max) * (double)(rnd() >> 11) / 9007199254740992.0;
+  int64_t d = (int64_t)exp(l);
+  return d < 1 ? 1 : d > max ? max : d;
+}
+
+static float *rnd_array(int64_t n) {
+  float *x = malloc((size_t)n * sizeof *x); /* exact size: ASan sees any overrun */
+  for (int64_t i = 0; i < n; i++) x[i] = rnd_float();
+  return x;
+}
+
+typedef struct shape {
+  int64_t m, n, k;
+} shape;
+
+static const char *const kernels[] = {"avx512", "avx2", "cblas"};
+
+/* Checks nr_gemm with every available kernel set on one shape and transpose pair. */
+static int check_case(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+                      float beta) {
+  float *a = rnd_array(m * k), *b = rnd_array(k * n), *c0 = rnd_array(m * n);
+  float *c = malloc((size_t)(m * n) * sizeof *c), *cb = malloc((size_t)(m * n) * sizeof *cb);
+  double *ref = malloc((size_t)(m * n) * sizeof *ref), *bound = malloc((size_t)(m * n) * sizeof *bound);
+  if (beta == 0.0f)
+    for (int64_t i = 0; i < m * n; i++) c0[i] = (i % 3) ? NAN : INFINITY;
+  for (int64_t i = 0; i < m; i++)
+    for (int64_t j = 0; j < n; j++) {
+      double s = 0, sa = 0;
+      for (int64_t p = 0; p < k; p++) {
+        double x = ta ? a[p * m + i] : a[i * k + p], y = tb ? b[j * k + p] : b[p * n + j];
+        s += x * y;
+        sa += fabs(x * y);
+      }
+      double cc = beta == 0.0f ? 0.0 : c0[i * n + j];
+      ref[i * n + j] = alpha * s + beta * cc;
+      bound[i * n + j] = (2.0 * (double)k + 4) * FLT_EPSILON * (fabs(alpha) * sa + fabs(beta * cc)) + 1e-30;
+    }
+  int bad = 0;
+  nr__gemm_use("cblas");
+  memcpy(cb, c0, (size_t)(m * n) * sizeof *c);
+  nr_gemm(ta, tb, m, n, k, alpha, a, b, beta, cb);
+  for (size_t kk = 0; kk < sizeof kernels / sizeof kernels[0] && !bad; kk++) {
+    if (!nr__gemm_use(kernels[kk])) continue;
+    memcpy(c, c0, (size_t)(m * n) * sizeof *c);
+    nr_gemm(ta, tb, m, n, k, alpha, a, b, beta, c);
+    for (int64_t i = 0; i < m * n && !bad; i++) {
+      double e = fabs(c[i] - ref[i]), ecb = fabs(c[i] - cb[i]);
+      if (!(e <= bound[i]) || !(ecb <= 2 * bound[i])) {
+        fprintf(stderr,
+                "  %s ta=%d tb=%d m=%lld n=%lld k=%lld alpha=%g beta=%g: C[%lld][%lld] = %.9g, "
+                "reference %.9g (bound %.3g), cblas %.9g\n",
+                kernels[kk], ta, tb, (long long)m, (long long)n, (long long)k, (double)alpha,
+                (double)beta, (long long)(i / n), (long long)(i % n), (double)c[i], ref[i],
+                bound[i], (double)cb[i]);
+        bad = 1;
+      }
+    }
+  }
+  nr__gemm_use("auto");
+  free(a), free(b), free(c0), free(c), free(cb), free(ref), free(bound);
+  return bad;
+}
+
+static int check_shape(shape s, int variant) {
+  static const float alphas[] = {1.0f, -0.5f, 2.0f}, betas[] = {0.0f, 1.0f, 0.25f};
+  int bad = 0;
+  for (int t = 0; t < 4; t++)
+    bad |= check_case(t & 1, t >> 1, s.m, s.n, s.k, alphas[(variant + t) % 3],
+                      betas[(variant / 3 + t) % 3]);
+  return bad;
+}
+
+static void test_gemm_edge_shapes(void) {
+  /* Around the micro-tiles (10x32 and 6x16), the cache blocks (MC 120/72, KC 256) and 1s. */
+  static const shape shapes[] = {
+      {1, 1, 1},    {1, 1, 300},  {300, 1, 1},   {1, 300, 1},  {5, 7, 3},     {6, 16, 1},
+      {7, 17, 2},   {10, 32, 5},  {11, 33, 9},   {9, 31, 256}, {10, 32, 257}, {12, 48, 255},
+      {20, 25, 300}, {50, 64, 300}, {64, 10, 200}, {119, 15, 17}, {120, 16, 18}, {121, 47, 19},
+      {72, 96, 100}, {73, 95, 101}, {241, 33, 5}, {300, 300, 300}, {3, 4101, 7}, {2, 300, 299}};
+  int bad = 0;
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) bad |= check_shape(shapes[i], (int)i);
+  CHECK_INT_EQ(bad, 0);
+}
+
+static void test_gemm_random_shapes(void) {
+  int bad = 0;
+  for (int i = 0; i < 60 && !bad; i++) {
+    shape s = {rnd_dim(300), rnd_dim(300), rnd_dim(300)};
+    bad |= check_shape(s, i);
+  }
+  CHECK_INT_EQ(bad, 0);
+}
+
+/* k = 0 and alpha = 0: C = beta·C, and beta = 0 clears NaN. */
+static void test_gemm_degenerate(void) {
+  float c[6] = {NAN, 1, 2, 3, INFINITY, 5}, a[6] = {1, 1, 1, 1, 1, 1};
+  for (size_t kk = 0; kk < sizeof kernels / sizeof kernels[0]; kk++) {
+    if (!nr__gemm_use(kernels[kk])) continue;
+    float x[6];
+    memcpy(x, c, sizeof x);
+    nr_gemm(false, false, 2, 3, 0, 1.0f, a, a, 0.0f, x);
+    for (int i = 0; i < 6; i++) CHECK(x[i] == 0.0f);
+    x[0] = 4;
+    nr_gemm(false, false, 2, 3, 2, 0.0f, a, a, 0.5f, x);
+    CHECK(x[0] == 2.0f && x[5] == 0.0f);
+    memcpy(x, c, sizeof x);
+    nr_gemm(true, true, 2, 3, 2, 1.0f, a, a, 0.0f, x);
+    for (int i = 0; i < 6; i++) CHECK(x[i] == 2.0f);
+  }
+  nr__gemm_use("auto");
+}
+
+/* LeNet's large products split across threads: the result must be bit for bit the
+ * single-thread one, for every transpose pair. */
+static void test_gemm_threads_bit_identical(void) {
+  static const shape shapes[] = {{50, 4096, 500}, {500, 4096, 50}, {50, 500, 4096},
+                                 {20, 25, 36864}, {64, 500, 800}};
+  const int saved = openblas_get_num_threads();
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+    const shape s = shapes[i];
+    float *a = rnd_array(s.m * s.k), *b = rnd_array(s.k * s.n), *c0 = rnd_array(s.m * s.n);
+    float *c1 = malloc((size_t)(s.m * s.n) * sizeof *c1), *c2 = malloc((size_t)(s.m * s.n) * sizeof *c2);
+    int diff = 0;
+    for (int t = 0; t < 4; t++) {
+      memcpy(c1, c0, (size_t)(s.m * s.n) * sizeof *c1);
+      memcpy(c2, c0, (size_t)(s.m * s.n) * sizeof *c2);
+      openblas_set_num_threads(1);
+      nr_gemm(t & 1, t >> 1, s.m, s.n, s.k, 1.0f, a, b, 1.0f, c1);
+      openblas_set_num_threads(2);
+      nr_gemm(t & 1, t >> 1, s.m, s.n, s.k, 1.0f, a, b, 1.0f, c2);
+      diff |= memcmp(c1, c2, (size_t)(s.m * s.n) * sizeof *c1) != 0;
+    }
+    free(a), free(b), free(c0), free(c1), free(c2);
+    CHECK_INT_EQ(diff, 0);
+  }
+  openblas_set_num_threads(saved);
+}
+
+int main(void) {
+  fprintf(stderr, "nr_gemm kernel set: %s\n", nr__gemm_kernel_name());
+  NR_RUN(test_gemm_edge_shapes);
+  NR_RUN(test_gemm_random_shapes);
+  NR_RUN(test_gemm_degenerate);
+  NR_RUN(test_gemm_threads_bit_identical);
+  return NR_TEST_EXIT();
+}
