@@ -239,6 +239,21 @@ int nr_cmd_time(int argc, char **argv) {
     fprintf(log, "Average Backward pass: %.5g ms.\n", total_b / o.iterations);
     fprintf(log, "Average Forward-Backward: %.5g ms.\n", total / o.iterations);
     fprintf(log, "Total Time: %.5g ms.\n", total);
+    /* Data layers (no bottoms: Python data layers, Data, HDF5Data...) prefetch ahead of
+     * the net: their forward is the time the net waited for a batch. */
+    double wait = 0;
+    char names[512] = "";
+    size_t off = 0;
+    for (int i = 0; i < n->nlayers; i++) {
+      if (n->layers[i]->nbottom != 0 || !strcmp(n->layers[i]->type->name, "Input")) continue;
+      wait += fwd[i];
+      if (off < sizeof names - 64)
+        off += (size_t)snprintf(names + off, sizeof names - off, "%s%s", off ? ", " : "",
+                                n->layers[i]->name);
+    }
+    if (*names)
+      fprintf(log, "data wait: %.4g ms per iteration (forward of %s)\n", wait / o.iterations,
+              names);
     fprintf(log, "*** Benchmark ends ***\n");
   } else {
     nr_cli_error("time: %s", err.msg);
