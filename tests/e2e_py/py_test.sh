@@ -38,6 +38,10 @@ run() {
 }
 
 check_clean() { # SID SHM_BEFORE WHAT
+  # a sanitizer report (core or worker: both write to this stderr) fails the case even when
+  # the exit status was the expected 1
+  ! grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$WORK/err" ||
+    fail "'$3': sanitizer report: $(grep -A20 -E 'Sanitizer|runtime error:' "$WORK/err" | head -c 3000)"
   local left; left=$(session_left "$1")
   [ -z "$left" ] || fail "'$3' left processes behind: $left"
   local new; new=$(comm -13 <(echo "$2") <(shm_list))
@@ -88,6 +92,7 @@ fault_in() {
   run 1 "$NETRUN" "${flags[@]}" test --model net.prototxt --iterations 3
   expect_err "layer 'faulty'"; expect_err "nr_e2e_layers.Fault.$method"
   expect_err "phase TEST"
+  [ "$method" = forward ] && expect_err "test: batch 1: "
   for w in "$@"; do expect_err "$w"; done
 }
 
@@ -156,6 +161,15 @@ case_resume_after_failure() {
   expect_err "Optimization Done."
   cmp -s straight.caffemodel snap/f_iter_6.caffemodel ||
     fail "resuming after the failure did not reproduce the undisturbed run's weights"
+  # a failure in the TEST net's Python layer during a test pass: snapshot too
+  cp "$NETS/scale_solver.prototxt" solver.prototxt
+  sed 's|^layer { name: "loss"|layer { name: "f" type: "Python" bottom: "y" top: "yy" include { phase: TEST }\n  python_param { module: "nr_e2e_layers" layer: "Fault" param_str: "forward:raise:1" } }\n&|' \
+    "$NETS/scale_net.prototxt" > net.prototxt
+  rm -rf snap; mkdir snap
+  run 1 "$NETRUN" train --solver solver.prototxt
+  expect_err "nr_e2e_layers.Fault.forward (layer 'f', phase TEST, iteration 2) raised ValueError"
+  expect_err "testing net #0"
+  [ -f snap/s_iter_2.solverstate ] || fail "a failing test pass wrote no snapshot (snap/: $(ls snap))"
 }
 
 # --py-restarts recovers a one-time crash (segfault, exit, hang) in forward or backward and
@@ -315,6 +329,22 @@ case_ctrl_c() {
   sed -i 's/max_iter: 100000/max_iter: '"$((it + 3))"'/' solver.prototxt
   run 0 "$NETRUN" train --solver solver.prototxt --snapshot "$state"
   expect_err "Optimization Done."; expect_err "Iteration $((it + 2)) "
+  # `netrun test` keeps the default SIGINT action: Ctrl-C ends it, and its workers follow
+  # within 1 s. (A shell starts background jobs with SIGINT ignored: restore the default.)
+  before=$(shm_list)
+  setsid -w /usr/bin/python3 -c 'import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+os.execv(sys.argv[1], sys.argv[1:])' "$NETRUN" test --model net.prototxt --iterations 100000 \
+    >"$WORK/out" 2>"$WORK/err" &
+  core=$!
+  wait_for "$WORK/err" "Batch 5," 30 || fail "testing did not reach batch 5"
+  kill -INT -- -"$core"
+  wait "$core"
+  got=$?
+  [ "$got" = 130 ] || fail "Ctrl-C of netrun test: exit status $got, expected 130 (SIGINT)"
+  local i
+  for ((i = 0; i < 50; i++)); do [ -z "$(session_left "$core")" ] && break; sleep 0.02; done
+  check_clean "$core" "$before" "interrupted netrun test"
 }
 
 # print() in layers on several workers reaches the output whole, one line per print.
