@@ -9,7 +9,14 @@
  * STOCHASTIC is refused at setup.
  *
  * The loops run the kernel taps outermost and the output column innermost, so the inner
- * loops are plain strided scans the compiler can vectorize.
+ * loops are plain strided scans; the MAX update is a select, not a branch (a data-dependent
+ * branch there mispredicted about half the time). Which output columns each kernel column
+ * reads inside the image is computed once per reshape. MAX with a 2x2 window, stride 2, no
+ * padding, over an even-sized input (LeNet's pools) has its own path: four compare-selects
+ * per output in SSE2, and a backward that writes each input once instead of zeroing the
+ * diff and scattering into it. Every path keeps Caffe's result exactly: taps visited in
+ * row-major order, a strictly greater value replaces (the first max wins ties, NaN never
+ * wins), -FLT_MAX and index -1 where nothing did.
  */
 #include <float.h>
 #include <stdint.h>
@@ -18,6 +25,10 @@
 
 #include "layer.h"
 #include "nr_math.h"
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 static const Caffe__PoolingParameter default_param = CAFFE__POOLING_PARAMETER__INIT;
 
@@ -30,6 +41,8 @@ typedef struct pool_priv {
   int64_t mask_cap;
   float *inv_size; /* AVE: 1 / window size per output position (OH·OW) */
   int64_t inv_cap;
+  int64_t *tap_lo, *tap_hi; /* per kernel column j: output columns [lo, hi) reading inside */
+  int64_t tap_cap;
 } pool_priv;
 
 static nr_status pool_setup(nr_layer *l, nr_error *err) {
@@ -87,6 +100,17 @@ static int64_t pooled(int64_t in, int64_t k, int64_t p, int64_t s, bool floor_mo
   return o;
 }
 
+/* Output columns [lo, hi) whose tap j reads a column inside [0, W). */
+static void tap_range(const pool_priv *q, int64_t j, int64_t *lo, int64_t *hi) {
+  int64_t off = j - q->pw;
+  int64_t a = off >= 0 ? 0 : (-off + q->sw - 1) / q->sw;
+  int64_t b = (q->W - 1 - off) < 0 ? 0 : (q->W - 1 - off) / q->sw + 1;
+  if (a > q->OW) a = q->OW;
+  if (b > q->OW) b = q->OW;
+  *lo = a;
+  *hi = b < a ? a : b;
+}
+
 static nr_status pool_reshape(nr_layer *l, nr_error *err) {
   pool_priv *q = l->priv;
   const nr_blob *b = l->bottom[0];
@@ -108,6 +132,15 @@ static nr_status pool_reshape(nr_layer *l, nr_error *err) {
   q->OW = pooled(q->W, q->kw, q->pw, q->sw, q->floor_mode);
   for (int i = 0; i < l->ntop; i++)
     NR_TRY(nr_blob_reshape4(l->top[i], b->shape[0], b->shape[1], q->OH, q->OW, err));
+  if (q->kw > q->tap_cap) {
+    int64_t *lo = realloc(q->tap_lo, (size_t)q->kw * sizeof *lo);
+    if (lo) q->tap_lo = lo;
+    int64_t *hi = lo ? realloc(q->tap_hi, (size_t)q->kw * sizeof *hi) : NULL;
+    if (!hi) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
+    q->tap_hi = hi;
+    q->tap_cap = q->kw;
+  }
+  for (int64_t j = 0; j < q->kw; j++) tap_range(q, j, &q->tap_lo[j], &q->tap_hi[j]);
   int64_t tc = l->top[0]->count;
   if (q->method == CAFFE__POOLING_PARAMETER__POOL_METHOD__MAX && tc > q->mask_cap) {
     int32_t *m = realloc(q->mask, (size_t)tc * sizeof *m);
@@ -136,15 +169,60 @@ static nr_status pool_reshape(nr_layer *l, nr_error *err) {
   return NR_OK;
 }
 
-/* Output columns [lo, hi) whose tap j reads a column inside [0, W). */
-static void tap_range(const pool_priv *q, int64_t j, int64_t *lo, int64_t *hi) {
-  int64_t off = j - q->pw;
-  int64_t a = off >= 0 ? 0 : (-off + q->sw - 1) / q->sw;
-  int64_t b = (q->W - 1 - off) < 0 ? 0 : (q->W - 1 - off) / q->sw + 1;
-  if (a > q->OW) a = q->OW;
-  if (b > q->OW) b = q->OW;
-  *lo = a;
-  *hi = b < a ? a : b;
+/* MAX 2x2, stride 2, no padding, H = 2·OH, W = 2·OW: one plane. */
+static void max2x2_forward(const float *in, int64_t W, int64_t OH, int64_t OW, float *out,
+                           int32_t *mask) {
+  for (int64_t oh = 0; oh < OH; oh++) {
+    const float *r0 = in + 2 * oh * W, *r1 = r0 + W;
+    float *o = out + oh * OW;
+    int32_t *m = mask + oh * OW;
+    const int32_t base = (int32_t)(2 * oh * W), w = (int32_t)W;
+    int64_t ow = 0;
+#ifdef __SSE2__
+    const __m128i lane2 = _mm_setr_epi32(0, 2, 4, 6);
+    for (; ow + 4 <= OW; ow += 4) {
+      const __m128 a0 = _mm_loadu_ps(r0 + 2 * ow), a1 = _mm_loadu_ps(r0 + 2 * ow + 4);
+      const __m128 b0 = _mm_loadu_ps(r1 + 2 * ow), b1 = _mm_loadu_ps(r1 + 2 * ow + 4);
+      const __m128 tap[4] = {_mm_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(3, 1, 3, 1)),
+                             _mm_shuffle_ps(b0, b1, _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm_shuffle_ps(b0, b1, _MM_SHUFFLE(3, 1, 3, 1))};
+      const __m128i i0 = _mm_add_epi32(_mm_set1_epi32(base + 2 * (int32_t)ow), lane2);
+      const __m128i idx[4] = {i0, _mm_add_epi32(i0, _mm_set1_epi32(1)),
+                              _mm_add_epi32(i0, _mm_set1_epi32(w)),
+                              _mm_add_epi32(i0, _mm_set1_epi32(w + 1))};
+      __m128 best = _mm_set1_ps(-FLT_MAX);
+      __m128i bi = _mm_set1_epi32(-1);
+      for (int t = 0; t < 4; t++) {
+        const __m128 gt = _mm_cmpgt_ps(tap[t], best); /* false for NaN, as C's > */
+        best = _mm_or_ps(_mm_and_ps(gt, tap[t]), _mm_andnot_ps(gt, best));
+        const __m128i gi = _mm_castps_si128(gt);
+        bi = _mm_or_si128(_mm_and_si128(gi, idx[t]), _mm_andnot_si128(gi, bi));
+      }
+      _mm_storeu_ps(o + ow, best);
+      _mm_storeu_si128((__m128i *)(m + ow), bi);
+    }
+#endif
+    for (; ow < OW; ow++) {
+      const float t[4] = {r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]};
+      const int32_t i0 = base + 2 * (int32_t)ow, ti[4] = {i0, i0 + 1, i0 + w, i0 + w + 1};
+      float best = -FLT_MAX;
+      int32_t bi = -1;
+      for (int k = 0; k < 4; k++) {
+        const bool gt = t[k] > best;
+        best = gt ? t[k] : best;
+        bi = gt ? ti[k] : bi;
+      }
+      o[ow] = best;
+      m[ow] = bi;
+    }
+  }
+}
+
+static bool is_max2x2(const pool_priv *q) {
+  return q->method == CAFFE__POOLING_PARAMETER__POOL_METHOD__MAX && q->kh == 2 && q->kw == 2 &&
+         q->sh == 2 && q->sw == 2 && q->ph == 0 && q->pw == 0 && q->H == 2 * q->OH &&
+         q->W == 2 * q->OW;
 }
 
 static nr_status pool_forward(nr_layer *l, nr_error *err) {
@@ -152,13 +230,18 @@ static nr_status pool_forward(nr_layer *l, nr_error *err) {
   const nr_blob *b = l->bottom[0];
   const int64_t planes = b->shape[0] * b->shape[1], H = q->H, W = q->W, OH = q->OH, OW = q->OW;
   const bool is_max = q->method == CAFFE__POOLING_PARAMETER__POOL_METHOD__MAX;
+  const bool fast = is_max2x2(q);
   for (int64_t pl = 0; pl < planes; pl++) {
     const float *in = b->data + pl * H * W;
     float *out = l->top[0]->data + pl * OH * OW;
     int32_t *mask = is_max ? q->mask + pl * OH * OW : NULL;
+    if (fast) {
+      max2x2_forward(in, W, OH, OW, out, mask);
+      continue;
+    }
     for (int64_t oh = 0; oh < OH; oh++) {
-      float *orow = out + oh * OW;
-      int32_t *mrow = is_max ? mask + oh * OW : NULL;
+      float *restrict orow = out + oh * OW;
+      int32_t *restrict mrow = is_max ? mask + oh * OW : NULL;
       int64_t hs = oh * q->sh - q->ph, he = hs + q->kh;
       if (hs < 0) hs = 0;
       if (he > H) he = H;
@@ -172,17 +255,15 @@ static nr_status pool_forward(nr_layer *l, nr_error *err) {
       for (int64_t h = hs; h < he; h++) {
         const float *irow = in + h * W;
         for (int64_t j = 0; j < q->kw; j++) {
-          int64_t lo, hi;
-          tap_range(q, j, &lo, &hi);
+          const int64_t lo = q->tap_lo[j], hi = q->tap_hi[j];
           const int64_t off = j - q->pw, sw = q->sw;
           if (is_max) {
             const int32_t base = (int32_t)(h * W + off);
             for (int64_t ow = lo; ow < hi; ow++) {
-              float v = irow[ow * sw + off];
-              if (v > orow[ow]) {
-                orow[ow] = v;
-                mrow[ow] = base + (int32_t)(ow * sw);
-              }
+              const float v = irow[ow * sw + off];
+              const bool gt = v > orow[ow];
+              orow[ow] = gt ? v : orow[ow];
+              mrow[ow] = gt ? base + (int32_t)(ow * sw) : mrow[ow];
             }
           } else {
             for (int64_t ow = lo; ow < hi; ow++) orow[ow] += irow[ow * sw + off];
@@ -207,6 +288,50 @@ static nr_status pool_backward(nr_layer *l, nr_error *err) {
   if (!l->prop_down[0]) return NR_OK;
   const nr_blob *b = l->bottom[0];
   const int64_t planes = b->shape[0] * b->shape[1], H = q->H, W = q->W, OH = q->OH, OW = q->OW;
+  if (is_max2x2(q)) {
+    /* The windows tile the plane: each input is written once, with its output's diff if it
+     * was that output's max, else 0. "0 + d" as the general path's zero-then-add, so a
+     * -0 diff becomes +0 there as here. */
+    for (int64_t pl = 0; pl < planes; pl++) {
+      float *din = b->diff + pl * H * W;
+      const float *dout = l->top[0]->diff + pl * OH * OW;
+      const int32_t *mask = q->mask + pl * OH * OW;
+      for (int64_t oh = 0; oh < OH; oh++) {
+        float *r0 = din + 2 * oh * W, *r1 = r0 + W;
+        const int32_t base = (int32_t)(2 * oh * W);
+        const int32_t *mrow = mask + oh * OW;
+        const float *drow = dout + oh * OW;
+        int64_t ow = 0;
+#ifdef __SSE2__
+        const __m128i lane2 = _mm_setr_epi32(0, 2, 4, 6);
+        const __m128i w0 = _mm_set1_epi32((int32_t)W), w1 = _mm_set1_epi32((int32_t)W + 1);
+        const __m128i one = _mm_set1_epi32(1);
+        for (; ow + 4 <= OW; ow += 4) {
+          const __m128i pos = _mm_add_epi32(_mm_set1_epi32(base + 2 * (int32_t)ow), lane2);
+          const __m128i m = _mm_sub_epi32(_mm_loadu_si128((const __m128i *)(mrow + ow)), pos);
+          const __m128 d = _mm_add_ps(_mm_setzero_ps(), _mm_loadu_ps(drow + ow));
+          const __m128 e0 = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(m, _mm_setzero_si128())), d);
+          const __m128 o0 = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(m, one)), d);
+          const __m128 e1 = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(m, w0)), d);
+          const __m128 o1 = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(m, w1)), d);
+          _mm_storeu_ps(r0 + 2 * ow, _mm_unpacklo_ps(e0, o0));
+          _mm_storeu_ps(r0 + 2 * ow + 4, _mm_unpackhi_ps(e0, o0));
+          _mm_storeu_ps(r1 + 2 * ow, _mm_unpacklo_ps(e1, o1));
+          _mm_storeu_ps(r1 + 2 * ow + 4, _mm_unpackhi_ps(e1, o1));
+        }
+#endif
+        for (; ow < OW; ow++) {
+          const int32_t m = mrow[ow] - base - 2 * (int32_t)ow;
+          const float d = 0.0f + drow[ow];
+          r0[2 * ow] = m == 0 ? d : 0.0f;
+          r0[2 * ow + 1] = m == 1 ? d : 0.0f;
+          r1[2 * ow] = m == (int32_t)W ? d : 0.0f;
+          r1[2 * ow + 1] = m == (int32_t)W + 1 ? d : 0.0f;
+        }
+      }
+    }
+    return NR_OK;
+  }
   memset(b->diff, 0, (size_t)b->count * sizeof(float));
   for (int64_t pl = 0; pl < planes; pl++) {
     float *din = b->diff + pl * H * W;
@@ -225,8 +350,7 @@ static nr_status pool_backward(nr_layer *l, nr_error *err) {
       for (int64_t h = hs; h < he; h++) {
         float *irow = din + h * W;
         for (int64_t j = 0; j < q->kw; j++) {
-          int64_t lo, hi;
-          tap_range(q, j, &lo, &hi);
+          const int64_t lo = q->tap_lo[j], hi = q->tap_hi[j];
           const int64_t off = j - q->pw, sw = q->sw;
           for (int64_t ow = lo; ow < hi; ow++) irow[ow * sw + off] += drow[ow] * inv[ow];
         }
@@ -241,6 +365,8 @@ static void pool_destroy(nr_layer *l) {
   if (!q) return;
   free(q->mask);
   free(q->inv_size);
+  free(q->tap_lo);
+  free(q->tap_hi);
   free(q);
   l->priv = NULL;
 }
