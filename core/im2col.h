@@ -68,6 +68,7 @@ typedef struct nr_conv {
       dil[NR_CONV_MAX_SP];
   int64_t group, num_output;
   bool bias_term, force_nd;
+  uint64_t id; /* unique per parsed convolution: names the columns kept in the workspace */
   /* Per shape (set by the layer's reshape, then nr__conv_prepare). */
   int64_t num;                    /* images: product of the bottom dims before axis */
   int64_t in_ch, out_ch;          /* image-side and column-side channels */
@@ -97,7 +98,11 @@ void nr__conv_workspace_release(void);
 /* The three products, each NR_ERR_NOMEM only if the workspace cannot grow.
  * forward:       out (num, out_ch, col_sp) = W ⊛ im (num, in_ch, im_sp); overwrites out.
  * backward_data: im_diff = the adjoint of forward applied to out_diff; overwrites.
- * weight_grad:   w_diff += gradient of forward's output against W, given im, out_diff. */
+ * weight_grad:   w_diff += gradient of forward's output against W, given im, out_diff.
+ * When the whole batch fits one chunk, forward leaves its columns in the workspace and a
+ * weight_grad of the same convolution over the same `im` pointer uses them without a
+ * second im2col: `im`'s contents must not change in between (Caffe's layer contract: a
+ * backward sees the bottoms of its forward). Any other use of the workspace drops them. */
 nr_status nr__conv_forward(const nr_conv *cv, const float *im, const float *w, float *out,
                            nr_error *err);
 nr_status nr__conv_backward_data(const nr_conv *cv, const float *out_diff, const float *w,
