@@ -1467,6 +1467,11 @@ static nr_status pf_forward(nr_pool *p, pf *f, nr_error *err) {
       if (died && w->pid && w->reaped) worker_fail(p, w);
       return st;
     }
+    if (!f->th_on[n % f->R]) { /* its producer never started (pf_threads_start failed) */
+      pthread_mutex_unlock(&f->mu);
+      return nr_err_set(err, NR_ERR_INTERNAL, "no prefetch thread for replica %d of layer '%s'",
+                        (int)(n % f->R), l->name);
+    }
     if (!t0) t0 = nr_wire_now_ns();
     pthread_cond_wait(&f->cv, &f->mu);
   }
