@@ -1485,8 +1485,9 @@ static nr_status pf_forward(nr_pool *p, pf *f, nr_error *err) {
     f->waits++;
     f->wait_ns += now - t0;
     if (logf_(p) && (f->waits == 1 || now - f->last_log_ns > 10000000000LL)) {
-      fprintf(logf_(p), "Waiting for data (Python data layer '%s': the net waited for %llu of "
-              "%lld batches, %.2f ms per wait)\n", l->name, (unsigned long long)f->waits,
+      fprintf(logf_(p), "Waiting for data (Python data layer '%s', phase %s: the net waited "
+              "for %llu of %lld batches, %.2f ms per wait)\n", l->name,
+              l->phase == NR_TEST ? "TEST" : "TRAIN", (unsigned long long)f->waits,
               (long long)f->taken, (double)f->wait_ns / (double)f->waits / 1e6);
       f->last_log_ns = now;
     }

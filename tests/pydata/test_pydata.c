@@ -306,7 +306,7 @@ static void test_waiting_for_data(void) {
   pd_close(&t);
   CHECK(waits >= 4);
   CHECK(ms > 50);
-  CHECK_CONTAINS(t.log, "Waiting for data (Python data layer 'src'");
+  CHECK_CONTAINS(t.log, "Waiting for data (Python data layer 'src', phase TRAIN: the net waited");
   /* rate-limited: one line for all those waits */
   const char *first = strstr(t.log, "Waiting for data");
   CHECK(first && !strstr(first + 1, "Waiting for data"));
