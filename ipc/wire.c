@@ -457,6 +457,15 @@ static int decode_request(uint32_t op, const msgpack_object *o, nr_wire_request 
         } else if (key_is(k, "create")) {
           if (q->create) BAD("request: create given twice");
           if ((rc = decode_create(v, q, why)) != 0) return rc;
+        } else if (key_is(k, "winfo")) { /* [replica, replicas, first batch] */
+          int64_t first;
+          if (q->nreplicas) BAD("request: winfo given twice");
+          if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size != 3 ||
+              !get_int32(&v->via.array.ptr[1], 1, 4096, &q->nreplicas) ||
+              !get_int32(&v->via.array.ptr[0], 0, q->nreplicas - 1, &q->replica) ||
+              !get_int(&v->via.array.ptr[2], 0, INT64_MAX, &first))
+            BAD("request: winfo is not [replica, replicas, first batch]");
+          q->first_batch = first;
         } else if (key_is(k, "blobs")) {
           if (q->blobs) BAD("request: blobs given twice");
           if (!is_array(v, NR_WIRE_MAX_ITEMS)) BAD("request: blobs is not an array");

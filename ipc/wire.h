@@ -151,6 +151,10 @@ typedef struct nr_wire_request {
   char *name, *module, *layer, *param_str, *source_dir; /* never NULL when create */
   int phase, nbottom, ntop;
   int *aliases;                 /* ntop entries: bottom index a top shares, or -1 */
+  /* "winfo", sent with create for a prefetched data layer (ipc/pool.c): what
+   * caffe.get_worker_info() answers in it. nreplicas 0 = absent (None). */
+  int replica, nreplicas;
+  int64_t first_batch;
   nr_wire_blob *blobs;
   uint32_t nblobs;
   /* NR_OP_NESTED_OK: the blob's segment and capacity; NR_OP_NESTED_ERR: exc and msg. */
