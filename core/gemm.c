@@ -294,7 +294,7 @@ static void kernel_avx2(int mr, int nr, int64_t kc, const float *a, const float 
 PACKERS(avx512, "avx512f,avx2", MR512, NR512)
 PACKERS(avx2, "avx2,fma", MR256, NR256)
 
-static const gemm_isa isa_avx512 = {"avx512", MR512, NR512, 120, 384,
+static const gemm_isa isa_avx512 = {"avx512", MR512, NR512, 120,        256,
                                     1024,     kernel_avx512, pack_a_avx512, pack_b_avx512};
 static const gemm_isa isa_avx2 = {"avx2", MR256,       NR256,       72,          256,
                                   4096,   kernel_avx2, pack_a_avx2, pack_b_avx2};

@@ -39,6 +39,15 @@ static inline void copy_floats(float *restrict d, const float *restrict s, int64
   for (; i < n; i++) d[i] = s[i];
 }
 
+/* d[i] += s[i] for n floats. */
+static inline void add_floats(float *restrict d, const float *restrict s, int64_t n) {
+  int64_t i = 0;
+#ifdef __SSE2__
+  for (; i + 4 <= n; i += 4) _mm_storeu_ps(d + i, _mm_add_ps(_mm_loadu_ps(d + i), _mm_loadu_ps(s + i)));
+#endif
+  for (; i < n; i++) d[i] += s[i];
+}
+
 static inline int64_t out_dim(int64_t in, int64_t k, int64_t p, int64_t s, int64_t d) {
   return (in + 2 * p - (d * (k - 1) + 1)) / s + 1;
 }
@@ -105,7 +114,7 @@ void nr_col2im(const float *col, int64_t channels, int64_t height, int64_t width
           const float *s = row + oh * ow_n;
           float *d = dst + ih * width + woff;
           if (sw == 1)
-            for (int64_t ow = lo; ow < hi; ow++) d[ow] += s[ow];
+            add_floats(d + lo, s + lo, hi - lo);
           else
             for (int64_t ow = lo; ow < hi; ow++) d[ow * sw] += s[ow];
         }
@@ -448,17 +457,28 @@ void nr__conv_bias_add(int64_t num, int64_t ch, int64_t sp, const float *bias, f
     for (int64_t c = 0; c < ch; c++) {
       float *d = data + (n * ch + c) * sp;
       const float b = bias[c];
-      for (int64_t s = 0; s < sp; s++) d[s] += b;
+      int64_t s = 0;
+#ifdef __SSE2__
+      const __m128 vb = _mm_set1_ps(b);
+      for (; s + 4 <= sp; s += 4) _mm_storeu_ps(d + s, _mm_add_ps(_mm_loadu_ps(d + s), vb));
+#endif
+      for (; s < sp; s++) d[s] += b;
     }
 }
 
 void nr__conv_bias_grad(int64_t num, int64_t ch, int64_t sp, const float *diff,
                         float *bias_diff) {
+  /* Eight running sums per plane (combined in a fixed order), not one: a single chain of
+   * dependent adds ran at one add per 4 cycles (about 1 ms per iteration for LeNet's
+   * conv1); eight vectorize and are no less accurate. */
   for (int64_t n = 0; n < num; n++)
     for (int64_t c = 0; c < ch; c++) {
       const float *d = diff + (n * ch + c) * sp;
-      float s = 0;
-      for (int64_t k = 0; k < sp; k++) s += d[k];
-      bias_diff[c] += s;
+      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      int64_t k = 0;
+      for (; k + 8 <= sp; k += 8)
+        for (int j = 0; j < 8; j++) acc[j] += d[k + j];
+      for (int j = 0; k < sp; k++, j++) acc[j] += d[k];
+      bias_diff[c] += ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
     }
 }
