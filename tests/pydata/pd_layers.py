@@ -8,6 +8,8 @@ param_str (a dict literal, all optional):
   vary        rows = 1 + (k * 7) % vary instead (varying batch shapes)
   die_at      batch index whose forward kills this worker with SIGKILL...
   die_once    ...only the first time: a marker file of this path says it happened
+  hang_at     batch index whose forward sleeps for an hour...
+  hang_once   ...only the first time (a marker file, as die_once)
   raise_at    batch index whose forward raises ValueError
   sleep       seconds each forward sleeps (a slow producer)
 """
@@ -29,6 +31,8 @@ class BatchIndex(caffe.Layer):
         self.die_at = p.get('die_at')
         self.die_once = p.get('die_once')
         self.raise_at = p.get('raise_at')
+        self.hang_at = p.get('hang_at')
+        self.hang_once = p.get('hang_once')
         self.sleep = float(p.get('sleep', 0))
         info = caffe.get_worker_info()
         if info is None:
@@ -50,6 +54,11 @@ class BatchIndex(caffe.Layer):
                 if self.die_once:
                     open(self.die_once, 'w').close()
                 os.kill(os.getpid(), signal.SIGKILL)
+        if self.hang_at is not None and k == self.hang_at:
+            if not self.hang_once or not os.path.exists(self.hang_once):
+                if self.hang_once:
+                    open(self.hang_once, 'w').close()
+                time.sleep(3600)
         if self.raise_at is not None and k == self.raise_at:
             raise ValueError('BatchIndex: asked to fail at batch %d' % k)
         if self.sleep:

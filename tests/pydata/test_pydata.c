@@ -17,6 +17,7 @@
 #include "wk.h"
 
 static int shm_before;
+static double pd_timeout = 30; /* --py-timeout of the pools pd_open makes */
 
 typedef struct pd {
   nr_pool *pool;
@@ -40,7 +41,7 @@ static nr_status pd_open(pd *t, int workers, int prefetch, int restarts, int rep
                          const char *ps, bool copy, nr_error *err) {
   memset(t, 0, sizeof *t);
   t->logf = open_memstream(&t->log, &t->loglen);
-  nr_pool_opts o = {workers, 30, restarts, NULL, t->logf, prefetch};
+  nr_pool_opts o = {workers, pd_timeout, restarts, NULL, t->logf, prefetch};
   NR_TRY(nr_pool_create(&o, &t->pool, err));
   char text[2048];
   snprintf(text, sizeof text,
@@ -239,6 +240,36 @@ static void test_killed_replica_restarts(void) {
   check_clean();
 }
 
+static void test_hung_replica_timeout_restarts(void) {
+  nr_error err;
+  pd t;
+  char marker[256], ps[512];
+  snprintf(marker, sizeof marker, "/tmp/nr_pydata_hang_%d", (int)getpid());
+  unlink(marker);
+  snprintf(ps, sizeof ps, "{'hang_at': 4, 'hang_once': '%s'}", marker);
+  pd_timeout = 1;
+  nr_status s = pd_open(&t, 2, 3, 1, 2, ps, false, &err);
+  pd_timeout = 30;
+  CHECK_OK(s, &err);
+  t.R = 2;
+  char why[512];
+  int ok = 1;
+  for (int64_t k = 0; k < 12 && ok; k++) {
+    CHECK_OK(nr_net_forward(t.net, NULL, &err), &err);
+    ok = batch_ok(&t, k, 4, false, why, sizeof why);
+  }
+  int restarts = nr_pool_restarts(t.pool);
+  pd_close(&t);
+  unlink(marker);
+  if (!ok) fprintf(stderr, "%s\n", why);
+  CHECK(ok);
+  CHECK_INT_EQ(restarts, 1);
+  CHECK_CONTAINS(t.log, "did not return within 1 s (--py-timeout)");
+  CHECK_CONTAINS(t.log, "replica 0 of layer 'src' produces batch 4 again");
+  pd_free(&t);
+  check_clean();
+}
+
 static void test_killed_replica_no_restart(void) {
   nr_error err;
   pd t;
@@ -332,6 +363,7 @@ int main(void) {
   NR_RUN(test_replicas_capped);
   NR_RUN(test_varying_shapes);
   NR_RUN(test_killed_replica_restarts);
+  NR_RUN(test_hung_replica_timeout_restarts);
   NR_RUN(test_killed_replica_no_restart);
   NR_RUN(test_killed_replica_message);
   NR_RUN(test_python_error);
