@@ -269,7 +269,8 @@ static bool get_str(const msgpack_object *o, char **s, bool *nomem) {
     *nomem = true;
     return false;
   }
-  memcpy(c, o->via.str.ptr, o->via.str.size);
+  /* msgpack-c gives an empty string a NULL ptr: memcpy(c, NULL, 0) is undefined */
+  if (o->via.str.size) memcpy(c, o->via.str.ptr, o->via.str.size);
   c[o->via.str.size] = '\0';
   free(*s);
   *s = c;
