@@ -483,7 +483,7 @@ int main(int argc, char **argv) {
   if (!live) return 1;
   const char *shared = getenv("NR_SHARED_DATA");
   snprintf(lenet_path, sizeof lenet_path, "%s/caffe-prototxt/mnist-lenet.prototxt",
-           shared ? shared : "../shared/data");
+           shared ? shared : NR_OOM_SHARED_DATA);
   snprintf(tmpdir, sizeof tmpdir, "/tmp/nr_oom_XXXXXX");
   if (!mkdtemp(tmpdir)) {
     perror("mkdtemp");
