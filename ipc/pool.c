@@ -1274,22 +1274,35 @@ static nr_status pf_threads_start(pf *f, nr_error *err) {
   return st;
 }
 
-/* Stops and joins the threads (a thread in the middle of a batch finishes it first). */
-static void pf_threads_stop(pf *f) {
+/* Stops and joins the threads (a thread in the middle of a batch finishes it first).
+ * bounded: the layer is going away — a batch still running after 5 s (a hung layer without
+ * --py-timeout) ends with its worker's SIGKILL rather than hang the exit. */
+static void pf_threads_stop(pf *f, bool bounded) {
   pthread_mutex_lock(&f->mu);
   f->stop = true;
   pthread_cond_broadcast(&f->cv);
   pthread_mutex_unlock(&f->mu);
-  for (int r = 0; r < f->R; r++)
-    if (f->th_on[r]) {
-      pthread_join(f->th[r], NULL);
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 5;
+  for (int r = 0; r < f->R; r++) {
+    if (!f->th_on[r]) continue;
+    if (bounded && pthread_timedjoin_np(f->th[r], NULL, &until) == 0) {
       f->th_on[r] = false;
+      continue;
     }
+    if (bounded) {
+      pid_t pid = f->pool->w[f->rep[r]->w].pid;
+      if (pid > 0) kill(pid, SIGKILL); /* the watcher wakes the thread; it reaps */
+    }
+    pthread_join(f->th[r], NULL);
+    f->th_on[r] = false;
+  }
 }
 
 static void pf_pause_all(nr_pool *p) {
   for (pf *f = p->pfs; f; f = f->next_pf)
-    if (f->started && !f->sync) pf_threads_stop(f);
+    if (f->started && !f->sync) pf_threads_stop(f, false);
 }
 
 static void pf_resume_all(nr_pool *p) {
@@ -1515,7 +1528,7 @@ static nr_status pf_call(nr_pool *p, pf *f, nr_py_method m, nr_error *err) {
 }
 
 static void pf_release(nr_pool *p, pf *f) {
-  if (f->started && !f->sync) pf_threads_stop(f);
+  if (f->started && !f->sync) pf_threads_stop(f, true);
   for (int r = f->R - 1; r >= 0; r--)
     if (f->rep && f->rep[r]) pl_free(p, f->rep[r]);
   for (int k = 0; f->set && k < f->K; k++) {

@@ -14,6 +14,7 @@
 #include "net.h"
 #include "nr_test.h"
 #include "textformat.h"
+#include "wire.h"
 #include "wk.h"
 
 static int shm_before;
@@ -270,6 +271,26 @@ static void test_hung_replica_timeout_restarts(void) {
   check_clean();
 }
 
+/* A prefetch thread stuck in a hung layer (no --py-timeout) does not hang the net's
+ * destruction: after 5 s its worker is killed. */
+static void test_release_with_hung_batch(void) {
+  nr_error err;
+  pd t;
+  pd_timeout = 0;
+  nr_status s = pd_open(&t, 1, 3, 0, 0, "{'hang_at': 5}", false, &err);
+  pd_timeout = 30;
+  CHECK_OK(s, &err);
+  for (int k = 0; k < 4; k++) CHECK_OK(nr_net_forward(t.net, NULL, &err), &err);
+  usleep(500000); /* the thread reaches batch 5 and hangs in it */
+  int64_t t0 = nr_wire_now_ns();
+  pd_close(&t);
+  double secs = (double)(nr_wire_now_ns() - t0) / 1e9;
+  pd_free(&t);
+  CHECK(secs > 4); /* it did wait for the batch to finish first */
+  CHECK(secs < 15);
+  check_clean();
+}
+
 static void test_killed_replica_no_restart(void) {
   nr_error err;
   pd t;
@@ -364,6 +385,7 @@ int main(void) {
   NR_RUN(test_varying_shapes);
   NR_RUN(test_killed_replica_restarts);
   NR_RUN(test_hung_replica_timeout_restarts);
+  NR_RUN(test_release_with_hung_batch);
   NR_RUN(test_killed_replica_no_restart);
   NR_RUN(test_killed_replica_message);
   NR_RUN(test_python_error);
