@@ -66,6 +66,11 @@ typedef struct gemm_isa {
 
 /* ---- packing ------------------------------------------------------------------------ */
 
+/* Offset of element (0, col) of a matrix with grouped columns (gc = 0: plain). */
+static inline int64_t col_offset(int64_t col, int64_t gc, int64_t gs) {
+  return gc ? col / gc * gs + col % gc : col;
+}
+
 /* A micro-panel of A holds, for each k, the MR values A(i, k) of its rows (rows past the
  * last are left unset: the kernel never reads them); one of B holds, for each k, the NR
  * values B(k, j) of its columns, zero past the last. When the panel's direction is
@@ -126,22 +131,34 @@ pack_copy(const float *restrict src, int64_t lds, int cols, int64_t kc, float *r
   }
 }
 
-/* A's rows [i0, i0+mc) and K range [k0, k0+kc), micro-panel after micro-panel. */
-static void pack_a(const gemm_isa *isa, bool ta, const float *a, int64_t lda, int64_t i0,
-                   int64_t k0, int64_t mc, int64_t kc, float *dst) {
+/* A's rows [i0, i0+mc) and K range [k0, k0+kc), micro-panel after micro-panel. With
+ * grouped columns (A not transposed), the K range is packed group segment by segment. */
+static void pack_a(const gemm_isa *isa, bool ta, const float *a, int64_t lda, int64_t gc,
+                   int64_t gs, int64_t i0, int64_t k0, int64_t mc, int64_t kc, float *dst) {
   for (int64_t ip = 0; ip < mc; ip += isa->mr) {
     const int mr = mc - ip < isa->mr ? (int)(mc - ip) : isa->mr;
-    const float *x = ta ? a + k0 * lda + i0 + ip : a + (i0 + ip) * lda + k0;
-    isa->pack_a(ta, x, lda, mr, kc, dst + ip * kc);
+    float *d = dst + ip * kc;
+    if (ta) {
+      isa->pack_a(true, a + k0 * lda + i0 + ip, lda, mr, kc, d);
+      continue;
+    }
+    for (int64_t k = k0; k < k0 + kc;) {
+      int64_t len = k0 + kc - k;
+      if (gc && gc - k % gc < len) len = gc - k % gc;
+      isa->pack_a(false, a + (i0 + ip) * lda + col_offset(k, gc, gs), lda, mr, len,
+                  d + (k - k0) * isa->mr);
+      k += len;
+    }
   }
 }
 
-/* op(B)'s K range [k0, k0+kc) and columns [j0, j0+nc). */
-static void pack_b(const gemm_isa *isa, bool tb, const float *b, int64_t ldb, int64_t k0,
-                   int64_t j0, int64_t kc, int64_t nc, float *dst) {
+/* op(B)'s K range [k0, k0+kc) and columns [j0, j0+nc). With grouped columns (B not
+ * transposed) every micro-panel lies inside one group (the group is a multiple of NR). */
+static void pack_b(const gemm_isa *isa, bool tb, const float *b, int64_t ldb, int64_t gc,
+                   int64_t gs, int64_t k0, int64_t j0, int64_t kc, int64_t nc, float *dst) {
   for (int64_t jp = 0; jp < nc; jp += isa->nr) {
     const int nr = nc - jp < isa->nr ? (int)(nc - jp) : isa->nr;
-    const float *x = tb ? b + (j0 + jp) * ldb + k0 : b + k0 * ldb + j0 + jp;
+    const float *x = tb ? b + (j0 + jp) * ldb + k0 : b + k0 * ldb + col_offset(j0 + jp, gc, gs);
     isa->pack_b(tb, x, ldb, nr, kc, dst + jp * kc);
   }
 }
@@ -361,7 +378,10 @@ typedef struct gemm_args {
   const float *a, *b;
   int64_t lda, ldb, ldc;
   float *c;
+  /* Grouped columns (see nr_gemm_layout): group size and stride, 0 when plain. */
+  int64_t a_gc, a_gs, b_gc, b_gs, c_gc, c_gs;
 } gemm_args;
+
 
 static _Thread_local float *tls_pack;
 static _Thread_local int64_t tls_pack_cap;
@@ -395,16 +415,17 @@ static bool gemm_part(const gemm_args *g, int64_t i0, int64_t i1, int64_t j0, in
     for (int64_t pc = 0; pc < g->k; pc += isa->kc) {
       const int64_t kc = g->k - pc < isa->kc ? g->k - pc : isa->kc;
       const float beta = pc == 0 ? g->beta : 1.0f;
-      pack_b(isa, g->tb, g->b, g->ldb, pc, jc, kc, nc, bbuf);
+      pack_b(isa, g->tb, g->b, g->ldb, g->b_gc, g->b_gs, pc, jc, kc, nc, bbuf);
       for (int64_t ic = i0; ic < i1; ic += isa->mc) {
         const int64_t mc = i1 - ic < isa->mc ? i1 - ic : isa->mc;
-        pack_a(isa, g->ta, g->a, g->lda, ic, pc, mc, kc, abuf);
+        pack_a(isa, g->ta, g->a, g->lda, g->a_gc, g->a_gs, ic, pc, mc, kc, abuf);
         for (int64_t jr = 0; jr < nc; jr += isa->nr) {
           const int nr = nc - jr < isa->nr ? (int)(nc - jr) : isa->nr;
           for (int64_t ir = 0; ir < mc; ir += isa->mr) {
             const int mr = mc - ir < isa->mr ? (int)(mc - ir) : isa->mr;
             isa->kernel(mr, nr, kc, abuf + ir * kc, bbuf + jr * kc,
-                        g->c + (ic + ir) * g->ldc + jc + jr, g->ldc, g->alpha, beta);
+                        g->c + (ic + ir) * g->ldc + col_offset(jc + jr, g->c_gc, g->c_gs),
+                        g->ldc, g->alpha, beta);
           }
         }
       }
@@ -434,10 +455,10 @@ static struct {
   int nhelpers;
   uint64_t gen;     /* bumped for each product */
   int pending;      /* helpers still working on the current product */
-  bool failed;
+  uint32_t failed;  /* parts whose helper could not get its packing buffer */
   gemm_job job;
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-          PTHREAD_COND_INITIALIZER, 0, 0, 0, false, {0}};
+          PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, {0}};
 
 static bool run_part(const gemm_job *j, int p) {
   const gemm_args *g = j->g;
@@ -466,7 +487,7 @@ static void *helper_main(void *arg) {
     pthread_mutex_unlock(&pool.mu);
     bool ok = id + 1 < job.parts ? run_part(&job, id + 1) : true;
     pthread_mutex_lock(&pool.mu);
-    if (!ok) pool.failed = true;
+    if (!ok) pool.failed |= 1u << (id + 1);
     if (--pool.pending == 0) pthread_cond_signal(&pool.done);
   }
   return NULL;
@@ -502,7 +523,11 @@ static int pool_grow(int want) {
  * costs tens of microseconds. */
 #define NR_GEMM_MT_MIN_FMAS ((int64_t)4 << 20)
 
+/* Computes the product. False (C untouched) only if the caller's packing buffer cannot be
+ * allocated; a part whose helper fails that way (before writing any of C) is run by the
+ * caller instead. */
 static bool gemm_run(const gemm_args *g) {
+  if (!pack_buffer(pack_floats(g->isa))) return false;
   int threads = openblas_get_num_threads();
   if (threads > NR_GEMM_MAX_THREADS) threads = NR_GEMM_MAX_THREADS;
   const int64_t nstrips = (g->n + g->isa->nr - 1) / g->isa->nr;
@@ -523,15 +548,17 @@ static bool gemm_run(const gemm_args *g) {
     pthread_mutex_lock(&pool.mu);
     pool.job = job;
     pool.pending = pool.nhelpers;
-    pool.failed = false;
+    pool.failed = 0;
     pool.gen++;
     pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.mu);
     ok = run_part(&job, 0);
     pthread_mutex_lock(&pool.mu);
     while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.mu);
-    if (pool.failed) ok = false;
+    const uint32_t failed = pool.failed;
     pthread_mutex_unlock(&pool.mu);
+    for (int p = 1; p < job.parts; p++)
+      if (failed & (1u << p)) ok = run_part(&job, p) && ok;
   } else {
     ok = gemm_part(g, 0, g->m, 0, g->n);
   }
@@ -546,15 +573,54 @@ void nr_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float 
   if (m <= 0 || n <= 0) return;
   const gemm_isa *isa = isa_get();
   if (isa && k > 0 && alpha != 0.0f) {
-    gemm_args g = {isa,  trans_a, trans_b, m, n, k, alpha, beta, a, b,
-                   trans_a ? m : k, trans_b ? k : n, n, c};
+    gemm_args g = {isa, trans_a, trans_b, m, n, k, alpha, beta, a, b, trans_a ? m : k,
+                   trans_b ? k : n, n, c, 0, 0, 0, 0, 0, 0};
     if (gemm_run(&g)) return;
-    /* Out of memory for the packing buffers: cblas needs none of ours. */
+    /* Out of memory for the packing buffer (C untouched): cblas needs none of ours. */
   } else if (isa) { /* C = beta·C (BLAS: beta 0 overwrites, even NaN) */
     for (int64_t i = 0; i < m * n; i++) c[i] = beta == 0.0f ? 0.0f : beta * c[i];
     return;
   }
   nr__gemm_cblas(trans_a, trans_b, m, n, k, alpha, a, b, beta, c);
+}
+
+/* Group size of a layout: 0 when the matrix is plain (no layout, or one group spanning all
+ * `cols` columns). */
+static int64_t layout_group(const nr_gemm_layout *l, int64_t cols) {
+  return !l || l->group <= 0 || l->group >= cols ? 0 : l->group;
+}
+
+bool nr__gemm_strided(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                      const float *a, const nr_gemm_layout *la, const float *b,
+                      const nr_gemm_layout *lb, float beta, float *c,
+                      const nr_gemm_layout *lc) {
+  const gemm_isa *isa = isa_get();
+  if (!isa || m <= 0 || n <= 0 || k <= 0 || alpha == 0.0f) return false;
+  const int64_t agc = layout_group(la, k), bgc = layout_group(lb, n), cgc = layout_group(lc, n);
+  if ((agc && trans_a) || (bgc && (trans_b || bgc % NR_GEMM_GROUP_ALIGN)) ||
+      (cgc && cgc % NR_GEMM_GROUP_ALIGN))
+    return false;
+  gemm_args g = {isa,
+                 trans_a,
+                 trans_b,
+                 m,
+                 n,
+                 k,
+                 alpha,
+                 beta,
+                 a,
+                 b,
+                 la ? la->ld : trans_a ? m : k,
+                 lb ? lb->ld : trans_b ? k : n,
+                 lc ? lc->ld : n,
+                 c,
+                 agc,
+                 agc ? la->group_stride : 0,
+                 bgc,
+                 bgc ? lb->group_stride : 0,
+                 cgc,
+                 cgc ? lc->group_stride : 0};
+  return gemm_run(&g);
 }
 
 void nr__gemm_cblas(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,

@@ -380,6 +380,15 @@ nr_status nr__conv_forward(const nr_conv *cv, const float *im, const float *w, f
     int64_t b = cv->num - n0 < B ? cv->num - n0 : B;
     float *col = ws, *obuf = ws + cv->in_ch * cv->kdim * b * P;
     im2col_chunk(cv, im, n0, b, col);
+    /* The GEMM writes the N·C·spatial output in place when it can, else a buffer that is
+     * scattered. */
+    const nr_gemm_layout lo = {P, P, cv->out_ch * P};
+    float *o = out + n0 * cv->out_ch * P;
+    bool direct = true;
+    for (int64_t g = 0; g < G && direct; g++)
+      direct = nr__gemm_strided(false, false, Mg, b * P, Kg, 1.0f, w + g * Mg * Kg, NULL,
+                                col + g * Kg * b * P, NULL, 0.0f, o + g * Mg * P, &lo);
+    if (direct) continue; /* (a refusal comes at g = 0, before anything is written) */
     for (int64_t g = 0; g < G; g++)
       nr_gemm(false, false, Mg, b * P, Kg, 1.0f, w + g * Mg * Kg, col + g * Kg * b * P, 0.0f,
               obuf + g * Mg * b * P);
@@ -409,10 +418,18 @@ nr_status nr__conv_backward_data(const nr_conv *cv, const float *out_diff, const
   for (int64_t n0 = 0; n0 < cv->num; n0 += B) {
     int64_t b = cv->num - n0 < B ? cv->num - n0 : B;
     float *col = ws, *obuf = ws + cv->in_ch * cv->kdim * b * P;
-    gather_chunk(cv, out_diff, n0, b, obuf);
-    for (int64_t g = 0; g < G; g++)
-      nr_gemm(true, false, Kg, b * P, Mg, 1.0f, w + g * Mg * Kg, obuf + g * Mg * b * P, 0.0f,
-              col + g * Kg * b * P);
+    const nr_gemm_layout lo = {P, P, cv->out_ch * P};
+    const float *od = out_diff + n0 * cv->out_ch * P;
+    bool direct = true;
+    for (int64_t g = 0; g < G && direct; g++)
+      direct = nr__gemm_strided(true, false, Kg, b * P, Mg, 1.0f, w + g * Mg * Kg, NULL,
+                                od + g * Mg * P, &lo, 0.0f, col + g * Kg * b * P, NULL);
+    if (!direct) {
+      gather_chunk(cv, out_diff, n0, b, obuf);
+      for (int64_t g = 0; g < G; g++)
+        nr_gemm(true, false, Kg, b * P, Mg, 1.0f, w + g * Mg * Kg, obuf + g * Mg * b * P, 0.0f,
+                col + g * Kg * b * P);
+    }
     for (int64_t i = 0; i < b; i++) {
       float *im = im_diff + (n0 + i) * cv->in_ch * cv->im_dim;
       memset(im, 0, (size_t)(cv->in_ch * cv->im_dim) * sizeof *im);
@@ -444,6 +461,13 @@ nr_status nr__conv_weight_grad(const nr_conv *cv, const float *im, const float *
       tls_cols_id = b == cv->num ? cv->id : 0;
       tls_cols_im = im;
     }
+    const nr_gemm_layout lo = {P, P, cv->out_ch * P};
+    const float *od = out_diff + n0 * cv->out_ch * P;
+    bool direct = true;
+    for (int64_t g = 0; g < G && direct; g++)
+      direct = nr__gemm_strided(false, true, Mg, Kg, b * P, 1.0f, od + g * Mg * P, &lo,
+                                col + g * Kg * b * P, NULL, 1.0f, w_diff + g * Mg * Kg, NULL);
+    if (direct) continue;
     gather_chunk(cv, out_diff, n0, b, obuf);
     for (int64_t g = 0; g < G; g++)
       nr_gemm(false, true, Mg, Kg, b * P, 1.0f, obuf + g * Mg * b * P, col + g * Kg * b * P, 1.0f,

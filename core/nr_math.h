@@ -19,6 +19,25 @@
  * not depend on the thread count. Safe to call from several threads. */
 void nr_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
              const float *a, const float *b, float beta, float *c);
+/* Where a matrix's elements are, for nr__gemm_strided: element (r, col) is at
+ * base + (col / group)·group_stride + r·ld + col % group. group 0 (or >= the column count)
+ * is a plain row-major matrix with leading dimension ld. Convolution passes groups of one
+ * image's pixels, so the product reads and writes N·C·H·W blobs in place. */
+typedef struct nr_gemm_layout {
+  int64_t ld, group, group_stride;
+} nr_gemm_layout;
+/* Grouped B and C columns must come in multiples of this. */
+#define NR_GEMM_GROUP_ALIGN 32
+
+/* nr_gemm with A, B and C laid out as given (NULL: packed row-major, as nr_gemm). Grouped
+ * columns are supported in A and B when not transposed and in C, with B's and C's group a
+ * multiple of NR_GEMM_GROUP_ALIGN. Returns false, having done nothing, for any other
+ * layout, for k = 0 or alpha = 0, when nr_gemm would use cblas, or when out of memory:
+ * the caller then rearranges the data and calls nr_gemm. */
+bool nr__gemm_strided(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                      const float *a, const nr_gemm_layout *la, const float *b,
+                      const nr_gemm_layout *lb, float beta, float *c,
+                      const nr_gemm_layout *lc);
 /* The same product through cblas_sgemm (OpenBLAS), whatever nr_gemm would use. */
 void nr__gemm_cblas(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                     const float *a, const float *b, float beta, float *c);

@@ -161,11 +161,69 @@ static void test_gemm_threads_bit_identical(void) {
   openblas_set_num_threads(saved);
 }
 
+/* nr__gemm_strided with image-grouped columns (as convolution uses it: groups of P pixels,
+ * one group per image, channel rows P apart, images S apart) gives exactly nr_gemm's bits on
+ * the same data gathered into plain matrices: C grouped (forward), A grouped (weight
+ * gradient, B transposed), B grouped (data gradient, A transposed). */
+static void test_gemm_strided_groups(void) {
+  static const int64_t Ps[] = {32, 64, 96, 576};
+  for (size_t kk = 0; kk < 2; kk++) {
+    if (!nr__gemm_use(kk == 0 ? "avx512" : "avx2")) continue;
+    for (size_t pi = 0; pi < sizeof Ps / sizeof Ps[0]; pi++) {
+      const int64_t P = Ps[pi], imgs = 3 + (int64_t)pi, ch = 7 + (int64_t)pi * 5, oth = 11 + (int64_t)pi * 13;
+      const int64_t S = (ch + 2) * P, N = imgs * P; /* 2 spare channels per image */
+      float *nchw = rnd_array(imgs * S), *other = rnd_array(oth * N), *w = rnd_array(ch * oth);
+      float *plain = malloc((size_t)(ch * N) * sizeof *plain);
+      for (int64_t r = 0; r < ch; r++) /* channels 1..ch of each image, side by side */
+        for (int64_t col = 0; col < N; col++)
+          plain[r * N + col] = nchw[col / P * S + (r + 1) * P + col % P];
+      nr_gemm_layout grouped = {P, P, S};
+      /* C grouped: nchw channels = w (ch x oth) * other (oth x N), beta 0 */
+      float *want = malloc((size_t)(ch * N) * sizeof *want), *got = malloc((size_t)(imgs * S) * sizeof *got);
+      memcpy(got, nchw, (size_t)(imgs * S) * sizeof *got);
+      nr_gemm(false, false, ch, N, oth, 1.0f, w, other, 0.0f, want);
+      CHECK(nr__gemm_strided(false, false, ch, N, oth, 1.0f, w, NULL, other, NULL, 0.0f, got + P, &grouped));
+      int bad = 0;
+      for (int64_t i = 0; i < imgs * S; i++) {
+        int64_t img = i / S, r = i % S / P - 1, p = i % P;
+        float exp = r >= 0 && r < ch ? want[r * N + img * P + p] : nchw[i];
+        bad += memcmp(&exp, &got[i], sizeof exp) != 0;
+      }
+      CHECK_INT_EQ(bad, 0);
+      /* A grouped: (ch x N) * other^T (N x oth) + C, beta 1 */
+      float *c1 = rnd_array(ch * oth), *c2 = malloc((size_t)(ch * oth) * sizeof *c2);
+      float *otherT = rnd_array(oth * N);
+      memcpy(c2, c1, (size_t)(ch * oth) * sizeof *c2);
+      nr_gemm(false, true, ch, oth, N, 1.0f, plain, otherT, 1.0f, c1);
+      CHECK(nr__gemm_strided(false, true, ch, oth, N, 1.0f, nchw + P, &grouped, otherT, NULL, 1.0f, c2, NULL));
+      CHECK(memcmp(c1, c2, (size_t)(ch * oth) * sizeof *c1) == 0);
+      /* B grouped: w^T (oth x ch) * (ch x N) */
+      float *d1 = malloc((size_t)(oth * N) * sizeof *d1), *d2 = malloc((size_t)(oth * N) * sizeof *d2);
+      nr_gemm(true, false, oth, N, ch, 1.0f, w, plain, 0.0f, d1);
+      CHECK(nr__gemm_strided(true, false, oth, N, ch, 1.0f, w, NULL, nchw + P, &grouped, 0.0f, d2, NULL));
+      CHECK(memcmp(d1, d2, (size_t)(oth * N) * sizeof *d1) == 0);
+      free(nchw), free(other), free(w), free(plain), free(want), free(got), free(c1), free(c2);
+      free(otherT), free(d1), free(d2);
+    }
+  }
+  /* Unsupported layouts are refused without touching C. */
+  nr_gemm_layout odd = {48, 48, 100};
+  float x[4] = {1, 2, 3, 4};
+  CHECK(!nr__gemm_strided(false, false, 1, 96, 1, 1.0f, x, NULL, x, NULL, 0.0f, x, &odd));
+  CHECK(!nr__gemm_strided(false, true, 1, 96, 1, 1.0f, x, NULL, x, &odd, 0.0f, x, NULL));
+  CHECK(x[0] == 1 && x[3] == 4);
+  nr__gemm_use("cblas");
+  nr_gemm_layout g32 = {32, 32, 64};
+  CHECK(!nr__gemm_strided(false, false, 1, 64, 1, 1.0f, x, NULL, x, NULL, 0.0f, x, &g32));
+  nr__gemm_use("auto");
+}
+
 int main(void) {
   fprintf(stderr, "nr_gemm kernel set: %s\n", nr__gemm_kernel_name());
   NR_RUN(test_gemm_edge_shapes);
   NR_RUN(test_gemm_random_shapes);
   NR_RUN(test_gemm_degenerate);
   NR_RUN(test_gemm_threads_bit_identical);
+  NR_RUN(test_gemm_strided_groups);
   return NR_TEST_EXIT();
 }
