@@ -57,6 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         must(q.name && q.module && q.layer && q.param_str && q.source_dir);
         for (int i = 0; i < q.ntop; i++) must(q.aliases[i] >= -1 && q.aliases[i] < q.nbottom);
       }
+      if (q.nreplicas) must(q.replica >= 0 && q.replica < q.nreplicas && q.first_batch >= 0);
       if (op == NR_OP_NESTED_ERR) must(q.err_msg != NULL);
     } else {
       must((rc == EPROTO || rc == ENOMEM) && why && *why);

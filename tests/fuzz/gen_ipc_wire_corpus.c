@@ -95,6 +95,27 @@ int main(int argc, char **argv) {
   pack_desc(&pk, NR_SLOT_TOP, 1, 5, 40, 1, d1);
   emit(CALL, &sb, "call-blobs");
   emit(CALL, &sb, "call-empty");
+  /* the first call of a replicated, prefetched data layer: create + winfo */
+  msgpack_pack_map(&pk, 2);
+  pack_str(&pk, "create");
+  msgpack_pack_array(&pk, 9);
+  pack_str(&pk, "data");
+  pack_str(&pk, "mydata");
+  pack_str(&pk, "Loader");
+  pack_str(&pk, "");
+  pack_str(&pk, "");
+  msgpack_pack_int(&pk, 0);
+  msgpack_pack_int(&pk, 0);
+  msgpack_pack_int(&pk, 2);
+  msgpack_pack_array(&pk, 2);
+  msgpack_pack_int(&pk, -1);
+  msgpack_pack_int(&pk, -1);
+  pack_str(&pk, "winfo");
+  msgpack_pack_array(&pk, 3);
+  msgpack_pack_int(&pk, 1);
+  msgpack_pack_int(&pk, 4);
+  msgpack_pack_int64(&pk, 17);
+  emit(CALL, &sb, "call-create-winfo");
   /* answers to nested requests */
   msgpack_pack_array(&pk, 2);
   msgpack_pack_uint32(&pk, 12);
