@@ -436,56 +436,45 @@ static bool gemm_part(const gemm_args *g, int64_t i0, int64_t i1, int64_t j0, in
 
 /* ---- helper threads ----------------------------------------------------------------- */
 
-/* One pool per process: helpers sleep on a condition variable between products. A product
- * is split into `parts` parts; part 0 runs on the caller, part p on helper p-1. The pool
- * serves one product at a time (a mutex); a caller that finds it busy runs alone. */
+/* One pool per process: helpers sleep on a condition variable between jobs. A job is
+ * split into `parts` parts; part 0 runs on the caller, part p on helper p-1 (parts beyond
+ * the helpers on the caller too). The pool serves one job at a time (a mutex); a caller
+ * that finds it busy (another thread's job, or a call from inside a part) runs every part
+ * itself. Used by the GEMM and, through nr__parallel_for, by the layers' loops. */
 #define NR_GEMM_MAX_THREADS 16
 
-typedef struct gemm_job {
-  const gemm_args *g;
+typedef bool (*part_fn)(void *ctx, int part, int parts);
+
+typedef struct pool_job {
+  part_fn fn;
+  void *ctx;
   int parts;
-  bool split_n;
-  int64_t units; /* strips of NR (split_n) or MR rows */
-} gemm_job;
+} pool_job;
 
 static struct {
-  pthread_mutex_t busy; /* held by the caller that owns the pool for one product */
+  pthread_mutex_t busy; /* held by the caller that owns the pool for one job */
   pthread_mutex_t mu;
   pthread_cond_t wake, done;
   int nhelpers;
-  uint64_t gen;     /* bumped for each product */
-  int pending;      /* helpers still working on the current product */
-  uint32_t failed;  /* parts whose helper could not get its packing buffer */
-  gemm_job job;
+  uint64_t gen;     /* bumped for each job */
+  int pending;      /* helpers still working on the current job */
+  uint32_t failed;  /* parts that returned false on a helper */
+  pool_job job;
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
           PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, {0}};
 
-static bool run_part(const gemm_job *j, int p) {
-  const gemm_args *g = j->g;
-  const int64_t lo = j->units * p / j->parts, hi = j->units * (p + 1) / j->parts;
-  if (lo == hi) return true;
-  if (j->split_n) {
-    const int64_t nr = g->isa->nr;
-    const int64_t j1 = hi * nr < g->n ? hi * nr : g->n;
-    return gemm_part(g, 0, g->m, lo * nr, j1);
-  }
-  const int64_t mr = g->isa->mr;
-  const int64_t i1 = hi * mr < g->m ? hi * mr : g->m;
-  return gemm_part(g, lo * mr, i1, 0, g->n);
-}
-
 static void *helper_main(void *arg) {
-  const int id = (int)(intptr_t)arg; /* part id - 1 */
+  const int id = (int)(intptr_t)arg; /* runs part id + 1 */
   pthread_mutex_lock(&pool.mu);
-  uint64_t seen = pool.gen; /* registered before the product that needs it is posted */
+  uint64_t seen = pool.gen; /* registered before the job that needs it is posted */
   pool.nhelpers++;
   pthread_cond_broadcast(&pool.done);
   for (;;) {
     while (pool.gen == seen) pthread_cond_wait(&pool.wake, &pool.mu);
     seen = pool.gen;
-    gemm_job job = pool.job;
+    pool_job job = pool.job;
     pthread_mutex_unlock(&pool.mu);
-    bool ok = id + 1 < job.parts ? run_part(&job, id + 1) : true;
+    bool ok = id + 1 < job.parts ? job.fn(job.ctx, id + 1, job.parts) : true;
     pthread_mutex_lock(&pool.mu);
     if (!ok) pool.failed |= 1u << (id + 1);
     if (--pool.pending == 0) pthread_cond_signal(&pool.done);
@@ -519,6 +508,89 @@ static int pool_grow(int want) {
   return have;
 }
 
+/* Runs fn(ctx, p, parts) for every p < parts (see the pool above). A part that fails on a
+ * helper is run again on the caller. True if every part finally returned true. */
+static bool pool_run(part_fn fn, void *ctx, int parts) {
+  bool ok = true;
+  if (parts < 2 || pthread_mutex_trylock(&pool.busy) != 0) {
+    for (int p = 0; p < parts; p++) ok = fn(ctx, p, parts) && ok;
+    return ok;
+  }
+  const int helpers = pool_grow(parts - 1);
+  pthread_mutex_lock(&pool.mu);
+  pool.job = (pool_job){fn, ctx, parts};
+  pool.pending = pool.nhelpers;
+  pool.failed = 0;
+  pool.gen++;
+  pthread_cond_broadcast(&pool.wake);
+  pthread_mutex_unlock(&pool.mu);
+  ok = fn(ctx, 0, parts);
+  for (int p = helpers + 1; p < parts; p++) ok = fn(ctx, p, parts) && ok;
+  pthread_mutex_lock(&pool.mu);
+  while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.mu);
+  const uint32_t failed = pool.failed;
+  pthread_mutex_unlock(&pool.mu);
+  for (int p = 1; p < parts && p <= helpers; p++)
+    if (failed & (1u << p)) ok = fn(ctx, p, parts) && ok;
+  pthread_mutex_unlock(&pool.busy);
+  return ok;
+}
+
+static int pool_threads(void) {
+  const int t = openblas_get_num_threads();
+  return t < 1 ? 1 : t > NR_GEMM_MAX_THREADS ? NR_GEMM_MAX_THREADS : t;
+}
+
+typedef struct pfor_ctx {
+  int64_t n;
+  void (*fn)(void *ctx, int64_t lo, int64_t hi);
+  void *ctx;
+} pfor_ctx;
+
+static bool pfor_part(void *ctx, int p, int parts) {
+  const pfor_ctx *c = ctx;
+  const int64_t lo = c->n * p / parts, hi = c->n * (p + 1) / parts;
+  if (lo < hi) c->fn(c->ctx, lo, hi);
+  return true;
+}
+
+void nr__parallel_for(int64_t n, int64_t grain, void (*fn)(void *ctx, int64_t lo, int64_t hi),
+                      void *ctx) {
+  if (n <= 0) return;
+  int64_t parts = grain > 0 ? n / grain : n;
+  const int threads = pool_threads();
+  if (parts > threads) parts = threads;
+  if (parts < 2) {
+    fn(ctx, 0, n);
+    return;
+  }
+  pfor_ctx c = {n, fn, ctx};
+  pool_run(pfor_part, &c, (int)parts);
+}
+
+/* ---- threaded products ---------------------------------------------------------------- */
+
+typedef struct gemm_job {
+  const gemm_args *g;
+  bool split_n;
+  int64_t units; /* strips of NR (split_n) or MR rows */
+} gemm_job;
+
+static bool gemm_job_part(void *ctx, int p, int parts) {
+  const gemm_job *j = ctx;
+  const gemm_args *g = j->g;
+  const int64_t lo = j->units * p / parts, hi = j->units * (p + 1) / parts;
+  if (lo == hi) return true;
+  if (j->split_n) {
+    const int64_t nr = g->isa->nr;
+    const int64_t j1 = hi * nr < g->n ? hi * nr : g->n;
+    return gemm_part(g, 0, g->m, lo * nr, j1);
+  }
+  const int64_t mr = g->isa->mr;
+  const int64_t i1 = hi * mr < g->m ? hi * mr : g->m;
+  return gemm_part(g, lo * mr, i1, 0, g->n);
+}
+
 /* Below this many multiply-adds a product runs on the calling thread only: waking a helper
  * costs tens of microseconds. */
 #define NR_GEMM_MT_MIN_FMAS ((int64_t)4 << 20)
@@ -528,42 +600,17 @@ static int pool_grow(int want) {
  * caller instead. */
 static bool gemm_run(const gemm_args *g) {
   if (!pack_buffer(pack_floats(g->isa))) return false;
-  int threads = openblas_get_num_threads();
-  if (threads > NR_GEMM_MAX_THREADS) threads = NR_GEMM_MAX_THREADS;
+  const int threads = pool_threads();
   const int64_t nstrips = (g->n + g->isa->nr - 1) / g->isa->nr;
   const int64_t mstrips = (g->m + g->isa->mr - 1) / g->isa->mr;
-  if (threads < 2 || g->m * g->n * g->k < NR_GEMM_MT_MIN_FMAS || (nstrips < 2 && mstrips < 2) ||
-      pthread_mutex_trylock(&pool.busy) != 0)
+  if (threads < 2 || g->m * g->n * g->k < NR_GEMM_MT_MIN_FMAS || (nstrips < 2 && mstrips < 2))
     return gemm_part(g, 0, g->m, 0, g->n);
   /* Split along N unless that leaves too few strips per thread (then along M, which makes
    * every thread pack all of op(B)). */
-  gemm_job job = {g, threads, nstrips >= 2 * threads || nstrips >= mstrips,
-                  0};
+  gemm_job job = {g, nstrips >= 2 * threads || nstrips >= mstrips, 0};
   job.units = job.split_n ? nstrips : mstrips;
-  if (job.units < job.parts) job.parts = (int)job.units;
-  int helpers = pool_grow(job.parts - 1);
-  if (helpers < job.parts - 1) job.parts = helpers + 1;
-  bool ok = true;
-  if (job.parts > 1) {
-    pthread_mutex_lock(&pool.mu);
-    pool.job = job;
-    pool.pending = pool.nhelpers;
-    pool.failed = 0;
-    pool.gen++;
-    pthread_cond_broadcast(&pool.wake);
-    pthread_mutex_unlock(&pool.mu);
-    ok = run_part(&job, 0);
-    pthread_mutex_lock(&pool.mu);
-    while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.mu);
-    const uint32_t failed = pool.failed;
-    pthread_mutex_unlock(&pool.mu);
-    for (int p = 1; p < job.parts; p++)
-      if (failed & (1u << p)) ok = run_part(&job, p) && ok;
-  } else {
-    ok = gemm_part(g, 0, g->m, 0, g->n);
-  }
-  pthread_mutex_unlock(&pool.busy);
-  return ok;
+  const int parts = job.units < threads ? (int)job.units : threads;
+  return pool_run(gemm_job_part, &job, parts);
 }
 
 /* ---- entry points ----------------------------------------------------------------------- */

@@ -47,6 +47,14 @@ const char *nr__gemm_kernel_name(void);
  * or "auto" = the CPU's best) in every thread. False if this CPU cannot run it. */
 bool nr__gemm_use(const char *name);
 
+/* Calls fn(ctx, lo, hi) over a partition of [0, n) into contiguous ranges, one per thread
+ * (openblas_get_num_threads() of them, nr_gemm's helper threads), each at least `grain`
+ * long; the calling thread takes the first range and returns when all are done. Runs
+ * everything on the caller when the pool is busy (e.g. when called from inside fn). For
+ * loops whose iterations write disjoint memory, so results do not depend on threads. */
+void nr__parallel_for(int64_t n, int64_t grain, void (*fn)(void *ctx, int64_t lo, int64_t hi),
+                      void *ctx);
+
 /* y = alpha * op(A) * x + beta * y, A is m x n. */
 static inline void nr_gemv(bool trans_a, int64_t m, int64_t n, float alpha, const float *a,
                            const float *x, float beta, float *y) {

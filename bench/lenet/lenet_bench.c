@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "net.h"
+#include "nr_math.h"
 #include "solver.h"
 #include "upgrade.h"
 
@@ -230,8 +231,8 @@ int main(int argc, char **argv) {
     } else if (sscanf(line, "layers %d", &iters) == 1 && iters > 0) {
       if (run_layers(&b, iters, &err) != NR_OK) goto fail;
     } else if (strncmp(line, "info", 4) == 0) {
-      printf("info blas_threads=%d blas=\"%s\" layers=%d\n", openblas_get_num_threads(),
-             openblas_get_config(), b.net->nlayers);
+      printf("info blas_threads=%d gemm=%s blas=\"%s\" layers=%d\n", openblas_get_num_threads(),
+             nr__gemm_kernel_name(), openblas_get_config(), b.net->nlayers);
       fflush(stdout);
     } else {
       break;

@@ -225,13 +225,21 @@ static bool is_max2x2(const pool_priv *q) {
          q->W == 2 * q->OW;
 }
 
-static nr_status pool_forward(nr_layer *l, nr_error *err) {
+/* Planes per thread at least: about 32 K outputs (less is not worth waking a thread). */
+static int64_t plane_grain(const pool_priv *q) {
+  const int64_t per = q->OH * q->OW;
+  return per >= 32768 ? 1 : 32768 / (per > 0 ? per : 1);
+}
+
+/* Planes [pl0, pl1) of the forward (planes are independent: spread over threads). */
+static void pool_forward_planes(void *ctx, int64_t pl0, int64_t pl1) {
+  nr_layer *l = ctx;
   pool_priv *q = l->priv;
   const nr_blob *b = l->bottom[0];
-  const int64_t planes = b->shape[0] * b->shape[1], H = q->H, W = q->W, OH = q->OH, OW = q->OW;
+  const int64_t H = q->H, W = q->W, OH = q->OH, OW = q->OW;
   const bool is_max = q->method == CAFFE__POOLING_PARAMETER__POOL_METHOD__MAX;
   const bool fast = is_max2x2(q);
-  for (int64_t pl = 0; pl < planes; pl++) {
+  for (int64_t pl = pl0; pl < pl1; pl++) {
     const float *in = b->data + pl * H * W;
     float *out = l->top[0]->data + pl * OH * OW;
     int32_t *mask = is_max ? q->mask + pl * OH * OW : NULL;
@@ -276,6 +284,12 @@ static nr_status pool_forward(nr_layer *l, nr_error *err) {
       }
     }
   }
+}
+
+static nr_status pool_forward(nr_layer *l, nr_error *err) {
+  pool_priv *q = l->priv;
+  const nr_blob *b = l->bottom[0];
+  nr__parallel_for(b->shape[0] * b->shape[1], plane_grain(q), pool_forward_planes, l);
   if (l->ntop > 1) {
     float *m = l->top[1]->data;
     for (int64_t i = 0; i < l->top[1]->count; i++) m[i] = (float)q->mask[i];
@@ -283,16 +297,17 @@ static nr_status pool_forward(nr_layer *l, nr_error *err) {
   return NR_OK;
 }
 
-static nr_status pool_backward(nr_layer *l, nr_error *err) {
+/* Planes [pl0, pl1) of the backward (each writes only its own plane of the bottom diff). */
+static void pool_backward_planes(void *ctx, int64_t pl0, int64_t pl1) {
+  nr_layer *l = ctx;
   pool_priv *q = l->priv;
-  if (!l->prop_down[0]) return NR_OK;
   const nr_blob *b = l->bottom[0];
-  const int64_t planes = b->shape[0] * b->shape[1], H = q->H, W = q->W, OH = q->OH, OW = q->OW;
+  const int64_t H = q->H, W = q->W, OH = q->OH, OW = q->OW;
   if (is_max2x2(q)) {
     /* The windows tile the plane: each input is written once, with its output's diff if it
      * was that output's max, else 0. "0 + d" as the general path's zero-then-add, so a
      * -0 diff becomes +0 there as here. */
-    for (int64_t pl = 0; pl < planes; pl++) {
+    for (int64_t pl = pl0; pl < pl1; pl++) {
       float *din = b->diff + pl * H * W;
       const float *dout = l->top[0]->diff + pl * OH * OW;
       const int32_t *mask = q->mask + pl * OH * OW;
@@ -330,10 +345,10 @@ static nr_status pool_backward(nr_layer *l, nr_error *err) {
         }
       }
     }
-    return NR_OK;
+    return;
   }
-  memset(b->diff, 0, (size_t)b->count * sizeof(float));
-  for (int64_t pl = 0; pl < planes; pl++) {
+  memset(b->diff + pl0 * H * W, 0, (size_t)((pl1 - pl0) * H * W) * sizeof(float));
+  for (int64_t pl = pl0; pl < pl1; pl++) {
     float *din = b->diff + pl * H * W;
     const float *dout = l->top[0]->diff + pl * OH * OW;
     if (q->method == CAFFE__POOLING_PARAMETER__POOL_METHOD__MAX) {
@@ -357,6 +372,12 @@ static nr_status pool_backward(nr_layer *l, nr_error *err) {
       }
     }
   }
+}
+
+static nr_status pool_backward(nr_layer *l, nr_error *err) {
+  if (!l->prop_down[0]) return NR_OK;
+  const nr_blob *b = l->bottom[0];
+  nr__parallel_for(b->shape[0] * b->shape[1], plane_grain(l->priv), pool_backward_planes, l);
   return NR_OK;
 }
 
