@@ -46,6 +46,28 @@ void nr_solver_regularize(int64_t n, const float *w, float *g, float decay, bool
   }
 }
 
+void nr_solver_sgd_step(int64_t n, float *w, float *g, float *h, float decay,
+                        float local_rate, float momentum) {
+  /* regularize, compute_update (SGD) and the net's data -= diff in one pass, each element
+   * through exactly the float operations of the three passes, in their order. */
+  if (decay != 0.0f) {
+    for (int64_t i = 0; i < n; i++) {
+      const float gi = g[i] + decay * w[i];
+      const float hi = local_rate * gi + momentum * h[i];
+      h[i] = hi;
+      g[i] = hi;
+      w[i] -= hi;
+    }
+  } else {
+    for (int64_t i = 0; i < n; i++) {
+      const float hi = local_rate * g[i] + momentum * h[i];
+      h[i] = hi;
+      g[i] = hi;
+      w[i] -= hi;
+    }
+  }
+}
+
 double nr_solver_sumsq(int64_t n, const float *x) {
   double s = 0;
   for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];

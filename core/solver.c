@@ -815,14 +815,21 @@ static void apply_update(nr_solver *s) {
   up.t = s->iter + 1;
   const int nl = n->nlearnable;
   const bool two = nr_solver_kind_histories(s->kind) == 2;
+  /* Plain SGD with L2 decay fuses the three passes (nr_solver_sgd_step, same bits). */
+  const bool fused = s->kind == NR_SOLVER_SGD && !s->l1;
   for (int i = 0; i < nl; i++) {
     nr_blob *b = n->learnable[i];
     if (p->iter_size > 1) nr_scal(b->count, 1.0f / (float)p->iter_size, b->diff);
+    if (fused) {
+      nr_solver_sgd_step(b->count, b->data, b->diff, s->hist[i],
+                         p->weight_decay * n->decay_mult[i], rate * n->lr_mult[i], up.momentum);
+      continue;
+    }
     nr_solver_regularize(b->count, b->data, b->diff, p->weight_decay * n->decay_mult[i], s->l1);
     nr_solver_compute_update(&up, rate * n->lr_mult[i], b->count, b->diff, s->hist[i],
                              two ? s->hist[nl + i] : NULL);
   }
-  nr_net_update(n);
+  if (!fused) nr_net_update(n);
 }
 
 static void log_display(nr_solver *s) {

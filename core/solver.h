@@ -192,6 +192,12 @@ void nr_solver_regularize(int64_t n, const float *w, float *g, float decay, bool
 void nr_solver_compute_update(const nr_update_params *u, float local_rate, int64_t n,
                               float *g, float *h1, float *h2);
 
+/* Plain SGD with L2 weight decay, applied: regularize + compute_update + w -= g in one
+ * pass over the n parameters, bit for bit the same results (g left holding the update, h
+ * the new history). The three passes cost three trips through memory. */
+void nr_solver_sgd_step(int64_t n, float *w, float *g, float *h, float decay,
+                        float local_rate, float momentum);
+
 /* Sum of squares of n floats, accumulated in double. */
 double nr_solver_sumsq(int64_t n, const float *x);
 

@@ -93,14 +93,12 @@ typedef struct bench {
  * iter_size) on our own history, so the layer-by-layer mode can time it alone. */
 static void sgd_update(bench *b) {
   nr_net *n = b->net;
-  nr_update_params up = {.kind = NR_SOLVER_SGD, .momentum = b->momentum};
-  for (int i = 0; i < n->nlearnable; i++) {
+  for (int i = 0; i < n->nlearnable; i++) { /* SGD with L2 decay: the solver's fused step */
     nr_blob *p = n->learnable[i];
-    nr_solver_regularize(p->count, p->data, p->diff, b->weight_decay * n->decay_mult[i], false);
-    nr_solver_compute_update(&up, b->base_lr * n->lr_mult[i], p->count, p->diff, b->hist[i],
-                             NULL);
+    nr_solver_sgd_step(p->count, p->data, p->diff, b->hist[i],
+                       b->weight_decay * n->decay_mult[i], b->base_lr * n->lr_mult[i],
+                       b->momentum);
   }
-  nr_net_update(n);
 }
 
 static float loss_value(const nr_net *n) {
