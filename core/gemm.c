@@ -437,11 +437,17 @@ static bool gemm_part(const gemm_args *g, int64_t i0, int64_t i1, int64_t j0, in
 /* ---- helper threads ----------------------------------------------------------------- */
 
 /* One pool per process: helpers sleep on a condition variable between jobs. A job is
- * split into `parts` parts; part 0 runs on the caller, part p on helper p-1 (parts beyond
- * the helpers on the caller too). The pool serves one job at a time (a mutex); a caller
- * that finds it busy (another thread's job, or a call from inside a part) runs every part
- * itself. Used by the GEMM and, through nr__parallel_for, by the layers' loops. */
+ * split into `parts` parts that the caller and the woken helpers claim one at a time from
+ * a shared counter, so the caller never waits for a helper that has not been scheduled
+ * yet (on a busy machine it may take them all); it waits only for parts a helper has
+ * started. The pool serves one job at a time (a mutex); a caller that finds it busy
+ * (another thread's job, or a call from inside a part) runs every part itself. Used by
+ * the GEMM and, through nr__parallel_for, by the layers' loops. */
 #define NR_GEMM_MAX_THREADS 16
+#define NR_POOL_MAX_PARTS 64
+/* Parts per thread: more than one, so that a caller whose helper is descheduled (the
+ * machine is shared) takes over most of the work instead of waiting for it. */
+#define NR_POOL_PARTS_PER_THREAD 4
 
 typedef bool (*part_fn)(void *ctx, int part, int parts);
 
@@ -454,30 +460,49 @@ typedef struct pool_job {
 static struct {
   pthread_mutex_t busy; /* held by the caller that owns the pool for one job */
   pthread_mutex_t mu;
-  pthread_cond_t wake, done;
+  pthread_cond_t wake, done_cv;
   int nhelpers;
-  uint64_t gen;     /* bumped for each job */
-  int pending;      /* helpers still working on the current job */
-  uint32_t failed;  /* parts that returned false on a helper */
-  pool_job job;
+  uint64_t gen;         /* bumped for each job (under mu) */
+  pool_job job;         /* the current job (under mu) */
+  int done;             /* parts finished (under mu) */
+  uint64_t failed;      /* parts that returned false on a helper (under mu) */
+  _Atomic uint64_t claim; /* gen << 8 | next part to claim */
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-          PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, {0}};
+          PTHREAD_COND_INITIALIZER, 0, 0, {0}, 0, 0, 0};
+
+/* Claims the next part of job generation `gen`: its index, or -1 when all are taken or
+ * the job is no longer current. */
+static int pool_claim(uint64_t gen, int parts) {
+  uint64_t v = atomic_load(&pool.claim);
+  for (;;) {
+    if (v >> 8 != (gen & (UINT64_MAX >> 8))) return -1;
+    const int p = (int)(v & 0xff);
+    if (p >= parts) return -1;
+    if (atomic_compare_exchange_weak(&pool.claim, &v, v + 1)) return p;
+  }
+}
 
 static void *helper_main(void *arg) {
-  const int id = (int)(intptr_t)arg; /* runs part id + 1 */
+  (void)arg;
   pthread_mutex_lock(&pool.mu);
   uint64_t seen = pool.gen; /* registered before the job that needs it is posted */
   pool.nhelpers++;
-  pthread_cond_broadcast(&pool.done);
+  pthread_cond_broadcast(&pool.done_cv);
   for (;;) {
     while (pool.gen == seen) pthread_cond_wait(&pool.wake, &pool.mu);
     seen = pool.gen;
-    pool_job job = pool.job;
+    const pool_job job = pool.job;
     pthread_mutex_unlock(&pool.mu);
-    bool ok = id + 1 < job.parts ? job.fn(job.ctx, id + 1, job.parts) : true;
+    int p;
+    while ((p = pool_claim(seen, job.parts)) >= 0) {
+      /* A claimed part keeps the job current: its caller waits for it. */
+      const bool ok = job.fn(job.ctx, p, job.parts);
+      pthread_mutex_lock(&pool.mu);
+      if (!ok) pool.failed |= (uint64_t)1 << p;
+      if (++pool.done == job.parts) pthread_cond_signal(&pool.done_cv);
+      pthread_mutex_unlock(&pool.mu);
+    }
     pthread_mutex_lock(&pool.mu);
-    if (!ok) pool.failed |= 1u << (id + 1);
-    if (--pool.pending == 0) pthread_cond_signal(&pool.done);
   }
   return NULL;
 }
@@ -496,19 +521,22 @@ static int pool_grow(int want) {
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&t, &at, helper_main, (void *)(intptr_t)have);
+    int rc = pthread_create(&t, &at, helper_main, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&at);
     if (rc != 0) break;
     pthread_mutex_lock(&pool.mu); /* wait until it has registered (see helper_main) */
-    while (pool.nhelpers < have + 1) pthread_cond_wait(&pool.done, &pool.mu);
+    while (pool.nhelpers < have + 1) pthread_cond_wait(&pool.done_cv, &pool.mu);
     have = pool.nhelpers;
     pthread_mutex_unlock(&pool.mu);
   }
   return have;
 }
 
-/* Runs fn(ctx, p, parts) for every p < parts (see the pool above). A part that fails on a
+static int pool_threads(void);
+
+/* Runs fn(ctx, p, parts) for every p < parts (at most NR_POOL_MAX_PARTS) on the caller
+ * and up to pool_threads() - 1 helpers (see the pool above). A part that fails on a
  * helper is run again on the caller. True if every part finally returned true. */
 static bool pool_run(part_fn fn, void *ctx, int parts) {
   bool ok = true;
@@ -516,22 +544,28 @@ static bool pool_run(part_fn fn, void *ctx, int parts) {
     for (int p = 0; p < parts; p++) ok = fn(ctx, p, parts) && ok;
     return ok;
   }
-  const int helpers = pool_grow(parts - 1);
+  pool_grow(pool_threads() - 1);
   pthread_mutex_lock(&pool.mu);
-  pool.job = (pool_job){fn, ctx, parts};
-  pool.pending = pool.nhelpers;
-  pool.failed = 0;
   pool.gen++;
+  const uint64_t gen = pool.gen;
+  pool.job = (pool_job){fn, ctx, parts};
+  pool.done = 0;
+  pool.failed = 0;
+  atomic_store(&pool.claim, (gen & (UINT64_MAX >> 8)) << 8);
   pthread_cond_broadcast(&pool.wake);
   pthread_mutex_unlock(&pool.mu);
-  ok = fn(ctx, 0, parts);
-  for (int p = helpers + 1; p < parts; p++) ok = fn(ctx, p, parts) && ok;
+  int p, mine = 0;
+  while ((p = pool_claim(gen, parts)) >= 0) {
+    ok = fn(ctx, p, parts) && ok;
+    mine++;
+  }
   pthread_mutex_lock(&pool.mu);
-  while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.mu);
-  const uint32_t failed = pool.failed;
+  pool.done += mine;
+  while (pool.done < parts) pthread_cond_wait(&pool.done_cv, &pool.mu);
+  const uint64_t failed = pool.failed;
   pthread_mutex_unlock(&pool.mu);
-  for (int p = 1; p < parts && p <= helpers; p++)
-    if (failed & (1u << p)) ok = fn(ctx, p, parts) && ok;
+  for (p = 0; p < parts; p++)
+    if (failed & ((uint64_t)1 << p)) ok = fn(ctx, p, parts) && ok;
   pthread_mutex_unlock(&pool.busy);
   return ok;
 }
@@ -559,7 +593,8 @@ void nr__parallel_for(int64_t n, int64_t grain, void (*fn)(void *ctx, int64_t lo
   if (n <= 0) return;
   int64_t parts = grain > 0 ? n / grain : n;
   const int threads = pool_threads();
-  if (parts > threads) parts = threads;
+  if (threads < 2) parts = 1;
+  if (parts > NR_POOL_PARTS_PER_THREAD * threads) parts = NR_POOL_PARTS_PER_THREAD * threads;
   if (parts < 2) {
     fn(ctx, 0, n);
     return;
@@ -609,8 +644,8 @@ static bool gemm_run(const gemm_args *g) {
    * every thread pack all of op(B)). */
   gemm_job job = {g, nstrips >= 2 * threads || nstrips >= mstrips, 0};
   job.units = job.split_n ? nstrips : mstrips;
-  const int parts = job.units < threads ? (int)job.units : threads;
-  return pool_run(gemm_job_part, &job, parts);
+  const int64_t most = NR_POOL_PARTS_PER_THREAD * threads;
+  return pool_run(gemm_job_part, &job, (int)(job.units < most ? job.units : most));
 }
 
 /* ---- entry points ----------------------------------------------------------------------- */

@@ -218,6 +218,42 @@ static void test_gemm_strided_groups(void) {
   nr__gemm_use("auto");
 }
 
+/* nr__parallel_for: every index visited exactly once, over many back-to-back jobs of
+ * varied sizes and grains, with a nested call (which runs serially) inside. */
+typedef struct visit_ctx {
+  int *hits;
+  int nested;
+} visit_ctx;
+
+static void visit_inner(void *ctx, int64_t lo, int64_t hi) {
+  int *h = ctx;
+  for (int64_t i = lo; i < hi; i++) h[i]++;
+}
+
+static void visit(void *ctx, int64_t lo, int64_t hi) {
+  visit_ctx *v = ctx;
+  for (int64_t i = lo; i < hi; i++) v->hits[i]++;
+  if (v->nested) nr__parallel_for(hi - lo, 1, visit_inner, v->hits + 100000 + lo);
+}
+
+static void test_parallel_for(void) {
+  const int saved = openblas_get_num_threads();
+  openblas_set_num_threads(2);
+  int *hits = calloc(200000, sizeof *hits);
+  int bad = 0;
+  for (int round = 0; round < 2000 && !bad; round++) {
+    const int64_t n = 1 + (int64_t)(rnd() % 100000), grain = 1 + (int64_t)(rnd() % 64);
+    visit_ctx v = {hits, round % 7 == 0};
+    memset(hits, 0, 200000 * sizeof *hits);
+    nr__parallel_for(n, grain, visit, &v);
+    for (int64_t i = 0; i < n; i++) bad += hits[i] != 1 || (v.nested && hits[100000 + i] != 1);
+    for (int64_t i = n; i < 100000; i++) bad += hits[i] != 0;
+  }
+  free(hits);
+  openblas_set_num_threads(saved);
+  CHECK_INT_EQ(bad, 0);
+}
+
 int main(void) {
   fprintf(stderr, "nr_gemm kernel set: %s\n", nr__gemm_kernel_name());
   NR_RUN(test_gemm_edge_shapes);
@@ -225,5 +261,6 @@ int main(void) {
   NR_RUN(test_gemm_degenerate);
   NR_RUN(test_gemm_threads_bit_identical);
   NR_RUN(test_gemm_strided_groups);
+  NR_RUN(test_parallel_for);
   return NR_TEST_EXIT();
 }
