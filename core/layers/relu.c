@@ -2,6 +2,16 @@
  * May run in place: backward reads the sign of x, which y keeps (slope >= 0). */
 #include "layer.h"
 
+/* The loops below may run in place (y = x, dx = dy); element i reads only index i, so
+ * telling the compiler to vectorize without an overlap check is safe. */
+#if defined(__clang__)
+#define NR_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define NR_IVDEP _Pragma("GCC ivdep")
+#else
+#define NR_IVDEP
+#endif
+
 static const Caffe__ReLUParameter relu_default = CAFFE__RE_LUPARAMETER__INIT;
 
 static float slope_of(const nr_layer *l) {
@@ -18,7 +28,7 @@ static nr_status relu_forward(nr_layer *l, nr_error *err) {
   float *y = l->top[0]->data; /* may alias x (in place): element-wise, so fine */
   const float ns = slope_of(l);
   const int64_t n = l->bottom[0]->count;
-#pragma GCC ivdep /* y[i] depends on x[i] only: in place is safe to vectorize */
+  NR_IVDEP
   for (int64_t i = 0; i < n; i++) {
     const float v = x[i];
     y[i] = (v > 0.0f ? v : 0.0f) + ns * (v < 0.0f ? v : 0.0f);
@@ -33,7 +43,7 @@ static nr_status relu_backward(nr_layer *l, nr_error *err) {
   float *dx = l->bottom[0]->diff;
   const float ns = slope_of(l);
   const int64_t n = l->bottom[0]->count;
-#pragma GCC ivdep /* dx may be dy (in place): element i reads only index i */
+  NR_IVDEP
   for (int64_t i = 0; i < n; i++) {
     const float scale = x[i] > 0.0f ? 1.0f : ns, g = dy[i]; /* (this form vectorizes) */
     dx[i] = g * scale;
