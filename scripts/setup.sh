@@ -8,11 +8,11 @@ PACKAGES=(
   build-essential cmake pkg-config
   libprotobuf-c-dev protobuf-c-compiler libmsgpack-dev libopenblas-dev
   python3 python3-dev python3-numpy libpython3.11
-  dataset-fashion-mnist liblmdb-dev libhdf5-dev zlib1g-dev python3-matplotlib
+  dataset-fashion-mnist liblmdb-dev libhdf5-dev zlib1g-dev python3-matplotlib valgrind
   python3-pil # examples/tutorial: the image-list data layer reads images with PIL
 )
 # Optional extras by environment variable: NR_WITH_BENCH=1 (PyTorch peer), NR_WITH_CLANG=1.
-[ "${NR_WITH_BENCH:-0}" = 1 ] && PACKAGES+=(python3-torch valgrind)
+[ "${NR_WITH_BENCH:-0}" = 1 ] && PACKAGES+=(python3-torch)
 [ "${NR_WITH_CLANG:-0}" = 1 ] && PACKAGES+=(clang libclang-rt-14-dev)
 
 missing=()

@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 extra=()
 [ "${CI:-}" = true ] && extra+=(-DNR_WERROR=ON)
 scripts/setup.sh "${extra[@]}"
-(cd build && ctest --output-on-failure -j2 --timeout 300)
+(cd build && ctest --output-on-failure -j2 --timeout 300 -LE valgrind)
+# Valgrind memcheck over the core's unit tests (tests/valgrind; about 90 s of CPU).
+(cd build && ctest --output-on-failure -j2 --timeout 900 -L valgrind)
 if [ "${NR_SANITIZE:-0}" = 1 ]; then
   NR_BUILD_DIR=build-asan scripts/setup.sh -DNR_SANITIZE=ON "${extra[@]}"
   (cd build-asan && PYTHONMALLOC=malloc ctest --output-on-failure -j2 --timeout 600 -LE slow)
