@@ -31,6 +31,7 @@ typedef struct nr_global_opts {
   int py_restarts;
   int py_prefetch;
   const char *log_file;
+  double py_max_blob_bytes; /* largest blob a worker may ask for/report; 0 = default 4 GiB */
 } nr_global_opts;
 
 extern nr_global_opts nr_cli_global;

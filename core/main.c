@@ -17,7 +17,7 @@
 #include "pool.h"
 #endif
 
-nr_global_opts nr_cli_global = {-1, 0, 0, 3, NULL};
+nr_global_opts nr_cli_global = {-1, 0, 0, 3, NULL, 0};
 
 static const nr_flag global_flags[] = {
     {"py-workers", NR_FLAG_INT, &nr_cli_global.py_workers,
@@ -29,6 +29,9 @@ static const nr_flag global_flags[] = {
      "restart a dead or hung worker up to this many times and retry the call (default 0)"},
     {"py-prefetch", NR_FLAG_INT, &nr_cli_global.py_prefetch,
      "batches a Python data layer computes ahead of the net (default 3)"},
+    {"py-max-blob-bytes", NR_FLAG_DOUBLE, &nr_cli_global.py_max_blob_bytes,
+     "largest blob (count x 4 bytes) a Python worker may ask for or report; a reply over it "
+     "is a worker error (default 4294967296 = 4 GiB)"},
     {NULL, 0, NULL, NULL}};
 
 /* ---- logging ---------------------------------------------------------------------------- */
@@ -275,6 +278,12 @@ nr_status nr_cli_py_start(nr_py_runtime **out, nr_error *err) {
     o.max_restarts = nr_cli_global.py_restarts;
     o.prefetch = nr_cli_global.py_prefetch;
     o.log = nr_cli_log();
+    if (nr_cli_global.py_max_blob_bytes < 0 || nr_cli_global.py_max_blob_bytes > 9.2e18) {
+      free(rt);
+      return nr_err_set(err, NR_ERR_INPUT, "--py-max-blob-bytes: %g is not a byte count "
+                        "(0 = the default, 4 GiB)", nr_cli_global.py_max_blob_bytes);
+    }
+    o.max_blob_bytes = (long long)nr_cli_global.py_max_blob_bytes;
     if (nr_pool_create(&o, &rt->pool, err) != NR_OK) {
       free(rt);
       return err->status;

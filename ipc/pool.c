@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,7 @@ typedef struct worker {
   bool hello;         /* worker said it is ready */
   bool reaped;
   bool failed;        /* died with no restart left: calls on its layers fail */
+  char *first_err;    /* failed: the message of the failure that ended it (malloc'd) */
   int wstatus;
   int64_t spin_ns;
   uint32_t *forget;   /* segment ids freed since the last request (under seg_mu) */
@@ -399,8 +401,11 @@ static void worker_kill_hung(worker *w) {
 
 /* ---------- requests ---------- */
 
-/* WR_GONE: the worker died earlier and was not restarted (its layers are lost). */
-typedef enum { WR_OK, WR_PYERR, WR_DEAD, WR_TIMEOUT, WR_GONE } wres;
+/* WR_GONE: the worker died earlier and was not restarted (its layers are lost).
+ * WR_PROTO: the worker sent a reply that breaks the protocol or the limits (garbage, an
+ * index the layer does not have, a blob past max_blob_bytes...): it is killed, not
+ * restarted (a buggy or hostile worker would do it again), and the call fails. */
+typedef enum { WR_OK, WR_PYERR, WR_DEAD, WR_TIMEOUT, WR_GONE, WR_PROTO } wres;
 
 static nr_status need_seg(nr_pool *p, worker *w, nr_blob *b, nr_seg **out, int **fds,
                           uint32_t **ids, int *nfd, int *capfd, nr_error *err) {
@@ -491,31 +496,39 @@ static bool slot_stale(const slot *s, const nr_blob *b) {
   return !s->valid || s->b != b || s->gen != b->generation;
 }
 
-static char *obj_strdup(const msgpack_object *o) {
-  if (o->type != MSGPACK_OBJECT_STR) return strdup("");
-  char *s = malloc(o->via.str.size + 1);
-  if (!s) return NULL;
-  memcpy(s, o->via.str.ptr, o->via.str.size);
-  s[o->via.str.size] = '\0';
-  return s;
-}
-
-static int64_t obj_int(const msgpack_object *o) {
-  if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) return (int64_t)o->via.u64;
-  if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) return o->via.i64;
-  return 0;
-}
-
-static const msgpack_object *map_get(const msgpack_object *m, const char *key) {
-  if (m->type != MSGPACK_OBJECT_MAP) return NULL;
-  size_t kl = strlen(key);
-  for (uint32_t i = 0; i < m->via.map.size; i++) {
-    const msgpack_object *k = &m->via.map.ptr[i].key;
-    if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == kl &&
-        memcmp(k->via.str.ptr, key, kl) == 0)
-      return &m->via.map.ptr[i].val;
+/* Bytes of a blob of shape dims (count x sizeof(float)), saturating at INT64_MAX. */
+static int64_t shape_bytes(int nd, const int64_t *dims) {
+  int64_t n = (int64_t)sizeof(float);
+  for (int i = 0; i < nd; i++) {
+    if (dims[i] == 0) return 0;
+    if (n > INT64_MAX / dims[i]) n = INT64_MAX;
+    else n *= dims[i];
   }
-  return NULL;
+  return n;
+}
+
+/* Decodes the worker's message in c (opcode op) with the validating decoder. The length is
+ * read once and checked against the block, and the payload is copied first: the worker
+ * shares the block and could change it while the decoder reads. 0, EPROTO or ENOMEM (*why
+ * says what was wrong; r is always safe to clear). */
+static int decode_rep(nr_ctl *c, uint32_t op, nr_wire_reply *r, const char **why) {
+  memset(r, 0, sizeof *r);
+  uint32_t len = *(volatile uint32_t *)&c->len;
+  if (len > NR_CTL_BUF_MAX) {
+    *why = "payload length past the end of the control block";
+    return EPROTO;
+  }
+  char *copy = NULL;
+  if (len) {
+    if (!(copy = malloc(len))) {
+      *why = "out of memory";
+      return ENOMEM;
+    }
+    memcpy(copy, c->buf, len);
+  }
+  int rc = nr_wire_decode_reply(op, copy, len, r, why);
+  free(copy);
+  return rc;
 }
 
 /* Posts the message prepared in w->ctl (op, layer, len...) after sending nfd descriptors. */
@@ -540,57 +553,67 @@ static wres wait_reply(nr_pool *p, worker *w, uint32_t seq, int64_t deadline) {
 }
 
 /* Serves a nested request (the worker's Python wants a bigger blob or a new parameter)
- * and answers it; the original call continues. */
-static bool serve_nested(nr_pool *p, worker *w, pl *q) {
+ * and answers it; the original call continues. Returns 0 (answered), -1 (the worker is
+ * gone) or 1: the request breaks the protocol (*bad says how; nothing was answered). */
+static int serve_nested(nr_pool *p, worker *w, pl *q, uint32_t op, const char **bad) {
   nr_ctl *c = w->ctl;
   nr_error e2;
   e2.msg[0] = '\0';
   int exc = 0;
   nr_status st = NR_OK;
   nr_blob *b = NULL;
-  msgpack_unpacked u;
-  msgpack_unpacked_init(&u);
-  if (!q || c->layer != q->id ||
-      msgpack_unpack_next(&u, c->buf, c->len, NULL) != MSGPACK_UNPACK_SUCCESS ||
-      u.data.type != MSGPACK_OBJECT_ARRAY || u.data.via.array.size < 3 ||
-      u.data.via.array.ptr[2].type != MSGPACK_OBJECT_ARRAY) {
-    st = nr_err_set(&e2, NR_ERR_WORKER, "garbled nested request");
-    exc = 2;
+  nr_wire_reply r;
+  int rc = decode_rep(c, op, &r, bad);
+  if (rc == ENOMEM) {
+    st = nr_err_set(&e2, NR_ERR_NOMEM, "out of memory");
+    exc = 1;
+  } else if (rc) {
+    nr_wire_reply_clear(&r);
+    return 1;
+  } else if (!q || *(volatile uint32_t *)&c->layer != q->id) {
+    nr_wire_reply_clear(&r);
+    *bad = "nested request for another layer than the call's";
+    return 1;
   } else {
-    const msgpack_object *a = u.data.via.array.ptr;
-    int kind = (int)obj_int(&a[0]), idx = (int)obj_int(&a[1]);
-    int nd = (int)a[2].via.array.size;
-    int64_t dims[NR_MAX_AXES];
-    if (nd > NR_MAX_AXES) {
-      st = nr_err_set(&e2, NR_ERR_INPUT, "%d axes (at most %d allowed)", nd, NR_MAX_AXES);
-    } else {
-      for (int i = 0; i < nd; i++) dims[i] = obj_int(&a[2].via.array.ptr[i]);
-      if (c->op == NR_REP_GROW) {
-        b = blob_of(q, kind, idx);
-        if (!b) st = nr_err_set(&e2, NR_ERR_INTERNAL, "no blob %d/%d", kind, idx), exc = 2;
-        else st = nr_blob_reshape(b, nd, dims, &e2);
-      } else { /* NR_REP_ADD_PARAM: bind the next existing parameter or append one */
-        nr_layer *l = q->l;
-        if (q->bound < l->nblobs) {
-          b = l->blobs[q->bound];
-          bool same = b->num_axes == nd;
-          for (int i = 0; same && i < nd; i++) same = b->shape[i] == dims[i];
-          if (!same) {
-            char sh[256];
-            st = nr_err_set(&e2, NR_ERR_INPUT,
-                            "add_blob: parameter %d has shape %s in the net, Python asks for "
-                            "%d axes", q->bound, nr_blob_shape_str(b, sh, sizeof sh), nd);
-          }
-        } else {
-          st = nr_layer_add_param(l, nd, dims, &b, &e2);
-        }
-        if (st == NR_OK) st = grow_par(q, l->nblobs, &e2);
-        if (st == NR_OK) q->bound++;
-      }
-      if (st == NR_ERR_NOMEM) exc = 1;
+    int kind = r.nested.kind, idx = r.nested.idx, nd = r.nested.nd;
+    const int64_t *dims = r.nested.dims;
+    int64_t bytes = shape_bytes(nd, dims);
+    if (op == NR_REP_GROW && !blob_of(q, kind, idx)) {
+      nr_wire_reply_clear(&r);
+      *bad = "grow request for a blob the layer does not have";
+      return 1;
     }
+    if (bytes > p->o.max_blob_bytes) {
+      /* a layer asking for an absurd shape: its Python gets a ValueError */
+      nr_blob *nb = op == NR_REP_GROW ? blob_of(q, kind, idx) : NULL;
+      st = nr_err_set(&e2, NR_ERR_INPUT, "%s%s%s of %lld bytes is too large (the limit is %lld "
+                      "bytes, --py-max-blob-bytes)", nb ? "blob '" : "a new parameter",
+                      nb && nb->name ? nb->name : "", nb ? "'" : "", (long long)bytes,
+                      (long long)p->o.max_blob_bytes);
+    } else if (op == NR_REP_GROW) {
+      b = blob_of(q, kind, idx);
+      st = nr_blob_reshape(b, nd, dims, &e2);
+    } else { /* NR_REP_ADD_PARAM: bind the next existing parameter or append one */
+      nr_layer *l = q->l;
+      if (q->bound < l->nblobs) {
+        b = l->blobs[q->bound];
+        bool same = b->num_axes == nd;
+        for (int i = 0; same && i < nd; i++) same = b->shape[i] == dims[i];
+        if (!same) {
+          char sh[256];
+          st = nr_err_set(&e2, NR_ERR_INPUT,
+                          "add_blob: parameter %d has shape %s in the net, Python asks for "
+                          "%d axes", q->bound, nr_blob_shape_str(b, sh, sizeof sh), nd);
+        }
+      } else {
+        st = nr_layer_add_param(l, nd, dims, &b, &e2);
+      }
+      if (st == NR_OK) st = grow_par(q, l->nblobs, &e2);
+      if (st == NR_OK) q->bound++;
+    }
+    if (st == NR_ERR_NOMEM) exc = 1;
   }
-  msgpack_unpacked_destroy(&u);
+  nr_wire_reply_clear(&r);
   int *fds = NULL, nfd = 0, capfd = 0;
   uint32_t *ids = NULL;
   nr_seg *seg = NULL;
@@ -613,13 +636,24 @@ static bool serve_nested(nr_pool *p, worker *w, pl *q) {
   bool ok = post(w, fds, ids, nfd);
   free(fds);
   free(ids);
-  return ok;
+  return ok ? 0 : -1;
 }
 
 typedef struct callres {
   wres r;
   char *type, *msg, *tb; /* WR_PYERR */
+  char bad[200];         /* WR_PROTO: what the reply did wrong */
 } callres;
+
+/* The reply broke the protocol: record why (the caller kills the worker). */
+static void proto_fail(callres *cr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void proto_fail(callres *cr, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cr->bad, sizeof cr->bad, fmt, ap);
+  va_end(ap);
+  cr->r = WR_PROTO;
+}
 
 static void callres_clear(callres *c) {
   free(c->type);
@@ -756,13 +790,21 @@ static nr_status exchange(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_err
     cr->r = WR_DEAD;
     goto out;
   }
+  uint32_t op;
   for (;;) {
     uint32_t seq = atomic_load(&c->req_seq);
     cr->r = wait_reply(p, w, seq, deadline);
     if (cr->r != WR_OK) goto out;
-    if (c->op == NR_REP_GROW || c->op == NR_REP_ADD_PARAM) {
-      if (!serve_nested(p, w, q)) {
+    op = *(volatile uint32_t *)&c->op;
+    if (op == NR_REP_GROW || op == NR_REP_ADD_PARAM) {
+      const char *bad = NULL;
+      int sr = serve_nested(p, w, q, op, &bad);
+      if (sr < 0) {
         cr->r = WR_DEAD;
+        goto out;
+      }
+      if (sr > 0) {
+        proto_fail(cr, "%s", bad);
         goto out;
       }
       continue;
@@ -770,45 +812,48 @@ static nr_status exchange(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_err
     break;
   }
   if (create) q->created = true;
-  if (c->op == NR_REP_OK) {
-    if (c->len) {
-      msgpack_unpacked u;
-      msgpack_unpacked_init(&u);
-      if (msgpack_unpack_next(&u, c->buf, c->len, NULL) == MSGPACK_UNPACK_SUCCESS) {
-        const msgpack_object *sh = map_get(&u.data, "shapes");
-        for (uint32_t i = 0; sh && sh->type == MSGPACK_OBJECT_ARRAY && i < sh->via.array.size &&
-                             st == NR_OK; i++) {
-          const msgpack_object *x = &sh->via.array.ptr[i];
-          if (x->type != MSGPACK_OBJECT_ARRAY || x->via.array.size < 3 ||
-              x->via.array.ptr[2].type != MSGPACK_OBJECT_ARRAY)
-            continue;
-          nr_blob *b = blob_of(q, (int)obj_int(&x->via.array.ptr[0]),
-                               (int)obj_int(&x->via.array.ptr[1]));
-          int n = (int)x->via.array.ptr[2].via.array.size;
-          if (!b || n > NR_MAX_AXES) continue;
-          int64_t dims[NR_MAX_AXES];
-          for (int k = 0; k < n; k++) dims[k] = obj_int(&x->via.array.ptr[2].via.array.ptr[k]);
-          nr_buf *before = b->buf;
-          st = nr_blob_reshape(b, n, dims, err);
-          if (st == NR_OK && b->buf == before) mark_known(q, b);
-        }
+  if (op == NR_REP_OK || op == NR_REP_ERROR) {
+    nr_wire_reply r;
+    const char *why = NULL;
+    int rc = decode_rep(c, op, &r, &why);
+    if (rc == ENOMEM) {
+      st = nr_err_set(err, NR_ERR_NOMEM, "out of memory reading a Python worker's reply");
+    } else if (rc) {
+      proto_fail(cr, "%s", why);
+    } else if (op == NR_REP_OK) {
+      /* every shape is checked before any is applied */
+      for (uint32_t i = 0; i < r.nshapes && cr->r == WR_OK; i++) {
+        const nr_wire_shape *x = &r.shapes[i];
+        int64_t bytes = shape_bytes(x->nd, x->dims);
+        if (!blob_of(q, x->kind, x->idx))
+          proto_fail(cr, "reply reshapes %s %d, which the layer does not have",
+                     x->kind == NR_SLOT_BOTTOM ? "bottom" : x->kind == NR_SLOT_TOP ? "top"
+                                                                               : "parameter",
+                     x->idx);
+        else if (bytes > p->o.max_blob_bytes)
+          proto_fail(cr, "reply reshapes a blob to %lld bytes, over the limit of %lld "
+                     "(--py-max-blob-bytes)", (long long)bytes,
+                     (long long)p->o.max_blob_bytes);
       }
-      msgpack_unpacked_destroy(&u);
+      for (uint32_t i = 0; i < r.nshapes && cr->r == WR_OK && st == NR_OK; i++) {
+        const nr_wire_shape *x = &r.shapes[i];
+        nr_blob *b = blob_of(q, x->kind, x->idx);
+        nr_buf *before = b->buf;
+        st = nr_blob_reshape(b, x->nd, x->dims, err);
+        if (st == NR_OK && b->buf == before) mark_known(q, b);
+      }
+    } else if (r.type && strlen(r.type) > 1024) {
+      proto_fail(cr, "error reply: exception type name of %zu bytes", strlen(r.type));
+    } else {
+      cr->r = WR_PYERR;
+      cr->type = r.type;
+      cr->msg = r.msg;
+      cr->tb = r.tb;
+      r.type = r.msg = r.tb = NULL;
     }
-  } else if (c->op == NR_REP_ERROR) {
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
-    cr->r = WR_PYERR;
-    if (msgpack_unpack_next(&u, c->buf, c->len, NULL) == MSGPACK_UNPACK_SUCCESS) {
-      const msgpack_object *o;
-      if ((o = map_get(&u.data, "type"))) cr->type = obj_strdup(o);
-      if ((o = map_get(&u.data, "msg"))) cr->msg = obj_strdup(o);
-      if ((o = map_get(&u.data, "tb"))) cr->tb = obj_strdup(o);
-    }
-    msgpack_unpacked_destroy(&u);
+    nr_wire_reply_clear(&r);
   } else {
-    st = nr_err_set(err, NR_ERR_WORKER, "Python worker %d sent an unexpected message (%u)",
-                    w->idx, c->op);
+    proto_fail(cr, "unexpected message (opcode %u) as the reply to a call", op);
   }
 out:
   free(fds);
@@ -829,25 +874,37 @@ static nr_status ensure_hello(nr_pool *p, worker *w, callres *cr, nr_error *err)
                          : 0;
   cr->r = wait_reply(p, w, 0, deadline);
   if (cr->r != WR_OK) return NR_OK;
-  if (w->ctl->op == NR_REP_ERROR) {
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
-    char *msg = NULL, *tb = NULL;
-    if (msgpack_unpack_next(&u, w->ctl->buf, w->ctl->len, NULL) == MSGPACK_UNPACK_SUCCESS) {
-      const msgpack_object *o;
-      if ((o = map_get(&u.data, "msg"))) msg = obj_strdup(o);
-      if ((o = map_get(&u.data, "tb"))) tb = obj_strdup(o);
+  uint32_t op = *(volatile uint32_t *)&w->ctl->op;
+  if (op == NR_REP_ERROR) {
+    nr_wire_reply r;
+    const char *why = NULL;
+    int rc = decode_rep(w->ctl, NR_REP_ERROR, &r, &why);
+    if (rc == EPROTO) {
+      nr_wire_reply_clear(&r);
+      proto_fail(cr, "start failure reply: %s", why);
+      return NR_OK;
     }
-    msgpack_unpacked_destroy(&u);
     nr_status s = nr_err_set(err, NR_ERR_WORKER, "Python worker %d (%s) could not start: %s%s%s",
-                             w->idx, p->worker_path, msg ? msg : "?", tb && *tb ? "\n" : "",
-                             tb ? tb : "");
-    free(msg);
-    free(tb);
+                             w->idx, p->worker_path, r.msg ? r.msg : "?",
+                             r.tb && *r.tb ? "\n" : "", r.tb ? r.tb : "");
+    nr_wire_reply_clear(&r);
     return s;
+  }
+  if (op != NR_REP_HELLO) {
+    proto_fail(cr, "unexpected message (opcode %u) instead of its hello", op);
+    return NR_OK;
   }
   w->hello = true;
   return NR_OK;
+}
+
+/* A call on a layer whose worker failed for good earlier: name that first failure. */
+static nr_status gone_error(pl *q, nr_py_method m, const worker *w, nr_error *err) {
+  char desc[1024];
+  nr__py_describe(q->l, (int)m, desc, sizeof desc);
+  return nr_err_set(err, NR_ERR_WORKER, "%s: Python worker %d died earlier in this run, with "
+                    "no restart left; the first failure: %s", desc, w->idx,
+                    w->first_err ? w->first_err : "(see the first error)");
 }
 
 /* Turns a failed exchange into the user's message. */
@@ -859,15 +916,16 @@ static nr_status call_error(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_e
     const char *tb = cr->tb ? cr->tb : "";
     size_t tl = strlen(tb);
     return nr_err_set(err, NR_ERR_PYTHON, "%s raised %s: %s%s%.*s", desc,
-                      cr->type ? cr->type : "Exception", cr->msg ? cr->msg : "",
+                      cr->type && *cr->type ? cr->type : "Exception", cr->msg ? cr->msg : "",
                       tl ? "\n" : "", (int)(tl > 12000 ? 12000 : tl),
                       tl > 12000 ? tb + tl - 12000 : tb);
   }
-  if (cr->r == WR_GONE)
-    return nr_err_set(err, NR_ERR_WORKER, "%s: Python worker %d died earlier in this run "
-                      "(see the first error)", desc, w->idx);
-  char how[256], stack[8192];
-  if (cr->r == WR_TIMEOUT)
+  if (cr->r == WR_GONE) return gone_error(q, m, w, err);
+  char how[400], stack[8192];
+  if (cr->r == WR_PROTO)
+    snprintf(how, sizeof how, "Python worker %d (pid %d) sent an invalid reply (%s); it was "
+             "killed", w->idx, (int)w->pid, cr->bad);
+  else if (cr->r == WR_TIMEOUT)
     snprintf(how, sizeof how, "did not return within %g s (--py-timeout); worker %d (pid %d) was killed",
              p->o.timeout_sec, w->idx, (int)w->pid);
   else {
@@ -898,16 +956,19 @@ static nr_status call_once(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_er
     cr->r = WR_GONE;
   } else {
     s = exchange(p, q, m, cr, err);
-    if (s == NR_OK && (cr->r == WR_DEAD || cr->r == WR_TIMEOUT)) worker_finish(w, cr->r);
+    if (s == NR_OK && (cr->r == WR_DEAD || cr->r == WR_TIMEOUT || cr->r == WR_PROTO))
+      worker_finish(w, cr->r);
   }
   pthread_mutex_unlock(&w->io);
   return s;
 }
 
-/* A worker died for good: close it (under its io lock) so calls on its layers fail. */
-static void worker_fail(nr_pool *p, worker *w) {
+/* A worker died for good: close it (under its io lock) so calls on its layers fail; why is
+ * the message of that failure, repeated by every later call on its layers. */
+static void worker_fail(nr_pool *p, worker *w, const char *why) {
   pthread_mutex_lock(&w->io);
   worker_close(p, w);
+  if (!w->failed && !w->first_err && why) w->first_err = strdup(why);
   w->failed = true;
   pthread_mutex_unlock(&w->io);
 }
@@ -990,12 +1051,7 @@ static nr_status restart_worker(nr_pool *p, worker *w, nr_error *err) {
 static nr_status pl_call(nr_pool *p, pl *q, nr_py_method m, nr_error *err) {
   nr_layer *l = q->l;
   worker *w = &p->w[q->w];
-  if (w->failed) {
-    char desc[1024];
-    nr__py_describe(l, (int)m, desc, sizeof desc);
-    return nr_err_set(err, NR_ERR_WORKER, "%s: Python worker %d died earlier in this run "
-                      "(see the first error)", desc, w->idx);
-  }
+  if (w->failed) return gone_error(q, m, w, err);
   if (!w->pid) NR_TRY(worker_spawn(p, w, err));
   psave bsave = {0};
   if (m == NR_PY_BACKWARD && p->o.max_restarts > p->restarts && l->nblobs)
@@ -1004,7 +1060,9 @@ static nr_status pl_call(nr_pool *p, pl *q, nr_py_method m, nr_error *err) {
   nr_status s;
   for (;;) {
     s = call_once(p, q, m, &cr, err);
-    if (s != NR_OK || cr.r == WR_OK || cr.r == WR_PYERR || cr.r == WR_GONE) break;
+    if (s != NR_OK || cr.r == WR_OK || cr.r == WR_PYERR || cr.r == WR_GONE ||
+        cr.r == WR_PROTO)
+      break;
     /* the worker died or hung */
     if (p->restarts >= p->o.max_restarts) break;
     p->restarts++;
@@ -1020,7 +1078,7 @@ static nr_status pl_call(nr_pool *p, pl *q, nr_py_method m, nr_error *err) {
   }
   if (s == NR_OK && cr.r != WR_OK) s = call_error(p, q, m, &cr, err);
   if (s == NR_OK && m == NR_PY_SETUP) q->established = true;
-  if (s != NR_OK && w->pid && w->reaped) worker_fail(p, w); /* dead for good */
+  if (s != NR_OK && w->pid && w->reaped) worker_fail(p, w, err->msg); /* dead for good */
   callres_clear(&cr);
   psave_free(&bsave);
   return s;
@@ -1453,6 +1511,10 @@ static nr_status pf_forward(nr_pool *p, pf *f, nr_error *err) {
     if (s->batch == n && s->st == PS_FAILED) {
       pl *q = f->rep[s->rep];
       worker *w = &p->w[q->w];
+      if (w->failed) { /* reported before (the worker is closed: its pid is gone) */
+        pthread_mutex_unlock(&f->mu);
+        return gone_error(q, NR_PY_FORWARD, w, err);
+      }
       bool died = s->s == NR_OK && (s->cr.r == WR_DEAD || s->cr.r == WR_TIMEOUT);
       if (died && p->restarts < p->o.max_restarts) {
         p->restarts++;
@@ -1465,7 +1527,7 @@ static nr_status pf_forward(nr_pool *p, pf *f, nr_error *err) {
         pthread_mutex_unlock(&f->mu);
         nr_status st = restart_worker(p, w, err);
         if (st != NR_OK) {
-          worker_fail(p, w);
+          worker_fail(p, w, err->msg);
           return st;
         }
         pthread_mutex_lock(&f->mu);
@@ -1477,7 +1539,7 @@ static nr_status pf_forward(nr_pool *p, pf *f, nr_error *err) {
       else
         st = call_error(p, q, s->method, &s->cr, err);
       pthread_mutex_unlock(&f->mu);
-      if (died && w->pid && w->reaped) worker_fail(p, w);
+      if ((died || s->cr.r == WR_PROTO) && w->pid && w->reaped) worker_fail(p, w, err->msg);
       return st;
     }
     if (!f->th_on[n % f->R]) { /* its producer never started (pf_threads_start failed) */
@@ -1616,8 +1678,9 @@ static char *find_worker(const char *given) {
 nr_status nr_pool_create(const nr_pool_opts *o, nr_pool **out, nr_error *err) {
   nr_pool *p = calloc(1, sizeof *p);
   if (!p) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
-  p->o = o ? *o : (nr_pool_opts){-1, 0, 0, NULL, NULL, 0};
+  p->o = o ? *o : (nr_pool_opts){-1, 0, 0, NULL, NULL, 0, 0};
   if (p->o.prefetch < 0) p->o.prefetch = 0;
+  if (p->o.max_blob_bytes <= 0) p->o.max_blob_bytes = NR_POOL_DEFAULT_MAX_BLOB_BYTES;
   p->wake[0] = p->wake[1] = -1;
   for (int i = 0; i < NR_POOL_MAX_WORKERS; i++) {
     p->w[i] = (worker){.idx = i, .pidfd = -1, .sock = -1, .fault_fd = -1};
@@ -1732,7 +1795,10 @@ void nr_pool_destroy(nr_pool *p) {
   if (p->wake[1] >= 0) close(p->wake[1]);
   pthread_mutex_destroy(&p->mu);
   pthread_mutex_destroy(&p->seg_mu);
-  for (int i = 0; i < NR_POOL_MAX_WORKERS; i++) pthread_mutex_destroy(&p->w[i].io);
+  for (int i = 0; i < NR_POOL_MAX_WORKERS; i++) {
+    pthread_mutex_destroy(&p->w[i].io);
+    free(p->w[i].first_err);
+  }
   free(p->layer_types);
   free(p->worker_path);
   free(p);

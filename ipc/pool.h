@@ -57,7 +57,14 @@ typedef struct nr_pool_opts {
   int prefetch;            /* --py-prefetch K: batches a Python data layer computes ahead
                             * (0 = none: data layers run in step with the net, one
                             * instance, like any Python layer) */
+  long long max_blob_bytes; /* --py-max-blob-bytes: the largest blob (count x 4 bytes) a
+                             * worker may ask for or report; every worker reply is checked
+                             * against it (and for form, indices, axis counts). 0 = the
+                             * default NR_POOL_DEFAULT_MAX_BLOB_BYTES. Keep this field LAST:
+                             * positional initializers elsewhere stop before it. */
 } nr_pool_opts;
+
+#define NR_POOL_DEFAULT_MAX_BLOB_BYTES (4LL << 30) /* 4 GiB */
 
 /* Creates an empty pool (workers start lazily, at the first Python layer placed on them).
  * o may be NULL (defaults: -1 workers, no timeout, no restarts). Errors: NR_ERR_IO when

@@ -146,32 +146,27 @@ static void pack_str(msgpack_packer *pk, const char *s) {
   msgpack_pack_str_body(pk, s ? s : "", n);
 }
 
-static char *obj_str(const msgpack_object *o) { /* new */
-  if (o->type != MSGPACK_OBJECT_STR) return strdup("");
-  char *s = malloc(o->via.str.size + 1);
-  if (!s) die("out of memory");
-  memcpy(s, o->via.str.ptr, o->via.str.size);
-  s[o->via.str.size] = '\0';
-  return s;
-}
-
-static int64_t obj_int(const msgpack_object *o) {
-  if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) return (int64_t)o->via.u64;
-  if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) return o->via.i64;
-  if (o->type == MSGPACK_OBJECT_BOOLEAN) return o->via.boolean;
-  return 0;
-}
-
-static const msgpack_object *map_get(const msgpack_object *m, const char *key) {
-  if (m->type != MSGPACK_OBJECT_MAP) return NULL;
-  size_t kl = strlen(key);
-  for (uint32_t i = 0; i < m->via.map.size; i++) {
-    const msgpack_object *k = &m->via.map.ptr[i].key;
-    if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == kl &&
-        memcmp(k->via.str.ptr, key, kl) == 0)
-      return &m->via.map.ptr[i].val;
+/* Decodes the core's message in the control block (opcode op) with the validating decoder
+ * (ipc/wire.c), after checking the length against the block and copying the payload out of
+ * the shared block. 0, EPROTO or ENOMEM; q is always safe to clear. */
+static int decode_req(uint32_t op, nr_wire_request *q, const char **why) {
+  memset(q, 0, sizeof *q);
+  uint32_t len = *(volatile uint32_t *)&W.ctl->len;
+  if (len > NR_CTL_BUF_MAX) {
+    *why = "payload length past the end of the control block";
+    return EPROTO;
   }
-  return NULL;
+  char *copy = NULL;
+  if (len) {
+    if (!(copy = malloc(len))) {
+      *why = "out of memory";
+      return ENOMEM;
+    }
+    memcpy(copy, W.ctl->buf, len);
+  }
+  int rc = nr_wire_decode_request(op, copy, len, q, why);
+  free(copy);
+  return rc;
 }
 
 /* Writes an error reply {type, msg, tb}, trimming the traceback from its start when the
@@ -220,34 +215,31 @@ static int nested(uint32_t op, uint32_t layer, int kind, int idx, int nd, const 
   post_reply(op, wb.len);
   wait_request();
   take_segments();
-  msgpack_unpacked u;
-  msgpack_unpacked_init(&u);
   int rc = -1;
-  if (msgpack_unpack_next(&u, W.ctl->buf, W.ctl->len, NULL) != MSGPACK_UNPACK_SUCCESS ||
-      u.data.type != MSGPACK_OBJECT_ARRAY || u.data.via.array.size < 2) {
-    snprintf(msg, msglen, "netrun-worker: garbled answer from the core");
+  uint32_t aop = *(volatile uint32_t *)&W.ctl->op;
+  nr_wire_request q;
+  const char *why = "unexpected opcode";
+  if ((aop != NR_OP_NESTED_OK && aop != NR_OP_NESTED_ERR) || decode_req(aop, &q, &why) != 0) {
+    snprintf(msg, msglen, "netrun-worker: garbled answer from the core (%s)", why);
     *exc = 2;
-  } else if (W.ctl->op == NR_OP_NESTED_OK) {
-    uint64_t seg = (uint64_t)obj_int(&u.data.via.array.ptr[0]);
-    *cap = obj_int(&u.data.via.array.ptr[1]);
-    PyObject *m = seg_get(seg);
+  } else if (aop == NR_OP_NESTED_OK) {
+    *cap = q.cap;
+    PyObject *m = seg_get(q.seg);
     *map = m;
     Py_XINCREF(m);
-    rc = (m || *cap == 0) ? 0 : -1;
+    rc = (m || q.cap == 0) ? 0 : -1;
     if (rc) {
-      snprintf(msg, msglen, "netrun-worker: segment %llu unknown", (unsigned long long)seg);
+      snprintf(msg, msglen, "netrun-worker: segment %lu unknown", (unsigned long)q.seg);
       *exc = 2;
     } else if (!m) {
       Py_INCREF(Py_None);
       *map = Py_None;
     }
   } else {
-    *exc = (int)obj_int(&u.data.via.array.ptr[0]);
-    char *s = obj_str(&u.data.via.array.ptr[1]);
-    snprintf(msg, msglen, "%s", s);
-    free(s);
+    *exc = q.exc;
+    snprintf(msg, msglen, "%s", q.err_msg ? q.err_msg : "");
   }
-  msgpack_unpacked_destroy(&u);
+  nr_wire_request_clear(&q);
   return rc;
 }
 
@@ -308,85 +300,55 @@ static void handle_call(void) {
   int method = (int)W.ctl->method;
   take_segments();
   wlayer *wl = find_layer(id);
-  if (W.ctl->len) {
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
-    if (msgpack_unpack_next(&u, W.ctl->buf, W.ctl->len, NULL) != MSGPACK_UNPACK_SUCCESS) {
-      msgpack_unpacked_destroy(&u);
-      nr_rt_err_set(&e, "RuntimeError", "netrun-worker: garbled request");
-      goto fail;
-    }
-    const msgpack_object *f = map_get(&u.data, "forget");
-    if (f && f->type == MSGPACK_OBJECT_ARRAY)
-      for (uint32_t i = 0; i < f->via.array.size; i++) {
-        PyObject *k = PyLong_FromLongLong(obj_int(&f->via.array.ptr[i]));
-        if (k && PyDict_DelItem(W.segs, k) < 0) PyErr_Clear();
-        Py_XDECREF(k);
-      }
-    const msgpack_object *c = map_get(&u.data, "create");
-    if (c && !wl && c->type == MSGPACK_OBJECT_ARRAY && c->via.array.size >= 9) {
-      const msgpack_object *a = c->via.array.ptr;
-      char *s[5];
-      for (int i = 0; i < 5; i++) s[i] = obj_str(&a[i]);
-      int ntop = (int)obj_int(&a[7]);
-      int *aliases = calloc((size_t)ntop + 1, sizeof *aliases);
-      for (int i = 0; i < ntop; i++)
-        aliases[i] = (a[8].type == MSGPACK_OBJECT_ARRAY && (uint32_t)i < a[8].via.array.size)
-                         ? (int)obj_int(&a[8].via.array.ptr[i])
-                         : -1;
-      nr_rt_layer_info info = {s[0], s[1], s[2], s[3], s[4], (int)obj_int(&a[5]),
-                               (int)obj_int(&a[6]), ntop, aliases, 0, 0, 0};
-      /* "winfo": [replica, replicas, first batch] of a prefetched data layer (pool.c) */
-      const msgpack_object *wi = map_get(&u.data, "winfo");
-      if (wi && wi->type == MSGPACK_OBJECT_ARRAY && wi->via.array.size == 3) {
-        info.replica = (int)obj_int(&wi->via.array.ptr[0]);
-        info.nreplicas = (int)obj_int(&wi->via.array.ptr[1]);
-        info.first_batch = (long long)obj_int(&wi->via.array.ptr[2]);
-      }
-      wl = calloc(1, sizeof *wl);
-      if (!wl) die("out of memory");
-      wl->id = id;
-      wl->L = nr_rt_layer_create(&info, wl, &e);
-      for (int i = 0; i < 5; i++) free(s[i]);
-      free(aliases);
-      if (!wl->L) {
-        free(wl);
-        wl = NULL;
-        msgpack_unpacked_destroy(&u);
-        goto fail;
-      }
-      if (W.nlayers == W.cap) {
-        W.cap = W.cap ? 2 * W.cap : 16;
-        W.layers = realloc(W.layers, (size_t)W.cap * sizeof *W.layers);
-        if (!W.layers) die("out of memory");
-      }
-      W.layers[W.nlayers++] = wl;
-    }
-    if (!wl) {
-      msgpack_unpacked_destroy(&u);
-      nr_rt_err_set(&e, "RuntimeError", "netrun-worker: call on a layer it does not have");
-      goto fail;
-    }
-    const msgpack_object *b = map_get(&u.data, "blobs");
-    if (b && b->type == MSGPACK_OBJECT_ARRAY)
-      for (uint32_t i = 0; i < b->via.array.size; i++) {
-        const msgpack_object *d = &b->via.array.ptr[i];
-        if (d->type != MSGPACK_OBJECT_ARRAY || d->via.array.size < 6) continue;
-        const msgpack_object *x = d->via.array.ptr;
-        int64_t dims[32];
-        int nd = 0;
-        if (x[5].type == MSGPACK_OBJECT_ARRAY)
-          for (; nd < (int)x[5].via.array.size && nd < 32; nd++)
-            dims[nd] = obj_int(&x[5].via.array.ptr[nd]);
-        if (nr_rt_set_blob(wl->L, (int)obj_int(&x[0]), (int)obj_int(&x[1]),
-                           seg_get((uint64_t)obj_int(&x[2])), obj_int(&x[3]),
-                           obj_int(&x[4]) != 0, nd, dims, &e) < 0) {
-          msgpack_unpacked_destroy(&u);
-          goto fail;
-        }
-      }
-    msgpack_unpacked_destroy(&u);
+  nr_wire_request q;
+  const char *why = NULL;
+  int rc = decode_req(NR_OP_CALL, &q, &why);
+  if (rc) {
+    nr_wire_request_clear(&q);
+    if (rc == ENOMEM) die("out of memory");
+    nr_rt_err_set(&e, "RuntimeError", "netrun-worker: garbled request");
+    goto fail;
   }
+  for (uint32_t i = 0; i < q.nforget; i++) {
+    PyObject *k = PyLong_FromUnsignedLong(q.forget[i]);
+    if (k && PyDict_DelItem(W.segs, k) < 0) PyErr_Clear();
+    Py_XDECREF(k);
+  }
+  if (q.create && !wl) {
+    /* q.nreplicas 0: no "winfo" (not a prefetched data layer: get_worker_info() is None) */
+    nr_rt_layer_info info = {q.name, q.module, q.layer, q.param_str, q.source_dir, q.phase,
+                             q.nbottom, q.ntop, q.aliases, q.replica, q.nreplicas,
+                             (long long)q.first_batch};
+    wl = calloc(1, sizeof *wl);
+    if (!wl) die("out of memory");
+    wl->id = id;
+    wl->L = nr_rt_layer_create(&info, wl, &e);
+    if (!wl->L) {
+      free(wl);
+      nr_wire_request_clear(&q);
+      goto fail;
+    }
+    if (W.nlayers == W.cap) {
+      W.cap = W.cap ? 2 * W.cap : 16;
+      W.layers = realloc(W.layers, (size_t)W.cap * sizeof *W.layers);
+      if (!W.layers) die("out of memory");
+    }
+    W.layers[W.nlayers++] = wl;
+  }
+  if (!wl) {
+    nr_wire_request_clear(&q);
+    nr_rt_err_set(&e, "RuntimeError", "netrun-worker: call on a layer it does not have");
+    goto fail;
+  }
+  for (uint32_t i = 0; i < q.nblobs; i++) {
+    const nr_wire_blob *d = &q.blobs[i];
+    if (nr_rt_set_blob(wl->L, d->shape.kind, d->shape.idx, seg_get(d->seg), d->cap, d->shaped,
+                       d->shape.nd, d->shape.dims, &e) < 0) {
+      nr_wire_request_clear(&q);
+      goto fail;
+    }
+  }
+  nr_wire_request_clear(&q);
   if (!wl) {
     nr_rt_err_set(&e, "RuntimeError", "netrun-worker: call on a layer it does not have");
     goto fail;

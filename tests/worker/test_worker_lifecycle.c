@@ -33,7 +33,7 @@ static void restart_case(const char *kind, const char *method, double timeout) {
   snprintf(ps, sizeof ps, "%s:%s:%s", method, kind, mk);
   FILE *log = tmpfile();
   nr_pool *p = NULL;
-  nr_pool_opts o = {1, timeout, 2, NULL, log, 0};
+  nr_pool_opts o = {1, timeout, 2, NULL, log, 0, 0};
   CHECK_OK(nr_pool_create(&o, &p, &err), &err);
   const char *cls[] = {"Scale", "Fault", "TimesTen"};
   const char *pss[] = {"", ps, ""};
@@ -74,7 +74,7 @@ static void test_restart_hang_forward(void) { restart_case("hang", "forward", 0.
 static void test_restarts_exhausted(void) {
   nr_error err;
   nr_pool *p = NULL;
-  nr_pool_opts o = {1, 0, 2, NULL, NULL, 0};
+  nr_pool_opts o = {1, 0, 2, NULL, NULL, 0, 0};
   CHECK_OK(nr_pool_create(&o, &p, &err), &err);
   const char *cls[] = {"Fault"};
   const char *ps[] = {"forward:exit"};
@@ -103,7 +103,7 @@ static void test_core_sigkill(void) {
     close(fd[0]);
     nr_error err;
     nr_pool *p = NULL;
-    nr_pool_opts o = {2, 0, 0, NULL, NULL, 0};
+    nr_pool_opts o = {2, 0, 0, NULL, NULL, 0, 0};
     if (nr_pool_create(&o, &p, &err) != NR_OK) _exit(1);
     const char *cls[] = {"TimesTen", "TimesTen"};
     wk_chain c;
@@ -150,7 +150,7 @@ static void test_print_whole_lines(void) {
     close(fd[1]);
     nr_error err;
     nr_pool *p = NULL;
-    nr_pool_opts o = {2, 0, 0, NULL, NULL, 0};
+    nr_pool_opts o = {2, 0, 0, NULL, NULL, 0, 0};
     const char *cls[] = {"Printer", "Printer"};
     const char *ps[] = {"alpha-alpha-alpha-alpha-alpha-alpha-alpha-alpha-alpha-alpha",
                         "beta-beta-beta-beta-beta-beta-beta-beta-beta-beta-beta-beta"};
