@@ -30,8 +30,9 @@ static const nr_flag global_flags[] = {
     {"py-prefetch", NR_FLAG_INT, &nr_cli_global.py_prefetch,
      "batches a Python data layer computes ahead of the net (default 3)"},
     {"py-max-blob-bytes", NR_FLAG_DOUBLE, &nr_cli_global.py_max_blob_bytes,
-     "largest blob (count x 4 bytes) a Python worker may ask for or report; a reply over it "
-     "is a worker error (default 4294967296 = 4 GiB)"},
+     "largest blob (count x 4 bytes) a Python layer may grow a blob to (ValueError in the "
+     "layer) or a worker may report (the worker is killed as faulty); default 4294967296 = "
+     "4 GiB"},
     {NULL, 0, NULL, NULL}};
 
 /* ---- logging ---------------------------------------------------------------------------- */
