@@ -276,12 +276,20 @@ static void test_hung_replica_timeout_restarts(void) {
 static void test_release_with_hung_batch(void) {
   nr_error err;
   pd t;
+  char marker[256], ps[512];
+  snprintf(marker, sizeof marker, "/tmp/nr_pydata_release_hang_%d", (int)getpid());
+  unlink(marker);
+  /* hang_once writes the marker as the layer enters the hang: wait for it rather than
+   * guessing how long the prefetch thread takes to get there on a loaded machine. */
+  snprintf(ps, sizeof ps, "{'hang_at': 5, 'hang_once': '%s'}", marker);
   pd_timeout = 0;
-  nr_status s = pd_open(&t, 1, 3, 0, 0, "{'hang_at': 5}", false, &err);
+  nr_status s = pd_open(&t, 1, 3, 0, 0, ps, false, &err);
   pd_timeout = 30;
   CHECK_OK(s, &err);
   for (int k = 0; k < 4; k++) CHECK_OK(nr_net_forward(t.net, NULL, &err), &err);
-  usleep(500000); /* the thread reaches batch 5 and hangs in it */
+  for (int i = 0; i < 600 && access(marker, F_OK) != 0; i++) usleep(50000);
+  CHECK(access(marker, F_OK) == 0); /* the thread reached batch 5 and hangs in it */
+  unlink(marker);
   int64_t t0 = nr_wire_now_ns();
   pd_close(&t);
   double secs = (double)(nr_wire_now_ns() - t0) / 1e9;
