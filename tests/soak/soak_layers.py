@@ -1,11 +1,13 @@
 """Python layers for tests/soak (restart determinism and the soak).
 
-Batch     replicated data layer: batch k is data[i, j] = k * 1000 + i * 10 + j (rows x 3)
+Batch     replicated data layer: batch k is data[i, 0] = k, data[i, j] = i * 10 + j for
+          j > 0 (rows x 3; k alone in column 0 stays exact in float32 up to 2^24 batches,
+          whereas k * 1000 + ... rounded past 2^24 / 1000 batches: the 1 M soak saw it)
           and label[i] = (k + i) % 3; replica `id` makes k = first_batch, first_batch +
           num_workers, ... (caffe.get_worker_info()). param_str: see Killer.
 Scale     top = w * bottom, one learnable scalar w (add_blob, starts at 1).
 Ident     top = bottom (the soak's cheap call).
-Check     identity that checks the batch index k = data[0, 0] // 1000 it receives: k must be
+Check     identity that checks the batch index k = data[0, 0] it receives: k must be
           the last seen index (a replayed call) or the next one; the last index lives in a
           file (param_str "state=PATH"), so it survives a killed worker. Anything else
           (lost or duplicated batch) raises ValueError, which ends the run. Its top is
@@ -87,7 +89,8 @@ class Batch(caffe.Layer, Killer):
     def forward(self, bottom, top):
         self._maybe_kill()
         k, n = self.k, self.rows
-        top[0].data[...] = k * 1000 + np.arange(n)[:, None] * 10 + np.arange(3)[None, :]
+        top[0].data[...] = np.arange(n)[:, None] * 10 + np.arange(3)[None, :]
+        top[0].data[:, 0] = k
         top[1].data[...] = (k + np.arange(n)) % 3
         self.k += self.step
 
@@ -141,7 +144,7 @@ class Check(caffe.Layer):
         top[0].reshape(*bottom[0].shape)
 
     def forward(self, bottom, top):
-        k = int(bottom[0].data[0, 0] // 1000)
+        k = int(bottom[0].data[0, 0])
         if self.state:
             try:
                 with open(self.state) as f:

@@ -12,7 +12,8 @@
 #           loop SIGKILLs a random worker every SOAK_KILL_MS ms (default 300); asserts that
 #           the checker saw every batch once in order, that the core's VmRSS and fd count are
 #           flat (first sample after warm-up vs. last), no /dev/shm entry and no process left.
-#           With SOAK_TSV=1 it also prints bench/run rows on stdout.
+#           With SOAK_TSV=1 it also prints bench/run rows on stdout; SOAK_KEEP_LOG=PATH keeps
+#           netrun's stderr there.
 # After every run: no process of its session left, no new /dev/shm entry (as tests/e2e_py).
 set -u
 : "${NETRUN:?}" "${NR_SOURCE_DIR:?}"
@@ -147,7 +148,9 @@ case_soak() {
   local secs; secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
   local k; k=$(wc -l < kills)
   local r; r=$(restarts_in_err)
+  [ -n "${SOAK_KEEP_LOG:-}" ] && cp "$WORK/err" "$SOAK_KEEP_LOG"
   # `netrun test` makes exactly $iters forwards: batches 0 .. iters-1
+  local lost; lost=$(grep -c 'lost or duplicated batch' "$WORK/err")
   [ "$(cat state 2>/dev/null)" = $((iters - 1)) ] ||
     fail "the checker's last batch is $(cat state 2>/dev/null), expected $((iters - 1))"
   local n; n=$(wc -l < samples)
@@ -166,7 +169,11 @@ case_soak() {
     printf 'soak\tPython-layer calls through kills\tcalls/s\thigher\t%s\t\t\t\t\t\t%d calls, %d SIGKILLs, %d restarts, %s s\n' "$cps" $((iters * (nid + 2))) "$k" "$r" "$secs"
     printf 'soak\t  core VmRSS growth\tkB\tlower\t%d\t\t\t\t\t\t%d -> %d kB\n' $((rss1 - rss0)) "$rss0" "$rss1"
     printf 'soak\t  core fd growth\tfds\tlower\t%d\t\t\t\t\t\t%d -> %d\n' $((fd1 - fd0)) "$fd0" "$fd1"
-    printf 'soak\t  lost or duplicated batches\tbatches\tlower\t0\t\t\t\t\t\t%d batches checked in order\n' "$iters"
+    if [ "$lost" = 0 ] && [ "$(cat state 2>/dev/null)" = $((iters - 1)) ]; then
+      printf 'soak\t  lost or duplicated batches\tbatches\tlower\t0\t\t\t\t\t\t%d batches checked in order\n' "$iters"
+    else
+      printf 'soak\t  lost or duplicated batches\tbatches\tlower\tFAILED: %s\n' "$(grep -o 'batch [0-9]* after batch [0-9]*' "$WORK/err" | head -n 1)"
+    fi
   fi
 }
 
