@@ -299,6 +299,16 @@ static nr_status ws_get(const nr_conv *cv, float **out, nr_error *err) {
   return NR_OK;
 }
 
+nr_status nr__conv_shape_tops(nr_conv *cv, const nr_blob *bottom, nr_blob **tops, int ntop,
+                              int naxes, const int64_t *top_sp, nr_error *err) {
+  int64_t dims[NR_MAX_AXES];
+  for (int a = 0; a < cv->axis; a++) dims[a] = bottom->shape[a];
+  dims[cv->axis] = cv->num_output;
+  for (int a = 0; a < cv->nsp; a++) dims[cv->axis + 1 + a] = top_sp[a];
+  for (int i = 0; i < ntop; i++) NR_TRY(nr_blob_reshape(tops[i], naxes, dims, err));
+  return nr__conv_prepare(cv, err);
+}
+
 nr_status nr__conv_prepare(nr_conv *cv, nr_error *err) {
   cv->im_dim = cv->col_dim = cv->kdim = 1;
   cv->is_1x1 = true;

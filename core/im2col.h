@@ -92,6 +92,10 @@ int64_t nr__conv_extent(const nr_conv *cv, int i);
  * and grows this thread's workspace (so an out-of-memory shows at reshape).
  * Errors: NR_ERR_NOMEM. */
 nr_status nr__conv_prepare(nr_conv *cv, nr_error *err);
+/* Shapes every top as (leading axes of bottom, num_output, top_sp...) with `naxes` axes,
+ * then runs nr__conv_prepare. Convolution passes col_sp, Deconvolution im_sp. */
+nr_status nr__conv_shape_tops(nr_conv *cv, const nr_blob *bottom, nr_blob **tops, int ntop,
+                              int naxes, const int64_t *top_sp, nr_error *err);
 /* Frees the calling thread's workspace (it regrows when needed). */
 void nr__conv_workspace_release(void);
 

@@ -76,12 +76,7 @@ static nr_status deconv_reshape(nr_layer *l, nr_error *err) {
   cv->num = nr_blob_count_range(b0, 0, cv->axis);
   cv->in_ch = cv->num_output;
   cv->out_ch = channels;
-  int64_t dims[NR_MAX_AXES];
-  for (int a = 0; a < cv->axis; a++) dims[a] = b0->shape[a];
-  dims[cv->axis] = cv->num_output;
-  for (int a = 0; a < cv->nsp; a++) dims[cv->axis + 1 + a] = cv->im_sp[a];
-  for (int i = 0; i < l->ntop; i++) NR_TRY(nr_blob_reshape(l->top[i], want_axes, dims, err));
-  return nr__conv_prepare(cv, err);
+  return nr__conv_shape_tops(cv, b0, l->top, l->ntop, want_axes, cv->im_sp, err);
 }
 
 static nr_status deconv_forward(nr_layer *l, nr_error *err) {
