@@ -543,6 +543,12 @@ static bool post(worker *w, const int *fds, const uint32_t *ids, int nfd) {
 /* Waits for the worker's answer to the message with sequence `seq`. */
 static wres wait_reply(nr_pool *p, worker *w, uint32_t seq, int64_t deadline) {
   for (;;) {
+    /* The watcher posts `rep` once when the worker dies; another thread may have taken
+     * that post already (the main thread and a prefetch thread both waited on this worker
+     * across a restart), so a dead worker is checked before waiting, not only after. */
+    if (atomic_load(&w->dead) &&
+        atomic_load_explicit(&w->ctl->rep_seq, memory_order_acquire) != seq)
+      return WR_DEAD;
     int r = nr_wire_wait(&w->ctl->rep, &w->spin_ns, NR_CORE_MAX_SPIN_NS, deadline,
                          &w->ctl->core_cpu, &w->ctl->worker_cpu);
     if (atomic_load_explicit(&w->ctl->rep_seq, memory_order_acquire) == seq) return WR_OK;
@@ -967,6 +973,10 @@ static nr_status call_once(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_er
  * the message of that failure, repeated by every later call on its layers. */
 static void worker_fail(nr_pool *p, worker *w, const char *why) {
   pthread_mutex_lock(&w->io);
+  if (w->pid && !w->reaped) { /* still running (a restart whose setup raised) */
+    kill(w->pid, SIGKILL);
+    worker_reap(w);
+  }
   worker_close(p, w);
   if (!w->failed && !w->first_err && why) w->first_err = strdup(why);
   w->failed = true;
@@ -1021,26 +1031,51 @@ static void psave_restore(nr_layer *l, const psave *s, bool data, bool diff) {
 /* Restarts worker w and sets its established layers up again (setup + reshape), keeping
  * their parameter values. Prefetch threads are paused meanwhile (they share workers), and
  * the replicas of data layers that lived in w are re-created told the batch they must
- * produce next (pf_before_restart). Main thread only. */
+ * produce next (pf_before_restart). A new worker that dies or hangs while its layers are
+ * set up again is restarted in turn while restarts are left (each one counts). When the
+ * restart fails, w is failed for good (killed, reaped, closed) before the prefetch threads
+ * resume, so none of them waits on it. Main thread only. */
 static nr_status restart_worker(nr_pool *p, worker *w, nr_error *err) {
   pf_pause_all(p);
   pf_before_restart(p, w->idx);
-  worker_close(p, w);
-  nr_status st = worker_spawn(p, w, err);
-  for (pl *q = p->layers; q && st == NR_OK; q = q->next) {
-    if (q->w != w->idx) continue;
-    q->created = false;
-    if (!q->established) continue;
-    psave sv;
-    if ((st = psave_take(q->l, &sv, false, err)) != NR_OK) break;
+  nr_status st;
+  for (;;) {
+    worker_close(p, w);
+    st = worker_spawn(p, w, err);
     callres cr = {0};
-    nr_status s = call_once(p, q, NR_PY_SETUP, &cr, err);
-    if (s == NR_OK && cr.r == WR_OK) s = call_once(p, q, NR_PY_RESHAPE, &cr, err);
-    if (s == NR_OK && cr.r != WR_OK) s = call_error(p, q, NR_PY_SETUP, &cr, err);
+    pl *bad = NULL;
+    nr_py_method bm = NR_PY_SETUP;
+    for (pl *q = p->layers; q && st == NR_OK && !bad; q = q->next) {
+      if (q->w != w->idx) continue;
+      q->created = false;
+      if (!q->established) continue;
+      psave sv;
+      if ((st = psave_take(q->l, &sv, false, err)) != NR_OK) break;
+      bm = NR_PY_SETUP;
+      st = call_once(p, q, bm, &cr, err);
+      if (st == NR_OK && cr.r == WR_OK) st = call_once(p, q, bm = NR_PY_RESHAPE, &cr, err);
+      psave_restore(q->l, &sv, true, true); /* also when it failed: the next try starts clean */
+      psave_free(&sv);
+      if (st == NR_OK && cr.r != WR_OK) bad = q;
+    }
+    if (bad && (cr.r == WR_DEAD || cr.r == WR_TIMEOUT) && p->restarts < p->o.max_restarts) {
+      p->restarts++;
+      nr_error why;
+      call_error(p, bad, bm, &cr, &why);
+      if (logf_(p))
+        fprintf(logf_(p), "netrun: %s\nnetrun: restarting Python worker %d (restart %d of %d) "
+                "while its layers were set up again\n", why.msg, w->idx, p->restarts,
+                p->o.max_restarts);
+      callres_clear(&cr);
+      continue;
+    }
+    if (bad) st = call_error(p, bad, bm, &cr, err);
     callres_clear(&cr);
-    if (s == NR_OK) psave_restore(q->l, &sv, true, true);
-    psave_free(&sv);
-    if (s != NR_OK) st = nr_err_prefix(err, "setting layers up again after a restart");
+    break;
+  }
+  if (st != NR_OK) {
+    nr_err_prefix(err, "setting layers up again after a restart");
+    worker_fail(p, w, err->msg);
   }
   pf_resume_all(p);
   return st;
@@ -1526,10 +1561,7 @@ static nr_status pf_forward(nr_pool *p, pf *f, nr_error *err) {
                   p->restarts, p->o.max_restarts, s->rep, l->name, (long long)n);
         pthread_mutex_unlock(&f->mu);
         nr_status st = restart_worker(p, w, err);
-        if (st != NR_OK) {
-          worker_fail(p, w, err->msg);
-          return st;
-        }
+        if (st != NR_OK) return st; /* w is failed for good */
         pthread_mutex_lock(&f->mu);
         continue;
       }

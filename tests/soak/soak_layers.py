@@ -17,7 +17,10 @@ Killer (mixed into each layer): param_str "seed=S,p=P,done=FILE,arm=ARM" makes t
 own worker before call n (counted in the file FILE across restarts, one line per call made)
 when a hash of (S, layer name, n) is below P; each call number is killed at most once (the
 kill is recorded in FILE before it happens), so a replayed call goes through. Kills are armed only while the file ARM exists (so an
-undisturbed run can use the same prototxt: a .caffemodel carries it)."""
+undisturbed run can use the same prototxt: a .caffemodel carries it).
+"setups=FILE,setupkill=N" (armed by ARM too) makes the layer SIGKILL its worker in its
+setups number 2 .. N+1 (FILE.<layer tag> counts them across restarts): a worker that dies while the
+core sets its layers up again after a restart, N times in a row."""
 import os
 import signal
 import zlib
@@ -45,6 +48,15 @@ class Killer(object):
         self._arm = p.get('arm')
         self._tag = tag
         self._n = None
+        setups, n = p.get('setups'), int(p.get('setupkill', 0))
+        if setups and n > 0 and (not self._arm or os.path.exists(self._arm)):
+            setups += '.' + tag
+            with open(setups, 'a') as f:
+                f.write('s\n')
+            with open(setups) as f:
+                k = len(f.read().split())
+            if 2 <= k <= n + 1:
+                os.kill(os.getpid(), signal.SIGKILL)
 
     def _maybe_kill(self):
         if not self._done or self._p <= 0 or (self._arm and not os.path.exists(self._arm)):
