@@ -566,8 +566,9 @@ nr_status nr_net_create(const Caffe__NetParameter *param, const nr_net_opts *opt
   nl = (int)n->param->n_layer;
   n->layers = calloc((size_t)nl + 1, sizeof *n->layers);
   n->layer_need_backward = calloc((size_t)nl + 1, sizeof *n->layer_need_backward);
+  n->top_blob = calloc((size_t)nl + 1, sizeof *n->top_blob);
   w = calloc((size_t)nl + 1, sizeof *w);
-  if (!n->layers || !n->layer_need_backward || !w) goto nomem;
+  if (!n->layers || !n->layer_need_backward || !n->top_blob || !w) goto nomem;
   for (int i = 0; i < nl; i++) {
     Caffe__LayerParameter *lp = n->param->layer[i];
     if (!lp->has_phase) {
@@ -577,7 +578,7 @@ nr_status nr_net_create(const Caffe__NetParameter *param, const nr_net_opts *opt
     const char *lname = lp->name ? lp->name : "";
     const char *ltype = lp->type ? lp->type : "";
     w[i].bottom_blob = calloc(lp->n_bottom + 1, sizeof(int));
-    w[i].top_blob = calloc(lp->n_top + 1, sizeof(int));
+    w[i].top_blob = n->top_blob[i] = calloc(lp->n_top + 1, sizeof(int)); /* the net's */
     w[i].bottom_need = calloc(lp->n_bottom + 1, sizeof(bool));
     nr_blob **bots = calloc(lp->n_bottom + 1, sizeof *bots);
     nr_blob **tops = calloc(lp->n_top + 1, sizeof *tops);
@@ -699,7 +700,6 @@ done:
   if (w) {
     for (int i = 0; i < nl; i++) {
       free(w[i].bottom_blob);
-      free(w[i].top_blob);
       free(w[i].bottom_need);
     }
     free(w);
@@ -723,6 +723,8 @@ void nr_net_destroy(nr_net *n) {
   free(n->layers);
   free(n->layer_need_backward);
   free(n->blob_loss_weight);
+  for (int i = 0; n->top_blob && n->top_blob[i]; i++) free(n->top_blob[i]);
+  free(n->top_blob);
   free(n->blob_need_backward);
   free(n->inputs);
   free(n->outputs);
@@ -747,12 +749,6 @@ static nr_status layer_fail(nr_net *n, nr_layer *l, const char *what, nr_error *
   return nr_err_prefix(err, "layer %d '%s' (%s) %s", l->index, l->name, l->type->name, what);
 }
 
-static int top_blob_index(const nr_net *n, const nr_blob *b) {
-  for (int i = 0; i < n->nblobs; i++)
-    if (n->blobs[i] == b) return i;
-  return -1;
-}
-
 nr_status nr_net_forward_layer(nr_net *n, int i, float *loss, nr_error *err) {
   nr_layer *l = n->layers[i];
   if (l->type->reshape && l->type->reshape(l, err) != NR_OK)
@@ -760,8 +756,7 @@ nr_status nr_net_forward_layer(nr_net *n, int i, float *loss, nr_error *err) {
   if (l->type->forward(l, err) != NR_OK) return layer_fail(n, l, "forward", err);
   double sum = 0;
   for (int t = 0; t < l->ntop; t++) {
-    int bi = top_blob_index(n, l->top[t]);
-    float wgt = bi >= 0 ? n->blob_loss_weight[bi] : 0;
+    float wgt = n->blob_loss_weight[n->top_blob[i][t]];
     if (wgt == 0) continue;
     double s = 0;
     const float *d = l->top[t]->data;
@@ -789,9 +784,8 @@ nr_status nr_net_backward_layer(nr_net *n, int i, nr_error *err) {
   nr_layer *l = n->layers[i];
   if (!n->layer_need_backward[i] || !l->type->backward) return NR_OK;
   for (int t = 0; t < l->ntop; t++) {
-    int bi = top_blob_index(n, l->top[t]);
-    if (bi >= 0 && n->blob_loss_weight[bi] != 0)
-      nr_set(l->top[t]->count, n->blob_loss_weight[bi], l->top[t]->diff);
+    float wgt = n->blob_loss_weight[n->top_blob[i][t]];
+    if (wgt != 0) nr_set(l->top[t]->count, wgt, l->top[t]->diff);
   }
   if (l->type->backward(l, err) != NR_OK) return layer_fail(n, l, "backward", err);
   return NR_OK;

@@ -44,6 +44,7 @@ typedef struct nr_net {
   nr_blob **blobs;             /* every blob in creation order, owned */
   int nblobs;
   float *blob_loss_weight;     /* per blob (index as in blobs) */
+  int **top_blob;              /* per layer, per top: its index in blobs */
   bool *blob_need_backward;
   nr_blob **inputs;            /* tops of Input layers, borrowed */
   int ninputs;
