@@ -8,7 +8,7 @@
 #           byte-identical to the undisturbed one.
 #   soak    `netrun test` on a chain of cheap Python layers (replicated data layer emitting
 #           its batch index, checker, identities) for SOAK_CALLS Python-layer calls (default
-#           300000; the full soak is SOAK_CALLS=1000000, also run by bench/soak/run) while a
+#           1000000, as bench/soak/run) while a
 #           loop SIGKILLs a random worker every SOAK_KILL_MS ms (default 300); asserts that
 #           the checker saw every batch once in order, that the core's VmRSS and fd count are
 #           flat (first sample after warm-up vs. last), no /dev/shm entry and no process left.
@@ -146,7 +146,7 @@ case_replay() {
 }
 
 case_soak() {
-  local calls=${SOAK_CALLS:-300000} ms=${SOAK_KILL_MS:-300} nid=4
+  local calls=${SOAK_CALLS:-1000000} ms=${SOAK_KILL_MS:-300} nid=4
   # calls per iteration: data + check + identities
   local iters=$(( (calls + nid + 1) / (nid + 2) ))
   { sed "s|@STATE@|$WORK/state|" "$HERE/soak_net.prototxt"
