@@ -1,6 +1,6 @@
 /* Fillers: values and statistics per type, determinism, error messages. */
 #include "filler.h"
-#include "la_util.h"
+#include "layer_fixture.h"
 
 typedef struct ff {
   Caffe__FillerParameter *fp;

@@ -1,7 +1,7 @@
 /* Neuron layers (ReLU, PReLU, ELU, Sigmoid, TanH, AbsVal, Power, Exp, Log, BNLL, Dropout):
  * forward values against the formulas, in-place runs equal to out-of-place runs, error
  * cases, and finite-difference gradient checks. */
-#include "la_util.h"
+#include "layer_fixture.h"
 
 /* ---- generic element-wise checks ---- */
 
@@ -11,13 +11,13 @@ typedef double (*ref_fn)(double);
  * 1e-5); then the element-wise gradient check (kink_range < 0: none). */
 static void check_neuron(const char *proto, ref_fn ref, float lo, float hi, float kink_range,
                          float thr) {
-  la *f = la_new(proto, 1, 1);
+  lf *f = lf_new(proto, 1, 1);
   CHECK(f);
-  LA_SHAPE(f->bottom[0], 2, 3, 4, 5);
+  LF_SHAPE(f->bottom[0], 2, 3, 4, 5);
   nr_gradcheck_fill_uniform(f->bottom[0], lo, hi, 7);
-  LA_SETUP(f);
+  LF_SETUP(f);
   CHECK_SHAPE(f->top[0], 2, 3, 4, 5);
-  LA_FORWARD(f);
+  LF_FORWARD(f);
   for (int64_t i = 0; i < f->bottom[0]->count; i++) {
     const double want = ref(f->bottom[0]->data[i]);
     CHECK_NEAR(f->top[0]->data[i], want, 1e-5 * fmax(1.0, fabs(want)));
@@ -27,23 +27,23 @@ static void check_neuron(const char *proto, ref_fn ref, float lo, float hi, floa
   nr_status s = nr_gradcheck_layer(f->l, &c, -1, NR_GC_ELTWISE, &f->err);
   if (s != NR_OK) fprintf(stderr, "%s\n", proto);
   CHECK_OK(s, &f->err);
-  la_free(f);
+  lf_free(f);
 }
 
 /* The same layer in place (top == bottom) must give the same top and bottom diff as out of
  * place, for the same input and top diff. */
 static void check_in_place(const char *proto, float lo, float hi) {
-  la *a = la_new(proto, 1, 1), *b = la_make(proto, 1, 1, 1);
+  lf *a = lf_new(proto, 1, 1), *b = lf_make(proto, 1, 1, 1);
   CHECK(a && b);
-  LA_SHAPE(a->bottom[0], 3, 4, 5);
-  LA_SHAPE(b->bottom[0], 3, 4, 5);
+  LF_SHAPE(a->bottom[0], 3, 4, 5);
+  LF_SHAPE(b->bottom[0], 3, 4, 5);
   nr_gradcheck_fill_uniform(a->bottom[0], lo, hi, 11);
   nr_gradcheck_fill_uniform(b->bottom[0], lo, hi, 11);
-  LA_SETUP(a);
-  LA_SETUP(b);
+  LF_SETUP(a);
+  LF_SETUP(b);
   CHECK(b->top[0] == b->bottom[0]);
-  LA_FORWARD(a);
-  LA_FORWARD(b);
+  LF_FORWARD(a);
+  LF_FORWARD(b);
   const int64_t n = a->top[0]->count;
   for (int64_t i = 0; i < n; i++) CHECK_NEAR(b->top[0]->data[i], a->top[0]->data[i], 0);
   nr_gradcheck_fill_uniform(a->top[0], -1, 1, 13);
@@ -52,17 +52,17 @@ static void check_in_place(const char *proto, float lo, float hi) {
   /* Restore a's top data (the fill above overwrote it) with the same random draws (Dropout);
    * b's top is its bottom. */
   nr_rng_seed(&a->rng, 1701);
-  LA_FORWARD(a);
+  LF_FORWARD(a);
   a->l->prop_down[0] = b->l->prop_down[0] = true;
-  LA_BACKWARD(a);
-  LA_BACKWARD(b);
+  LF_BACKWARD(a);
+  LF_BACKWARD(b);
   for (int64_t i = 0; i < n; i++)
     CHECK_NEAR(b->bottom[0]->diff[i], a->bottom[0]->diff[i], 1e-6);
   for (int j = 0; j < a->l->nblobs; j++)
     for (int64_t i = 0; i < a->l->blobs[j]->count; i++)
       CHECK_NEAR(b->l->blobs[j]->diff[i], a->l->blobs[j]->diff[i], 1e-5);
-  la_free(a);
-  la_free(b);
+  lf_free(a);
+  lf_free(b);
 }
 
 /* ---- ReLU ---- */
@@ -78,26 +78,26 @@ static void test_relu(void) {
 }
 
 static void test_relu_hand(void) {
-  la *f = la_new("type: 'ReLU' relu_param { negative_slope: 0.5 }", 1, 1);
+  lf *f = lf_new("type: 'ReLU' relu_param { negative_slope: 0.5 }", 1, 1);
   CHECK(f);
-  LA_SHAPE(f->bottom[0], 4);
-  la_set(f->bottom[0], (const float[]){-2, -0.5f, 0, 3});
-  LA_SETUP(f);
-  LA_FORWARD(f);
+  LF_SHAPE(f->bottom[0], 4);
+  lf_set(f->bottom[0], (const float[]){-2, -0.5f, 0, 3});
+  LF_SETUP(f);
+  LF_FORWARD(f);
   const float want[] = {-1, -0.25f, 0, 3};
   for (int i = 0; i < 4; i++) CHECK_NEAR(f->top[0]->data[i], want[i], 0);
-  la_set(f->top[0], want); /* unused by backward; keeps data consistent */
+  lf_set(f->top[0], want); /* unused by backward; keeps data consistent */
   for (int i = 0; i < 4; i++) f->top[0]->diff[i] = 1;
   f->l->prop_down[0] = true;
-  LA_BACKWARD(f);
+  LF_BACKWARD(f);
   const float dwant[] = {0.5f, 0.5f, 0.5f, 1};
   for (int i = 0; i < 4; i++) CHECK_NEAR(f->bottom[0]->diff[i], dwant[i], 0);
   /* prop_down false leaves the bottom diff alone. */
   f->bottom[0]->diff[0] = 42;
   f->l->prop_down[0] = false;
-  LA_BACKWARD(f);
+  LF_BACKWARD(f);
   CHECK_NEAR(f->bottom[0]->diff[0], 42, 0);
-  la_free(f);
+  lf_free(f);
 }
 
 /* ---- ELU, Sigmoid, TanH, AbsVal, BNLL ---- */
@@ -120,39 +120,39 @@ static void test_sigmoid_tanh(void) {
   check_in_place("type: 'Sigmoid'", -4, 4);
   check_in_place("type: 'TanH'", -3, 3);
   /* Saturation: no overflow, exact limits. */
-  la *f = la_new("type: 'Sigmoid'", 1, 1);
+  lf *f = lf_new("type: 'Sigmoid'", 1, 1);
   CHECK(f);
-  LA_SHAPE(f->bottom[0], 3);
-  la_set(f->bottom[0], (const float[]){-200, 0, 200});
-  LA_SETUP(f);
-  LA_FORWARD(f);
+  LF_SHAPE(f->bottom[0], 3);
+  lf_set(f->bottom[0], (const float[]){-200, 0, 200});
+  LF_SETUP(f);
+  LF_FORWARD(f);
   CHECK_NEAR(f->top[0]->data[0], 0, 1e-30);
   CHECK_NEAR(f->top[0]->data[1], 0.5, 0);
   CHECK_NEAR(f->top[0]->data[2], 1, 0);
-  la_free(f);
+  lf_free(f);
 }
 
 static void test_absval(void) {
   check_neuron("type: 'AbsVal'", ref_abs, -1, 1, 0.01f, 1e-3f);
-  la *f = la_make("type: 'AbsVal'", 1, 1, 1);
+  lf *f = lf_make("type: 'AbsVal'", 1, 1, 1);
   CHECK(f);
-  LA_SHAPE(f->bottom[0], 2);
-  LA_SETUP_FAILS(f, NR_ERR_INPUT, "in place");
-  la_free(f);
+  LF_SHAPE(f->bottom[0], 2);
+  LF_SETUP_FAILS(f, NR_ERR_INPUT, "in place");
+  lf_free(f);
 }
 
 static void test_bnll(void) {
   check_neuron("type: 'BNLL'", ref_bnll, -3, 3, -1, 1e-3f);
   check_in_place("type: 'BNLL'", -3, 3);
-  la *f = la_new("type: 'BNLL'", 1, 1);
+  lf *f = lf_new("type: 'BNLL'", 1, 1);
   CHECK(f);
-  LA_SHAPE(f->bottom[0], 2);
-  la_set(f->bottom[0], (const float[]){100, -100});
-  LA_SETUP(f);
-  LA_FORWARD(f);
+  LF_SHAPE(f->bottom[0], 2);
+  lf_set(f->bottom[0], (const float[]){100, -100});
+  LF_SETUP(f);
+  LF_FORWARD(f);
   CHECK_NEAR(f->top[0]->data[0], 100, 1e-4);
   CHECK(f->top[0]->data[1] >= 0 && f->top[0]->data[1] < 1e-30);
-  la_free(f);
+  lf_free(f);
 }
 
 /* ---- Power, Exp, Log ---- */
@@ -193,53 +193,53 @@ static void test_exp_log(void) {
                1e-3f);
   check_in_place("type: 'Log' log_param { base: 2 scale: 0.5 shift: 1 }", 0.5f, 3);
 
-  la *f = la_new("type: 'Exp' exp_param { base: -3 }", 1, 1);
+  lf *f = lf_new("type: 'Exp' exp_param { base: -3 }", 1, 1);
   CHECK(f);
-  LA_SHAPE(f->bottom[0], 2);
-  LA_SETUP_FAILS(f, NR_ERR_INPUT, "strictly positive");
-  la_free(f);
-  f = la_new("type: 'Log' log_param { base: 0 }", 1, 1);
+  LF_SHAPE(f->bottom[0], 2);
+  LF_SETUP_FAILS(f, NR_ERR_INPUT, "strictly positive");
+  lf_free(f);
+  f = lf_new("type: 'Log' log_param { base: 0 }", 1, 1);
   CHECK(f);
-  LA_SHAPE(f->bottom[0], 2);
-  LA_SETUP_FAILS(f, NR_ERR_INPUT, "strictly positive");
-  la_free(f);
+  LF_SHAPE(f->bottom[0], 2);
+  LF_SETUP_FAILS(f, NR_ERR_INPUT, "strictly positive");
+  lf_free(f);
 }
 
 /* ---- PReLU ---- */
 static void test_prelu_forward(void) {
-  la *f = la_new("type: 'PReLU'", 1, 1);
+  lf *f = lf_new("type: 'PReLU'", 1, 1);
   CHECK(f);
-  LA_SHAPE(f->bottom[0], 2, 3, 2);
-  LA_SETUP(f);
+  LF_SHAPE(f->bottom[0], 2, 3, 2);
+  LF_SETUP(f);
   CHECK_INT_EQ(f->l->nblobs, 1);
   CHECK_SHAPE(f->l->blobs[0], 3);
   for (int c = 0; c < 3; c++) CHECK_NEAR(f->l->blobs[0]->data[c], 0.25, 0);
-  la_set(f->l->blobs[0], (const float[]){0.1f, 0.2f, 0.3f});
+  lf_set(f->l->blobs[0], (const float[]){0.1f, 0.2f, 0.3f});
   for (int i = 0; i < 12; i++) f->bottom[0]->data[i] = (i % 2) ? 1.0f + i : -1.0f - i;
-  LA_FORWARD(f);
+  LF_FORWARD(f);
   for (int i = 0; i < 12; i++) {
     const int c = (i / 2) % 3;
     const float x = f->bottom[0]->data[i];
     CHECK_NEAR(f->top[0]->data[i], x > 0 ? x : x * 0.1f * (c + 1), 1e-6);
   }
-  la_free(f);
+  lf_free(f);
 
-  f = la_new("type: 'PReLU' prelu_param { channel_shared: true filler { type: 'constant' "
+  f = lf_new("type: 'PReLU' prelu_param { channel_shared: true filler { type: 'constant' "
              "value: 0.5 } }",
              1, 1);
   CHECK(f);
-  LA_SHAPE(f->bottom[0], 2, 3);
-  LA_SETUP(f);
+  LF_SHAPE(f->bottom[0], 2, 3);
+  LF_SETUP(f);
   CHECK_INT_EQ(f->l->blobs[0]->num_axes, 0);
   CHECK_INT_EQ(f->l->blobs[0]->count, 1);
   CHECK_NEAR(f->l->blobs[0]->data[0], 0.5, 0);
-  la_free(f);
+  lf_free(f);
 
-  f = la_new("type: 'PReLU'", 1, 1);
+  f = lf_new("type: 'PReLU'", 1, 1);
   CHECK(f);
-  LA_SHAPE(f->bottom[0], 5);
-  LA_SETUP_FAILS(f, NR_ERR_INPUT, "bottom[0] has 1 axes, expected at least 2");
-  la_free(f);
+  LF_SHAPE(f->bottom[0], 5);
+  LF_SETUP_FAILS(f, NR_ERR_INPUT, "bottom[0] has 1 axes, expected at least 2");
+  lf_free(f);
 }
 
 static void test_prelu_grad(void) {
@@ -247,13 +247,13 @@ static void test_prelu_grad(void) {
       "type: 'PReLU' prelu_param { filler { type: 'uniform' min: 0.1 max: 0.5 } }",
       "type: 'PReLU' prelu_param { channel_shared: true filler { type: 'gaussian' } }"};
   for (int k = 0; k < 2; k++) {
-    la *f = la_new(protos[k], 1, 1);
+    lf *f = lf_new(protos[k], 1, 1);
     CHECK(f);
-    LA_SHAPE(f->bottom[0], 2, 3, 4, 5);
+    LF_SHAPE(f->bottom[0], 2, 3, 4, 5);
     nr_gradcheck_fill_gaussian(f->bottom[0], 0, 1, 3);
-    LA_SETUP(f);
-    LA_GRAD_KINK(f, 1e-2f, 1e-3f, 0.01f, -1, NR_GC_EXHAUSTIVE);
-    la_free(f);
+    LF_SETUP(f);
+    LF_GRAD_KINK(f, 1e-2f, 1e-3f, 0.01f, -1, NR_GC_EXHAUSTIVE);
+    lf_free(f);
   }
   check_in_place("type: 'PReLU' prelu_param { filler { type: 'uniform' min: 0.1 max: 0.5 } }",
                  -1, 1);
@@ -261,12 +261,12 @@ static void test_prelu_grad(void) {
 
 /* ---- Dropout ---- */
 static void test_dropout_forward(void) {
-  la *f = la_new("type: 'Dropout' dropout_param { dropout_ratio: 0.3 }", 1, 1);
+  lf *f = lf_new("type: 'Dropout' dropout_param { dropout_ratio: 0.3 }", 1, 1);
   CHECK(f);
-  LA_SHAPE(f->bottom[0], 100, 100);
+  LF_SHAPE(f->bottom[0], 100, 100);
   nr_gradcheck_fill_uniform(f->bottom[0], 1, 2, 5);
-  LA_SETUP(f);
-  LA_FORWARD(f);
+  LF_SETUP(f);
+  LF_FORWARD(f);
   int64_t kept = 0;
   const float scale = 1.0f / 0.7f;
   for (int64_t i = 0; i < 10000; i++) {
@@ -281,39 +281,39 @@ static void test_dropout_forward(void) {
   /* Another forward draws a new mask. */
   float first[16];
   memcpy(first, f->top[0]->data, sizeof first);
-  LA_FORWARD(f);
+  LF_FORWARD(f);
   CHECK(memcmp(first, f->top[0]->data, sizeof first) != 0);
-  la_free(f);
+  lf_free(f);
 
   /* TEST phase: identity, forward and backward. */
-  f = la_new("type: 'Dropout' phase: TEST", 1, 1);
+  f = lf_new("type: 'Dropout' phase: TEST", 1, 1);
   CHECK(f);
-  LA_SHAPE(f->bottom[0], 50);
+  LF_SHAPE(f->bottom[0], 50);
   nr_gradcheck_fill_uniform(f->bottom[0], -1, 1, 5);
-  LA_SETUP(f);
-  LA_FORWARD(f);
+  LF_SETUP(f);
+  LF_FORWARD(f);
   for (int i = 0; i < 50; i++) CHECK_NEAR(f->top[0]->data[i], f->bottom[0]->data[i], 0);
   for (int i = 0; i < 50; i++) f->top[0]->diff[i] = (float)i;
   f->l->prop_down[0] = true;
-  LA_BACKWARD(f);
+  LF_BACKWARD(f);
   for (int i = 0; i < 50; i++) CHECK_NEAR(f->bottom[0]->diff[i], i, 0);
-  la_free(f);
+  lf_free(f);
 
-  f = la_new("type: 'Dropout' dropout_param { dropout_ratio: 1 }", 1, 1);
+  f = lf_new("type: 'Dropout' dropout_param { dropout_ratio: 1 }", 1, 1);
   CHECK(f);
-  LA_SHAPE(f->bottom[0], 5);
-  LA_SETUP_FAILS(f, NR_ERR_INPUT, "dropout_ratio");
-  la_free(f);
+  LF_SHAPE(f->bottom[0], 5);
+  LF_SETUP_FAILS(f, NR_ERR_INPUT, "dropout_ratio");
+  lf_free(f);
 }
 
 static void test_dropout_grad(void) {
-  la *f = la_new("type: 'Dropout'", 1, 1);
+  lf *f = lf_new("type: 'Dropout'", 1, 1);
   CHECK(f);
-  LA_SHAPE(f->bottom[0], 2, 3, 4, 5);
+  LF_SHAPE(f->bottom[0], 2, 3, 4, 5);
   nr_gradcheck_fill_gaussian(f->bottom[0], 0, 1, 9);
-  LA_SETUP(f);
-  LA_GRAD(f, 1e-2f, 1e-3f, -1, NR_GC_ELTWISE);
-  la_free(f);
+  LF_SETUP(f);
+  LF_GRAD(f, 1e-2f, 1e-3f, -1, NR_GC_ELTWISE);
+  lf_free(f);
   check_in_place("type: 'Dropout' dropout_param { dropout_ratio: 0.4 }", -1, 1);
 }
 

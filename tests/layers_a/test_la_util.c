@@ -1,41 +1,41 @@
 /* Input, DummyData, Split, Silence, Flatten, Reshape: shapes, values, error messages and
  * gradient checks. */
-#include "la_util.h"
+#include "layer_fixture.h"
 
 /* ---- Input ---- */
 
 static void test_input(void) {
-  la *f = la_new("type: 'Input' input_param { shape { dim: 2 dim: 3 } }", 0, 2);
+  lf *f = lf_new("type: 'Input' input_param { shape { dim: 2 dim: 3 } }", 0, 2);
   CHECK(f);
-  LA_SETUP(f);
+  LF_SETUP(f);
   CHECK_SHAPE(f->top[0], 2, 3);
   CHECK_SHAPE(f->top[1], 2, 3);
-  LA_FORWARD(f);
-  la_free(f);
+  LF_FORWARD(f);
+  lf_free(f);
 
-  f = la_new("type: 'Input' input_param { shape { dim: 2 dim: 3 } shape { dim: 5 } }", 0, 2);
+  f = lf_new("type: 'Input' input_param { shape { dim: 2 dim: 3 } shape { dim: 5 } }", 0, 2);
   CHECK(f);
-  LA_SETUP(f);
+  LF_SETUP(f);
   CHECK_SHAPE(f->top[0], 2, 3);
   CHECK_SHAPE(f->top[1], 5);
-  la_free(f);
+  lf_free(f);
 
   /* No shape: tops keep whatever the caller gave them. */
-  f = la_new("type: 'Input'", 0, 1);
+  f = lf_new("type: 'Input'", 0, 1);
   CHECK(f);
-  LA_SHAPE(f->top[0], 4, 4);
-  LA_SETUP(f);
+  LF_SHAPE(f->top[0], 4, 4);
+  LF_SETUP(f);
   CHECK_SHAPE(f->top[0], 4, 4);
-  la_free(f);
+  lf_free(f);
 
-  f = la_new("type: 'Input' input_param { shape { dim: 2 } shape { dim: 5 } }", 0, 3);
+  f = lf_new("type: 'Input' input_param { shape { dim: 2 } shape { dim: 5 } }", 0, 3);
   CHECK(f);
-  LA_SETUP_FAILS(f, NR_ERR_INPUT, "2 shapes for 3 tops");
-  la_free(f);
-  f = la_new("type: 'Input' input_param { shape { dim: 2 dim: -3 } }", 0, 1);
+  LF_SETUP_FAILS(f, NR_ERR_INPUT, "2 shapes for 3 tops");
+  lf_free(f);
+  f = lf_new("type: 'Input' input_param { shape { dim: 2 dim: -3 } }", 0, 1);
   CHECK(f);
-  LA_SETUP_FAILS(f, NR_ERR_INPUT, "negative dimension");
-  la_free(f);
+  LF_SETUP_FAILS(f, NR_ERR_INPUT, "negative dimension");
+  lf_free(f);
   CHECK(nr_layer_type_find("Input")->backward == NULL);
 }
 
@@ -43,78 +43,78 @@ static void test_input(void) {
 
 static void test_dummy_data(void) {
   /* One constant filler for both tops: filled once. */
-  la *f = la_new("type: 'DummyData' dummy_data_param { shape { dim: 2 dim: 3 } "
+  lf *f = lf_new("type: 'DummyData' dummy_data_param { shape { dim: 2 dim: 3 } "
                  "data_filler { type: 'constant' value: 7 } }",
                  0, 2);
   CHECK(f);
-  LA_SETUP(f);
+  LF_SETUP(f);
   CHECK_SHAPE(f->top[0], 2, 3);
   CHECK_SHAPE(f->top[1], 2, 3);
   for (int i = 0; i < 6; i++) CHECK_NEAR(f->top[1]->data[i], 7, 0);
   f->top[0]->data[0] = -1; /* a constant top is not refilled */
-  LA_FORWARD(f);
+  LF_FORWARD(f);
   CHECK_NEAR(f->top[0]->data[0], -1, 0);
-  la_free(f);
+  lf_free(f);
 
   /* Per-top fillers and shapes; the gaussian top is refilled every forward. */
-  f = la_new("type: 'DummyData' dummy_data_param { shape { dim: 4 } shape { dim: 1 dim: 5 } "
+  f = lf_new("type: 'DummyData' dummy_data_param { shape { dim: 4 } shape { dim: 1 dim: 5 } "
              "data_filler { type: 'gaussian' } data_filler { } }",
              0, 2);
   CHECK(f);
-  LA_SETUP(f);
+  LF_SETUP(f);
   CHECK_SHAPE(f->top[0], 4);
   CHECK_SHAPE(f->top[1], 1, 5);
-  LA_FORWARD(f);
+  LF_FORWARD(f);
   float first[4];
   memcpy(first, f->top[0]->data, sizeof first);
   CHECK(first[0] != 0 && first[0] != first[1]);
-  LA_FORWARD(f);
+  LF_FORWARD(f);
   CHECK(memcmp(first, f->top[0]->data, sizeof first) != 0);
   for (int i = 0; i < 5; i++) CHECK_NEAR(f->top[1]->data[i], 0, 0);
-  la_free(f);
+  lf_free(f);
 
   /* Legacy 4-D fields; no filler = zeros. */
-  f = la_new("type: 'DummyData' dummy_data_param { num: 2 channels: 3 channels: 1 height: 4 "
+  f = lf_new("type: 'DummyData' dummy_data_param { num: 2 channels: 3 channels: 1 height: 4 "
              "width: 5 }",
              0, 2);
   CHECK(f);
-  LA_SETUP(f);
+  LF_SETUP(f);
   CHECK_SHAPE(f->top[0], 2, 3, 4, 5);
   CHECK_SHAPE(f->top[1], 2, 1, 4, 5);
-  LA_FORWARD(f);
+  LF_FORWARD(f);
   CHECK_NEAR(f->top[1]->data[39], 0, 0);
-  la_free(f);
+  lf_free(f);
 
-  f = la_new("type: 'DummyData' dummy_data_param { shape { dim: 2 } num: 2 channels: 1 "
+  f = lf_new("type: 'DummyData' dummy_data_param { shape { dim: 2 } num: 2 channels: 1 "
              "height: 1 width: 1 }",
              0, 1);
   CHECK(f);
-  LA_SETUP_FAILS(f, NR_ERR_INPUT, "both shape and the legacy");
-  la_free(f);
-  f = la_new("type: 'DummyData' dummy_data_param { shape { dim: 2 } shape { dim: 2 } }", 0, 3);
+  LF_SETUP_FAILS(f, NR_ERR_INPUT, "both shape and the legacy");
+  lf_free(f);
+  f = lf_new("type: 'DummyData' dummy_data_param { shape { dim: 2 } shape { dim: 2 } }", 0, 3);
   CHECK(f);
-  LA_SETUP_FAILS(f, NR_ERR_INPUT, "2 shape for 3 tops");
-  la_free(f);
-  f = la_new("type: 'DummyData' dummy_data_param { num: 2 height: 1 width: 1 }", 0, 1);
+  LF_SETUP_FAILS(f, NR_ERR_INPUT, "2 shape for 3 tops");
+  lf_free(f);
+  f = lf_new("type: 'DummyData' dummy_data_param { num: 2 height: 1 width: 1 }", 0, 1);
   CHECK(f);
-  LA_SETUP_FAILS(f, NR_ERR_INPUT, "0 channels for 1 tops");
-  la_free(f);
-  f = la_new("type: 'DummyData' dummy_data_param { shape { dim: 2 } data_filler { type: 'x' } }",
+  LF_SETUP_FAILS(f, NR_ERR_INPUT, "0 channels for 1 tops");
+  lf_free(f);
+  f = lf_new("type: 'DummyData' dummy_data_param { shape { dim: 2 } data_filler { type: 'x' } }",
              0, 1);
   CHECK(f);
-  LA_SETUP_FAILS(f, NR_ERR_INPUT, "data_filler for top 0: unknown filler type 'x'");
-  la_free(f);
+  LF_SETUP_FAILS(f, NR_ERR_INPUT, "data_filler for top 0: unknown filler type 'x'");
+  lf_free(f);
 }
 
 /* ---- Split, Silence ---- */
 
 static void test_split(void) {
-  la *f = la_new("type: 'Split'", 1, 3);
+  lf *f = lf_new("type: 'Split'", 1, 3);
   CHECK(f);
-  LA_SHAPE(f->bottom[0], 2, 3);
+  LF_SHAPE(f->bottom[0], 2, 3);
   nr_gradcheck_fill_uniform(f->bottom[0], -1, 1, 1);
-  LA_SETUP(f);
-  LA_FORWARD(f);
+  LF_SETUP(f);
+  LF_FORWARD(f);
   for (int t = 0; t < 3; t++) {
     CHECK_SHAPE(f->top[t], 2, 3);
     for (int i = 0; i < 6; i++) CHECK_NEAR(f->top[t]->data[i], f->bottom[0]->data[i], 0);
@@ -122,48 +122,48 @@ static void test_split(void) {
   for (int t = 0; t < 3; t++)
     for (int i = 0; i < 6; i++) f->top[t]->diff[i] = (float)(t + 1) * (float)i;
   f->l->prop_down[0] = true;
-  LA_BACKWARD(f);
+  LF_BACKWARD(f);
   for (int i = 0; i < 6; i++) CHECK_NEAR(f->bottom[0]->diff[i], 6 * i, 0);
-  LA_GRAD(f, 1e-2f, 1e-2f, -1, NR_GC_ALL);
-  la_free(f);
+  LF_GRAD(f, 1e-2f, 1e-2f, -1, NR_GC_ALL);
+  lf_free(f);
 
-  f = la_make("type: 'Split'", 1, 2, 1);
+  f = lf_make("type: 'Split'", 1, 2, 1);
   CHECK(f);
-  LA_SHAPE(f->bottom[0], 2);
-  LA_SETUP_FAILS(f, NR_ERR_INPUT, "in place");
-  la_free(f);
+  LF_SHAPE(f->bottom[0], 2);
+  LF_SETUP_FAILS(f, NR_ERR_INPUT, "in place");
+  lf_free(f);
 }
 
 static void test_silence(void) {
-  la *f = la_new("type: 'Silence'", 2, 0);
+  lf *f = lf_new("type: 'Silence'", 2, 0);
   CHECK(f);
-  LA_SHAPE(f->bottom[0], 3);
-  LA_SHAPE(f->bottom[1], 2);
-  LA_SETUP(f);
-  LA_FORWARD(f);
+  LF_SHAPE(f->bottom[0], 3);
+  LF_SHAPE(f->bottom[1], 2);
+  LF_SETUP(f);
+  LF_FORWARD(f);
   for (int i = 0; i < 3; i++) f->bottom[0]->diff[i] = 5;
   for (int i = 0; i < 2; i++) f->bottom[1]->diff[i] = 5;
   f->l->prop_down[0] = true;
   f->l->prop_down[1] = false;
-  LA_BACKWARD(f);
+  LF_BACKWARD(f);
   for (int i = 0; i < 3; i++) CHECK_NEAR(f->bottom[0]->diff[i], 0, 0);
   CHECK_NEAR(f->bottom[1]->diff[0], 5, 0);
-  la_free(f);
+  lf_free(f);
 }
 
 /* ---- Flatten ---- */
 
 static void test_flatten(void) {
-  la *f = la_new("type: 'Flatten'", 1, 1);
+  lf *f = lf_new("type: 'Flatten'", 1, 1);
   CHECK(f);
-  LA_SHAPE(f->bottom[0], 2, 3, 4, 5);
+  LF_SHAPE(f->bottom[0], 2, 3, 4, 5);
   nr_gradcheck_fill_uniform(f->bottom[0], -1, 1, 1);
-  LA_SETUP(f);
+  LF_SETUP(f);
   CHECK_SHAPE(f->top[0], 2, 60);
-  LA_FORWARD(f);
+  LF_FORWARD(f);
   for (int i = 0; i < 120; i++) CHECK_NEAR(f->top[0]->data[i], f->bottom[0]->data[i], 0);
-  LA_GRAD(f, 1e-2f, 1e-2f, -1, NR_GC_ALL);
-  la_free(f);
+  LF_GRAD(f, 1e-2f, 1e-2f, -1, NR_GC_ALL);
+  lf_free(f);
 
   const char *protos[] = {"type: 'Flatten' flatten_param { axis: 2 }",
                           "type: 'Flatten' flatten_param { end_axis: -2 }",
@@ -172,38 +172,38 @@ static void test_flatten(void) {
   const int64_t want[4][4] = {{2, 3, 20, 0}, {2, 12, 5, 0}, {6, 4, 5, 0}, {2, 3, 4, 5}};
   const int nax[4] = {3, 3, 3, 4};
   for (int k = 0; k < 4; k++) {
-    f = la_new(protos[k], 1, 1);
+    f = lf_new(protos[k], 1, 1);
     CHECK(f);
-    LA_SHAPE(f->bottom[0], 2, 3, 4, 5);
-    LA_SETUP(f);
+    LF_SHAPE(f->bottom[0], 2, 3, 4, 5);
+    LF_SETUP(f);
     CHECK_INT_EQ(f->top[0]->num_axes, nax[k]);
     for (int i = 0; i < nax[k]; i++) CHECK_INT_EQ(f->top[0]->shape[i], want[k][i]);
-    la_free(f);
+    lf_free(f);
   }
 
-  f = la_new("type: 'Flatten' flatten_param { axis: 4 }", 1, 1);
+  f = lf_new("type: 'Flatten' flatten_param { axis: 4 }", 1, 1);
   CHECK(f);
-  LA_SHAPE(f->bottom[0], 2, 3, 4, 5);
-  LA_SETUP_FAILS(f, NR_ERR_INPUT, "flatten_param.axis 4 is out of range for 4 axes");
-  la_free(f);
-  f = la_new("type: 'Flatten' flatten_param { axis: 2 end_axis: 1 }", 1, 1);
+  LF_SHAPE(f->bottom[0], 2, 3, 4, 5);
+  LF_SETUP_FAILS(f, NR_ERR_INPUT, "flatten_param.axis 4 is out of range for 4 axes");
+  lf_free(f);
+  f = lf_new("type: 'Flatten' flatten_param { axis: 2 end_axis: 1 }", 1, 1);
   CHECK(f);
-  LA_SHAPE(f->bottom[0], 2, 3, 4, 5);
-  LA_SETUP_FAILS(f, NR_ERR_INPUT, "comes before");
-  la_free(f);
+  LF_SHAPE(f->bottom[0], 2, 3, 4, 5);
+  LF_SETUP_FAILS(f, NR_ERR_INPUT, "comes before");
+  lf_free(f);
 }
 
 /* ---- Reshape ---- */
 
 static void reshape_case(const char *proto, int nb, const int64_t *bshape, int nw,
                          const int64_t *want) {
-  la *f = la_new(proto, 1, 1);
+  lf *f = lf_new(proto, 1, 1);
   CHECK(f);
-  la_shape_(f->bottom[0], nb, bshape);
-  LA_SETUP(f);
+  lf_shape_(f->bottom[0], nb, bshape);
+  LF_SETUP(f);
   CHECK_INT_EQ(f->top[0]->num_axes, nw);
   for (int i = 0; i < nw; i++) CHECK_INT_EQ(f->top[0]->shape[i], want[i]);
-  la_free(f);
+  lf_free(f);
 }
 #define RESHAPE_CASE(proto, bshape, want)                                               \
   reshape_case((proto), (int)(sizeof(bshape) / sizeof(int64_t)), (bshape),             \
@@ -233,20 +233,20 @@ static void test_reshape_shapes(void) {
 }
 
 static void test_reshape_values_and_errors(void) {
-  la *f = la_new("type: 'Reshape' reshape_param { shape { dim: 4 dim: -1 } }", 1, 1);
+  lf *f = lf_new("type: 'Reshape' reshape_param { shape { dim: 4 dim: -1 } }", 1, 1);
   CHECK(f);
-  LA_SHAPE(f->bottom[0], 2, 3, 2);
+  LF_SHAPE(f->bottom[0], 2, 3, 2);
   nr_gradcheck_fill_uniform(f->bottom[0], -1, 1, 1);
-  LA_SETUP(f);
+  LF_SETUP(f);
   CHECK_SHAPE(f->top[0], 4, 3);
-  LA_FORWARD(f);
+  LF_FORWARD(f);
   for (int i = 0; i < 12; i++) CHECK_NEAR(f->top[0]->data[i], f->bottom[0]->data[i], 0);
-  LA_GRAD(f, 1e-2f, 1e-2f, -1, NR_GC_ALL);
+  LF_GRAD(f, 1e-2f, 1e-2f, -1, NR_GC_ALL);
   /* A bottom whose count no longer fits. */
-  LA_SHAPE(f->bottom[0], 2, 5);
+  LF_SHAPE(f->bottom[0], 2, 5);
   CHECK_INT_EQ(f->l->type->reshape(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "cannot infer the -1 dim");
-  la_free(f);
+  lf_free(f);
 
   struct {
     const char *proto, *msg;
@@ -261,17 +261,17 @@ static void test_reshape_values_and_errors(void) {
        "no axis 3"},
   };
   for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
-    f = la_new(bad[k].proto, 1, 1);
+    f = lf_new(bad[k].proto, 1, 1);
     CHECK(f);
-    LA_SHAPE(f->bottom[0], 2, 3, 2);
-    LA_SETUP_FAILS(f, NR_ERR_INPUT, bad[k].msg);
-    la_free(f);
+    LF_SHAPE(f->bottom[0], 2, 3, 2);
+    LF_SETUP_FAILS(f, NR_ERR_INPUT, bad[k].msg);
+    lf_free(f);
   }
-  f = la_make("type: 'Reshape' reshape_param { shape { dim: -1 } }", 1, 1, 1);
+  f = lf_make("type: 'Reshape' reshape_param { shape { dim: -1 } }", 1, 1, 1);
   CHECK(f);
-  LA_SHAPE(f->bottom[0], 2, 3);
-  LA_SETUP_FAILS(f, NR_ERR_INPUT, "in place");
-  la_free(f);
+  LF_SHAPE(f->bottom[0], 2, 3);
+  LF_SETUP_FAILS(f, NR_ERR_INPUT, "in place");
+  lf_free(f);
 }
 
 int main(void) {

@@ -1,7 +1,7 @@
 /* Convolution and Deconvolution: values against naive loops (groups, dilation, stride,
  * pad, 1×1 fast path, N-D path, chunked batches), error messages, gradient checks. */
 #include "im2col.h"
-#include "lb_util.h"
+#include "layer_fixture.h"
 
 /* Direct 2-D convolution, as in the definition. w is (M, C/G, kh, kw). */
 static void naive_conv(const float *x, int N, int C, int H, int W, const float *w,
@@ -55,11 +55,11 @@ static void naive_deconv(const float *x, int N, int C, int H, int W, const float
 
 /* The brief's hand case: 3x3 kernel on a 4x4 input, no pad, stride 1: 2x2 output. */
 static void test_conv_3x3_on_4x4(void) {
-  lb *f = lb_new("name: 'c' type: 'Convolution' convolution_param { num_output: 1 "
+  lf *f = lf_new("name: 'c' type: 'Convolution' convolution_param { num_output: 1 "
                  "kernel_size: 3 bias_filler { type: 'constant' value: 0.5 } }",
                  1, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 1, 1, 4, 4);
+  LF_SHAPE(f->bottom[0], 1, 1, 4, 4);
   for (int i = 0; i < 16; i++) f->bottom[0]->data[i] = (float)i;
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
   CHECK_INT_EQ(f->l->nblobs, 2);
@@ -75,7 +75,7 @@ static void test_conv_3x3_on_4x4(void) {
       float want = (float)((r * 4 + c + 1) + 2 * ((r + 1) * 4 + c + 1) + ((r + 2) * 4 + c + 1)) + 0.5f;
       CHECK_NEAR(f->top[0]->data[r * 2 + c], want, 1e-5);
     }
-  lb_free(f);
+  lf_free(f);
 }
 
 typedef struct conv_case {
@@ -97,9 +97,9 @@ static void run_conv_case(const conv_case *k, bool deconv) {
   char with_dil[600];
   snprintf(with_dil, sizeof with_dil, "%.*sdilation: %d dilation: %d %s", (int)(brace - proto),
            proto, k->dh, k->dw, brace);
-  lb *f = lb_new(with_dil, 1, 1);
+  lf *f = lf_new(with_dil, 1, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], k->N, k->C, k->H, k->W);
+  LF_SHAPE(f->bottom[0], k->N, k->C, k->H, k->W);
   nr_gradcheck_fill_uniform(f->bottom[0], -1, 1, 7);
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
   int OH, OW;
@@ -125,14 +125,14 @@ static void run_conv_case(const conv_case *k, bool deconv) {
   else
     naive_conv(f->bottom[0]->data, k->N, k->C, k->H, k->W, f->l->blobs[0]->data, bias, k->M, k->G,
                k->kh, k->kw, k->ph, k->pw, k->sh, k->sw, k->dh, k->dw, want, OH, OW);
-  double d = lb_maxdiff(want, f->top[0]->data, f->top[0]->count);
+  double d = lf_maxdiff(want, f->top[0]->data, f->top[0]->count);
   free(want);
   if (!(d < 1e-4))
     fprintf(stderr, "case N%d C%d %dx%d M%d G%d k%dx%d p%d,%d s%d,%d d%d,%d nd%d\n", k->N, k->C,
             k->H, k->W, k->M, k->G, k->kh, k->kw, k->ph, k->pw, k->sh, k->sw, k->dh, k->dw,
             k->force_nd);
   CHECK(d < 1e-4);
-  lb_free(f);
+  lf_free(f);
 }
 
 static const conv_case cases[] = {
@@ -175,62 +175,62 @@ static void test_conv_chunked(void) {
 }
 
 static void test_conv_errors(void) {
-  lb *f = lb_new("name: 'c' type: 'Convolution' convolution_param { num_output: 2 kernel_size: 5 }",
+  lf *f = lf_new("name: 'c' type: 'Convolution' convolution_param { num_output: 2 kernel_size: 5 }",
                  1, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 1, 1, 3, 3);
+  LF_SHAPE(f->bottom[0], 1, 1, 3, 3);
   CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "kernel 5x5 larger than padded input 3x3");
-  lb_free(f);
+  lf_free(f);
 
-  f = lb_new("name: 'c' type: 'Convolution' convolution_param { kernel_size: 3 }", 1, 1);
+  f = lf_new("name: 'c' type: 'Convolution' convolution_param { kernel_size: 3 }", 1, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 1, 1, 5, 5);
+  LF_SHAPE(f->bottom[0], 1, 1, 5, 5);
   CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "num_output");
-  lb_free(f);
+  lf_free(f);
 
-  f = lb_new("name: 'c' type: 'Convolution'", 1, 1);
+  f = lf_new("name: 'c' type: 'Convolution'", 1, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 1, 1, 5, 5);
+  LF_SHAPE(f->bottom[0], 1, 1, 5, 5);
   CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "num_output");
-  lb_free(f);
+  lf_free(f);
 
-  f = lb_new("name: 'c' type: 'Convolution' convolution_param { num_output: 2 kernel_size: 3 "
+  f = lf_new("name: 'c' type: 'Convolution' convolution_param { num_output: 2 kernel_size: 3 "
              "kernel_size: 3 kernel_size: 3 }", 1, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 1, 1, 5, 5);
+  LF_SHAPE(f->bottom[0], 1, 1, 5, 5);
   CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "kernel must be given once, or once per spatial axis (2)");
-  lb_free(f);
+  lf_free(f);
 
-  f = lb_new("name: 'c' type: 'Convolution' convolution_param { num_output: 3 kernel_size: 1 "
+  f = lf_new("name: 'c' type: 'Convolution' convolution_param { num_output: 3 kernel_size: 1 "
              "group: 2 }", 1, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 1, 4, 5, 5);
+  LF_SHAPE(f->bottom[0], 1, 4, 5, 5);
   CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "num_output 3 is not a multiple of group 2");
-  lb_free(f);
+  lf_free(f);
 
   /* A later reshape with a wrong bottom. */
-  f = lb_new("name: 'c' type: 'Convolution' convolution_param { num_output: 2 kernel_size: 3 }",
+  f = lf_new("name: 'c' type: 'Convolution' convolution_param { num_output: 2 kernel_size: 3 }",
              1, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 2, 3, 5, 5);
+  LF_SHAPE(f->bottom[0], 2, 3, 5, 5);
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
-  LB_SHAPE(f->bottom[0], 3, 5, 5);
+  LF_SHAPE(f->bottom[0], 3, 5, 5);
   CHECK_INT_EQ(f->l->type->reshape(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "bottom[0] has 3 axes, expected 4");
-  LB_SHAPE(f->bottom[0], 2, 4, 5, 5);
+  LF_SHAPE(f->bottom[0], 2, 4, 5, 5);
   CHECK_INT_EQ(f->l->type->reshape(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "bottom[0] has 4 channels, expected 3");
   /* A bigger batch reshapes fine. */
-  LB_SHAPE(f->bottom[0], 7, 3, 6, 5);
+  LF_SHAPE(f->bottom[0], 7, 3, 6, 5);
   CHECK_OK(f->l->type->reshape(f->l, &f->err), &f->err);
   CHECK_INT_EQ(f->top[0]->shape[0], 7);
   CHECK_INT_EQ(f->top[0]->shape[2], 4);
-  lb_free(f);
+  lf_free(f);
 }
 
 static void test_conv_gradient(void) {
@@ -247,44 +247,44 @@ static void test_conv_gradient(void) {
       "bias_filler { type: 'gaussian' std: 0.5 } }",
   };
   for (size_t i = 0; i < sizeof protos / sizeof protos[0]; i++) {
-    lb *f = lb_new(protos[i], 2, 2); /* two bottom/top pairs sharing the weights */
+    lf *f = lf_new(protos[i], 2, 2); /* two bottom/top pairs sharing the weights */
     CHECK(f);
-    LB_SHAPE(f->bottom[0], 2, 4, 5, 5);
-    LB_SHAPE(f->bottom[1], 2, 4, 5, 5);
+    LF_SHAPE(f->bottom[0], 2, 4, 5, 5);
+    LF_SHAPE(f->bottom[1], 2, 4, 5, 5);
     nr_gradcheck_fill_gaussian(f->bottom[0], 0, 1, 11);
     nr_gradcheck_fill_gaussian(f->bottom[1], 0, 1, 12);
     CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
-    CHECK_GRAD(f, 1e-2f, 1e-3f, -1, NR_GC_ALL);
-    lb_free(f);
+    LF_GRAD(f, 1e-2f, 1e-3f, -1, NR_GC_ALL);
+    lf_free(f);
   }
 }
 
 static void test_conv_nd_gradient(void) {
   /* 3 spatial axes (N-D im2col), and 1 spatial axis. */
-  lb *f = lb_new("name: 'c' type: 'Convolution' convolution_param { num_output: 2 kernel_size: 2 "
+  lf *f = lf_new("name: 'c' type: 'Convolution' convolution_param { num_output: 2 kernel_size: 2 "
                  "kernel_size: 3 kernel_size: 2 stride: 2 stride: 1 stride: 1 pad: 1 pad: 0 pad: 1 "
                  "weight_filler { type: 'gaussian' std: 0.5 } bias_filler { type: 'gaussian' std: 1 } }",
                  1, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 2, 2, 3, 4, 3);
+  LF_SHAPE(f->bottom[0], 2, 2, 3, 4, 3);
   nr_gradcheck_fill_gaussian(f->bottom[0], 0, 1, 13);
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
   CHECK_INT_EQ(f->top[0]->num_axes, 5);
   CHECK_INT_EQ(f->top[0]->shape[2], 2); /* (3+2-2)/2+1 */
   CHECK_INT_EQ(f->top[0]->shape[3], 2);
   CHECK_INT_EQ(f->top[0]->shape[4], 4);
-  CHECK_GRAD(f, 1e-2f, 1e-3f, -1, NR_GC_ALL);
-  lb_free(f);
+  LF_GRAD(f, 1e-2f, 1e-3f, -1, NR_GC_ALL);
+  lf_free(f);
 
-  f = lb_new("name: 'c' type: 'Deconvolution' convolution_param { num_output: 2 kernel_size: 3 "
+  f = lf_new("name: 'c' type: 'Deconvolution' convolution_param { num_output: 2 kernel_size: 3 "
              "stride: 2 weight_filler { type: 'gaussian' std: 0.5 } }", 1, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 2, 3, 4);
+  LF_SHAPE(f->bottom[0], 2, 3, 4);
   nr_gradcheck_fill_gaussian(f->bottom[0], 0, 1, 14);
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
   CHECK_INT_EQ(f->top[0]->shape[2], 9);
-  CHECK_GRAD(f, 1e-2f, 1e-3f, -1, NR_GC_ALL);
-  lb_free(f);
+  LF_GRAD(f, 1e-2f, 1e-3f, -1, NR_GC_ALL);
+  lf_free(f);
 }
 
 int main(void) {

@@ -1,12 +1,12 @@
 /* BatchNorm, Softmax, SoftmaxWithLoss, EuclideanLoss, SigmoidCrossEntropyLoss, Accuracy:
  * values against direct formulas, normalization modes, errors, gradient checks. */
-#include "lb_util.h"
+#include "layer_fixture.h"
 
 static void test_batch_norm_train(void) {
-  lb *f = lb_new("name: 'bn' type: 'BatchNorm' batch_norm_param { moving_average_fraction: 0.5 "
+  lf *f = lf_new("name: 'bn' type: 'BatchNorm' batch_norm_param { moving_average_fraction: 0.5 "
                  "eps: 0.001 }", 1, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 3, 2, 2, 2);
+  LF_SHAPE(f->bottom[0], 3, 2, 2, 2);
   nr_gradcheck_fill_gaussian(f->bottom[0], 1, 2, 31);
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
   CHECK_INT_EQ(f->l->nblobs, 3);
@@ -31,15 +31,15 @@ static void test_batch_norm_train(void) {
   CHECK_NEAR(f->l->blobs[2]->data[0], 1, 0);
   CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
   CHECK_NEAR(f->l->blobs[2]->data[0], 1.5, 0);
-  CHECK_GRAD(f, 1e-2f, 1e-3f, -1, NR_GC_EXHAUSTIVE);
-  lb_free(f);
+  LF_GRAD(f, 1e-2f, 1e-3f, -1, NR_GC_EXHAUSTIVE);
+  lf_free(f);
 }
 
 static void test_batch_norm_global(void) {
   /* phase TEST defaults to the stored statistics */
-  lb *f = lb_new("name: 'bn' type: 'BatchNorm' phase: TEST", 1, 1);
+  lf *f = lf_new("name: 'bn' type: 'BatchNorm' phase: TEST", 1, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 2, 3);
+  LF_SHAPE(f->bottom[0], 2, 3);
   nr_gradcheck_fill_gaussian(f->bottom[0], 0, 1, 32);
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
   for (int c = 0; c < 3; c++) {
@@ -59,13 +59,13 @@ static void test_batch_norm_global(void) {
   nr_status s = nr_gradcheck_layer(f->l, &c, 0, NR_GC_EXHAUSTIVE, &f->err);
   f->l->nblobs = nb;
   CHECK_OK(s, &f->err);
-  lb_free(f);
+  lf_free(f);
 }
 
 static void test_softmax(void) {
-  lb *f = lb_new("name: 's' type: 'Softmax' softmax_param { axis: 1 }", 1, 1);
+  lf *f = lf_new("name: 's' type: 'Softmax' softmax_param { axis: 1 }", 1, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 2, 4, 3);
+  LF_SHAPE(f->bottom[0], 2, 4, 3);
   nr_gradcheck_fill_gaussian(f->bottom[0], 0, 3, 33);
   f->bottom[0]->data[0] = 80; /* large values stay finite */
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
@@ -80,26 +80,26 @@ static void test_softmax(void) {
         CHECK_NEAR(y[(n * 4 + c) * 3 + s], exp(x[(n * 4 + c) * 3 + s] - mx) / z, 1e-6);
     }
   f->bottom[0]->data[0] = 0.5f;
-  CHECK_GRAD(f, 1e-2f, 1e-3f, -1, NR_GC_EXHAUSTIVE);
-  lb_free(f);
+  LF_GRAD(f, 1e-2f, 1e-3f, -1, NR_GC_EXHAUSTIVE);
+  lf_free(f);
 }
 
-static lb *loss_layer(const char *proto, int nt, int64_t n, int64_t c, int64_t s) {
-  lb *f = lb_new(proto, 2, nt);
+static lf *loss_layer(const char *proto, int nt, int64_t n, int64_t c, int64_t s) {
+  lf *f = lf_new(proto, 2, nt);
   if (!f) return NULL;
   if (s > 0) {
-    LB_SHAPE(f->bottom[0], n, c, s);
-    LB_SHAPE(f->bottom[1], n, 1, s);
+    LF_SHAPE(f->bottom[0], n, c, s);
+    LF_SHAPE(f->bottom[1], n, 1, s);
   } else {
-    LB_SHAPE(f->bottom[0], n, c);
-    LB_SHAPE(f->bottom[1], n);
+    LF_SHAPE(f->bottom[0], n, c);
+    LF_SHAPE(f->bottom[1], n);
   }
   nr_gradcheck_fill_gaussian(f->bottom[0], 0, 1, 34);
   for (int64_t i = 0; i < f->bottom[1]->count; i++) f->bottom[1]->data[i] = (float)((i * 7) % c);
   return f;
 }
 
-static double swl_ref(const lb *f, int64_t N, int64_t C, int64_t S, int ignore, int64_t *valid) {
+static double swl_ref(const lf *f, int64_t N, int64_t C, int64_t S, int ignore, int64_t *valid) {
   double loss = 0;
   *valid = 0;
   for (int64_t n = 0; n < N; n++)
@@ -116,7 +116,7 @@ static double swl_ref(const lb *f, int64_t N, int64_t C, int64_t S, int ignore, 
 
 static void test_softmax_loss(void) {
   /* optional second top: the probabilities */
-  lb *f = loss_layer("name: 'l' type: 'SoftmaxWithLoss'", 2, 3, 5, 0);
+  lf *f = loss_layer("name: 'l' type: 'SoftmaxWithLoss'", 2, 3, 5, 0);
   CHECK(f);
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
   CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
@@ -124,7 +124,7 @@ static void test_softmax_loss(void) {
   double z = 0;
   for (int c = 0; c < 5; c++) z += exp(f->bottom[0]->data[c]);
   CHECK_NEAR(f->top[1]->data[1], exp(f->bottom[0]->data[1]) / z, 1e-6);
-  lb_free(f);
+  lf_free(f);
 
   /* the gradient check uses one top: like Caffe, no gradient flows from the prob top */
   f = loss_layer("name: 'l' type: 'SoftmaxWithLoss'", 1, 3, 5, 0);
@@ -137,7 +137,7 @@ static void test_softmax_loss(void) {
   int64_t valid;
   double ref = swl_ref(f, 3, 5, 1, -1000, &valid);
   CHECK_NEAR(f->top[0]->data[0], ref / 3, 1e-5);
-  CHECK_GRAD(f, 1e-2f, 1e-2f, 0, NR_GC_ALL);
+  LF_GRAD(f, 1e-2f, 1e-2f, 0, NR_GC_ALL);
   /* loss weight scales the gradient: top diff 2 doubles it */
   f->top[0]->diff[0] = 1;
   f->l->prop_down[0] = true;
@@ -151,7 +151,7 @@ static void test_softmax_loss(void) {
   f->l->prop_down[1] = true;
   CHECK_INT_EQ(f->l->type->backward(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "label");
-  lb_free(f);
+  lf_free(f);
 }
 
 static void test_softmax_loss_spatial_ignore(void) {
@@ -161,7 +161,7 @@ static void test_softmax_loss_spatial_ignore(void) {
     snprintf(proto, sizeof proto,
              "name: 'l' type: 'SoftmaxWithLoss' loss_param { ignore_label: 2 normalization: %s }",
              modes[m]);
-    lb *f = loss_layer(proto, 1, 2, 4, 3);
+    lf *f = loss_layer(proto, 1, 2, 4, 3);
     CHECK(f);
     CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
     CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
@@ -170,39 +170,39 @@ static void test_softmax_loss_spatial_ignore(void) {
     CHECK(valid < 6); /* some labels are ignored */
     double norm[4] = {(double)valid, 6, 2, 1};
     CHECK_NEAR(f->top[0]->data[0], ref / norm[m], 1e-5);
-    CHECK_GRAD(f, 1e-2f, 1e-2f, 0, NR_GC_ALL);
-    lb_free(f);
+    LF_GRAD(f, 1e-2f, 1e-2f, 0, NR_GC_ALL);
+    lf_free(f);
   }
   /* legacy normalize: false means BATCH_SIZE */
-  lb *f = loss_layer("name: 'l' type: 'SoftmaxWithLoss' loss_param { normalize: false }", 1, 2, 4, 3);
+  lf *f = loss_layer("name: 'l' type: 'SoftmaxWithLoss' loss_param { normalize: false }", 1, 2, 4, 3);
   CHECK(f);
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
   CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
   int64_t valid;
   CHECK_NEAR(f->top[0]->data[0], swl_ref(f, 2, 4, 3, -1000, &valid) / 2, 1e-5);
-  lb_free(f);
+  lf_free(f);
 }
 
 static void test_softmax_loss_errors(void) {
-  lb *f = lb_new("name: 'l' type: 'SoftmaxWithLoss'", 2, 1);
+  lf *f = lf_new("name: 'l' type: 'SoftmaxWithLoss'", 2, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 64, 10);
-  LB_SHAPE(f->bottom[1], 10);
+  LF_SHAPE(f->bottom[0], 64, 10);
+  LF_SHAPE(f->bottom[1], 10);
   CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "bottom[1] count 10 does not match bottom[0] outer count 64");
-  LB_SHAPE(f->bottom[1], 64);
+  LF_SHAPE(f->bottom[1], 64);
   CHECK_OK(f->l->type->reshape(f->l, &f->err), &f->err);
   f->bottom[1]->data[5] = 10;
   CHECK_INT_EQ(f->l->type->forward(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "label 10 at position 5 out of range [0, 10)");
-  lb_free(f);
+  lf_free(f);
 }
 
 static void test_euclidean_loss(void) {
-  lb *f = lb_new("name: 'e' type: 'EuclideanLoss'", 2, 1);
+  lf *f = lf_new("name: 'e' type: 'EuclideanLoss'", 2, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 4, 3);
-  LB_SHAPE(f->bottom[1], 4, 3);
+  LF_SHAPE(f->bottom[0], 4, 3);
+  LF_SHAPE(f->bottom[1], 4, 3);
   nr_gradcheck_fill_gaussian(f->bottom[0], 0, 1, 35);
   nr_gradcheck_fill_gaussian(f->bottom[1], 0, 1, 36);
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
@@ -210,18 +210,18 @@ static void test_euclidean_loss(void) {
   double ref = 0;
   for (int i = 0; i < 12; i++) ref += pow(f->bottom[0]->data[i] - f->bottom[1]->data[i], 2);
   CHECK_NEAR(f->top[0]->data[0], ref / 4 / 2, 1e-5);
-  CHECK_GRAD(f, 1e-2f, 1e-2f, -1, NR_GC_ALL);
-  LB_SHAPE(f->bottom[1], 4, 4);
+  LF_GRAD(f, 1e-2f, 1e-2f, -1, NR_GC_ALL);
+  LF_SHAPE(f->bottom[1], 4, 4);
   CHECK_INT_EQ(f->l->type->reshape(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "bottom[1] count 16 does not match bottom[0] count 12");
-  lb_free(f);
+  lf_free(f);
 }
 
 static void test_sigmoid_ce_loss(void) {
-  lb *f = lb_new("name: 's' type: 'SigmoidCrossEntropyLoss' loss_param { ignore_label: -1 }", 2, 1);
+  lf *f = lf_new("name: 's' type: 'SigmoidCrossEntropyLoss' loss_param { ignore_label: -1 }", 2, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 3, 4);
-  LB_SHAPE(f->bottom[1], 3, 4);
+  LF_SHAPE(f->bottom[0], 3, 4);
+  LF_SHAPE(f->bottom[1], 3, 4);
   nr_gradcheck_fill_gaussian(f->bottom[0], 0, 3, 37);
   nr_gradcheck_fill_uniform(f->bottom[1], 0, 1, 38);
   f->bottom[1]->data[2] = -1;
@@ -240,15 +240,15 @@ static void test_sigmoid_ce_loss(void) {
   CHECK(isfinite(f->top[0]->data[0]));
   f->bottom[0]->data[5] = 3;
   f->bottom[0]->data[6] = -3;
-  CHECK_GRAD(f, 1e-2f, 1e-2f, 0, NR_GC_ALL);
-  lb_free(f);
+  LF_GRAD(f, 1e-2f, 1e-2f, 0, NR_GC_ALL);
+  lf_free(f);
 }
 
 static void test_accuracy(void) {
-  lb *f = lb_new("name: 'a' type: 'Accuracy' accuracy_param { top_k: 2 }", 2, 2);
+  lf *f = lf_new("name: 'a' type: 'Accuracy' accuracy_param { top_k: 2 }", 2, 2);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 4, 3);
-  LB_SHAPE(f->bottom[1], 4);
+  LF_SHAPE(f->bottom[0], 4, 3);
+  LF_SHAPE(f->bottom[1], 4);
   const float x[12] = {0.1f, 0.5f, 0.4f,  /* label 2: 2nd best -> top-2 hit */
                        0.9f, 0.05f, 0.05f, /* label 1: tie for 2nd counts against -> miss */
                        0.2f, 0.3f, 0.5f,   /* label 0: 3rd -> miss */
@@ -265,26 +265,26 @@ static void test_accuracy(void) {
   CHECK_NEAR(f->top[1]->data[0], 0.5, 1e-7);
   CHECK_NEAR(f->top[1]->data[1], 0, 1e-7);
   CHECK_NEAR(f->top[1]->data[2], 1, 1e-7);
-  lb_free(f);
+  lf_free(f);
 
-  f = lb_new("name: 'a' type: 'Accuracy' accuracy_param { ignore_label: 1 }", 2, 1);
+  f = lf_new("name: 'a' type: 'Accuracy' accuracy_param { ignore_label: 1 }", 2, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 4, 3);
-  LB_SHAPE(f->bottom[1], 4);
+  LF_SHAPE(f->bottom[0], 4, 3);
+  LF_SHAPE(f->bottom[1], 4);
   memcpy(f->bottom[0]->data, x, sizeof x);
   memcpy(f->bottom[1]->data, lab, sizeof lab);
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
   CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
   CHECK_NEAR(f->top[0]->data[0], 1 / 3.0, 1e-6); /* top-1: only the last of 3 counted */
-  lb_free(f);
+  lf_free(f);
 
-  f = lb_new("name: 'a' type: 'Accuracy' accuracy_param { top_k: 4 }", 2, 1);
+  f = lf_new("name: 'a' type: 'Accuracy' accuracy_param { top_k: 4 }", 2, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 4, 3);
-  LB_SHAPE(f->bottom[1], 4);
+  LF_SHAPE(f->bottom[0], 4, 3);
+  LF_SHAPE(f->bottom[1], 4);
   CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "top_k 4 is larger than the number of classes 3");
-  lb_free(f);
+  lf_free(f);
 }
 
 int main(void) {

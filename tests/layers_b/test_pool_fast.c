@@ -5,7 +5,7 @@
 #include <float.h>
 #include <math.h>
 
-#include "lb_util.h"
+#include "layer_fixture.h"
 
 static uint64_t st = 0x9E3779B97F4A7C15ull;
 static uint32_t rnd(void) {
@@ -51,9 +51,9 @@ static void check_max(int k, int s, int p, int n, int c, int H, int W) {
   snprintf(params, sizeof params, "pool: MAX kernel_size: %d stride: %d pad: %d", k, s, p);
   char proto[200];
   snprintf(proto, sizeof proto, "name: 'p' type: 'Pooling' pooling_param { %s }", params);
-  lb *f = lb_new(proto, 1, 2);
+  lf *f = lf_new(proto, 1, 2);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], n, c, H, W);
+  LF_SHAPE(f->bottom[0], n, c, H, W);
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
   const int OH = (int)f->top[0]->shape[2], OW = (int)f->top[0]->shape[3];
   const int64_t cnt = f->bottom[0]->count, tcnt = f->top[0]->count;
@@ -80,7 +80,7 @@ static void check_max(int k, int s, int p, int n, int c, int H, int W) {
   }
   for (int64_t i = 0; i < cnt; i++) bad_diff += !same_bits(din[i], f->bottom[0]->diff[i]);
   free(out), free(din), free(mask);
-  lb_free(f);
+  lf_free(f);
   if (bad_out || bad_mask || bad_diff)
     fprintf(stderr, "  k%d s%d p%d %dx%dx%dx%d\n", k, s, p, n, c, H, W);
   CHECK_INT_EQ(bad_out, 0);

@@ -1,24 +1,24 @@
 /* Pooling and LRN: Caffe's output-size formula (ceil, pad corner case, floor, global),
  * MAX/AVE values and masks, LRN against direct formulas, errors, gradient checks. */
-#include "lb_util.h"
+#include "layer_fixture.h"
 
-static lb *pool_layer(const char *params, int nt, int64_t n, int64_t c, int64_t h, int64_t w) {
+static lf *pool_layer(const char *params, int nt, int64_t n, int64_t c, int64_t h, int64_t w) {
   char proto[400];
   snprintf(proto, sizeof proto, "name: 'p' type: 'Pooling' pooling_param { %s }", params);
-  lb *f = lb_new(proto, 1, nt);
-  if (f) LB_SHAPE(f->bottom[0], n, c, h, w);
+  lf *f = lf_new(proto, 1, nt);
+  if (f) LF_SHAPE(f->bottom[0], n, c, h, w);
   return f;
 }
 
 static void check_pool_shape(const char *params, int64_t h, int64_t w, int64_t oh, int64_t ow) {
-  lb *f = pool_layer(params, 1, 2, 3, h, w);
+  lf *f = pool_layer(params, 1, 2, 3, h, w);
   CHECK(f);
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
   CHECK_INT_EQ(f->top[0]->shape[0], 2);
   CHECK_INT_EQ(f->top[0]->shape[1], 3);
   CHECK_INT_EQ(f->top[0]->shape[2], oh);
   CHECK_INT_EQ(f->top[0]->shape[3], ow);
-  lb_free(f);
+  lf_free(f);
 }
 
 static void test_pool_shapes(void) {
@@ -34,7 +34,7 @@ static void test_pool_shapes(void) {
 }
 
 static void test_pool_max_values(void) {
-  lb *f = pool_layer("pool: MAX kernel_size: 2 stride: 2", 2, 1, 1, 3, 4);
+  lf *f = pool_layer("pool: MAX kernel_size: 2 stride: 2", 2, 1, 1, 3, 4);
   CHECK(f);
   const float x[12] = {1, 5, 2, 0, 3, 4, 8, 8, 9, -1, -2, -3};
   memcpy(f->bottom[0]->data, x, sizeof x);
@@ -52,11 +52,11 @@ static void test_pool_max_values(void) {
   CHECK_OK(f->l->type->backward(f->l, &f->err), &f->err);
   const float wd[12] = {0, 1, 0, 0, 0, 0, 2, 0, 3, 0, 4, 0};
   for (int i = 0; i < 12; i++) CHECK_NEAR(f->bottom[0]->diff[i], wd[i], 0);
-  lb_free(f);
+  lf_free(f);
 }
 
 static void test_pool_ave_values(void) {
-  lb *f = pool_layer("pool: AVE kernel_size: 3 stride: 1 pad: 1", 1, 1, 1, 3, 3);
+  lf *f = pool_layer("pool: AVE kernel_size: 3 stride: 1 pad: 1", 1, 1, 1, 3, 3);
   CHECK(f);
   for (int i = 0; i < 9; i++) f->bottom[0]->data[i] = 1;
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
@@ -64,7 +64,7 @@ static void test_pool_ave_values(void) {
   /* Caffe's divisor counts the padding: corners 4/9, edges 6/9, centre 1 */
   const float want[9] = {4 / 9.f, 6 / 9.f, 4 / 9.f, 6 / 9.f, 1, 6 / 9.f, 4 / 9.f, 6 / 9.f, 4 / 9.f};
   for (int i = 0; i < 9; i++) CHECK_NEAR(f->top[0]->data[i], want[i], 1e-6);
-  lb_free(f);
+  lf_free(f);
 
   /* Window clipped at in + pad: H=4, k=3, s=2, p=1 -> 3 outputs; the last window
    * [3, 6) is clipped to [3, 5): divisor 2 rows, and sums only row 3. */
@@ -78,7 +78,7 @@ static void test_pool_ave_values(void) {
   CHECK_NEAR(f->top[0]->data[8], 15 / 4.0, 1e-6);
   /* top (0,0): rows 0..1, cols 0..1, divisor 3x3 */
   CHECK_NEAR(f->top[0]->data[0], (0 + 1 + 4 + 5) / 9.0, 1e-6);
-  lb_free(f);
+  lf_free(f);
 
   f = pool_layer("pool: AVE global_pooling: true", 1, 2, 2, 2, 3);
   CHECK(f);
@@ -86,36 +86,36 @@ static void test_pool_ave_values(void) {
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
   CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
   for (int i = 0; i < 4; i++) CHECK_NEAR(f->top[0]->data[i], 6 * i + 2.5, 1e-5);
-  lb_free(f);
+  lf_free(f);
 }
 
 static void test_pool_errors(void) {
-  lb *f = pool_layer("pool: STOCHASTIC kernel_size: 2", 1, 1, 1, 4, 4);
+  lf *f = pool_layer("pool: STOCHASTIC kernel_size: 2", 1, 1, 1, 4, 4);
   CHECK(f);
   CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "STOCHASTIC is not supported");
-  lb_free(f);
+  lf_free(f);
   f = pool_layer("kernel_size: 5", 1, 1, 1, 3, 3);
   CHECK(f);
   CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "kernel 5x5 larger than padded input 3x3");
-  lb_free(f);
+  lf_free(f);
   f = pool_layer("stride: 2", 1, 1, 1, 3, 3);
   CHECK(f);
   CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "kernel_size");
-  lb_free(f);
+  lf_free(f);
   f = pool_layer("kernel_size: 2 pad: 2", 1, 1, 1, 3, 3);
   CHECK(f);
   CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "pad");
-  lb_free(f);
-  f = lb_new("name: 'p' type: 'Pooling' pooling_param { kernel_size: 2 }", 1, 1);
+  lf_free(f);
+  f = lf_new("name: 'p' type: 'Pooling' pooling_param { kernel_size: 2 }", 1, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 2, 3, 4);
+  LF_SHAPE(f->bottom[0], 2, 3, 4);
   CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "bottom[0] has 3 axes, expected 4");
-  lb_free(f);
+  lf_free(f);
 }
 
 static void test_pool_gradient(void) {
@@ -127,14 +127,14 @@ static void test_pool_gradient(void) {
       "pool: AVE global_pooling: true",
   };
   for (size_t i = 0; i < sizeof params / sizeof params[0]; i++) {
-    lb *f = pool_layer(params[i], 1, 2, 2, 6, 5);
+    lf *f = pool_layer(params[i], 1, 2, 2, 6, 5);
     CHECK(f);
     /* distinct values far apart compared to the step: the argmax never flips */
     for (int64_t j = 0; j < f->bottom[0]->count; j++)
       f->bottom[0]->data[j] = (float)((j * 37) % 60) * 0.1f - 3.0f;
     CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
-    CHECK_GRAD(f, 1e-2f, 1e-2f, -1, NR_GC_EXHAUSTIVE);
-    lb_free(f);
+    LF_GRAD(f, 1e-2f, 1e-2f, -1, NR_GC_EXHAUSTIVE);
+    lf_free(f);
   }
 }
 
@@ -149,10 +149,10 @@ static float lrn_across_ref(const float *x, int C, int S, int n, int c, int s, i
 }
 
 static void test_lrn_values(void) {
-  lb *f = lb_new("name: 'n' type: 'LRN' lrn_param { local_size: 3 alpha: 0.5 beta: 0.75 k: 2 }",
+  lf *f = lf_new("name: 'n' type: 'LRN' lrn_param { local_size: 3 alpha: 0.5 beta: 0.75 k: 2 }",
                  1, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 2, 5, 2, 3);
+  LF_SHAPE(f->bottom[0], 2, 5, 2, 3);
   nr_gradcheck_fill_gaussian(f->bottom[0], 0, 1, 21);
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
   CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
@@ -161,13 +161,13 @@ static void test_lrn_values(void) {
       for (int s = 0; s < 6; s++)
         CHECK_NEAR(f->top[0]->data[(n * 5 + c) * 6 + s],
                    lrn_across_ref(f->bottom[0]->data, 5, 6, n, c, s, 3, 0.5f, 0.75f, 2), 1e-5);
-  lb_free(f);
+  lf_free(f);
 
   /* WITHIN_CHANNEL: 1 + α · (Σ window x²) / (window area counting padding) */
-  f = lb_new("name: 'n' type: 'LRN' lrn_param { local_size: 3 alpha: 0.9 beta: 0.5 "
+  f = lf_new("name: 'n' type: 'LRN' lrn_param { local_size: 3 alpha: 0.9 beta: 0.5 "
              "norm_region: WITHIN_CHANNEL }", 1, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 1, 1, 3, 3);
+  LF_SHAPE(f->bottom[0], 1, 1, 3, 3);
   for (int i = 0; i < 9; i++) f->bottom[0]->data[i] = (float)(i + 1) * 0.1f;
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
   CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
@@ -177,14 +177,14 @@ static void test_lrn_values(void) {
   double all = 0;
   for (int i = 0; i < 9; i++) all += x[i] * x[i];
   CHECK_NEAR(f->top[0]->data[4], x[4] * pow(1 + 0.9 * all / 9.0, -0.5), 1e-6);
-  lb_free(f);
+  lf_free(f);
 
-  f = lb_new("name: 'n' type: 'LRN' lrn_param { local_size: 4 }", 1, 1);
+  f = lf_new("name: 'n' type: 'LRN' lrn_param { local_size: 4 }", 1, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 1, 1, 3, 3);
+  LF_SHAPE(f->bottom[0], 1, 1, 3, 3);
   CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "local_size must be odd");
-  lb_free(f);
+  lf_free(f);
 }
 
 static void test_lrn_gradient(void) {
@@ -195,13 +195,13 @@ static void test_lrn_gradient(void) {
       "norm_region: WITHIN_CHANNEL }",
   };
   for (size_t i = 0; i < sizeof protos / sizeof protos[0]; i++) {
-    lb *f = lb_new(protos[i], 1, 1);
+    lf *f = lf_new(protos[i], 1, 1);
     CHECK(f);
-    LB_SHAPE(f->bottom[0], 2, 7, 3, 3);
+    LF_SHAPE(f->bottom[0], 2, 7, 3, 3);
     nr_gradcheck_fill_gaussian(f->bottom[0], 0, 1, 22);
     CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
-    CHECK_GRAD(f, 1e-2f, 1e-2f, -1, NR_GC_EXHAUSTIVE);
-    lb_free(f);
+    LF_GRAD(f, 1e-2f, 1e-2f, -1, NR_GC_EXHAUSTIVE);
+    lf_free(f);
   }
 }
 

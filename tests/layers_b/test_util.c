@@ -1,15 +1,15 @@
 /* Concat, Slice, Eltwise, ArgMax, Crop: values, shapes, errors, gradient checks. */
-#include "lb_util.h"
+#include "layer_fixture.h"
 
 static void fill_iota(nr_blob *b, float start) {
   for (int64_t i = 0; i < b->count; i++) b->data[i] = start + (float)i;
 }
 
 static void test_concat(void) {
-  lb *f = lb_new("name: 'c' type: 'Concat'", 2, 1);
+  lf *f = lf_new("name: 'c' type: 'Concat'", 2, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 2, 3, 2);
-  LB_SHAPE(f->bottom[1], 2, 1, 2);
+  LF_SHAPE(f->bottom[0], 2, 3, 2);
+  LF_SHAPE(f->bottom[1], 2, 1, 2);
   fill_iota(f->bottom[0], 0);
   fill_iota(f->bottom[1], 100);
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
@@ -17,39 +17,39 @@ static void test_concat(void) {
   CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
   const float want[16] = {0, 1, 2, 3, 4, 5, 100, 101, 6, 7, 8, 9, 10, 11, 102, 103};
   for (int i = 0; i < 16; i++) CHECK_NEAR(f->top[0]->data[i], want[i], 0);
-  CHECK_GRAD(f, 1e-2f, 1e-3f, -1, NR_GC_EXHAUSTIVE);
-  LB_SHAPE(f->bottom[1], 3, 1, 2);
+  LF_GRAD(f, 1e-2f, 1e-3f, -1, NR_GC_EXHAUSTIVE);
+  LF_SHAPE(f->bottom[1], 3, 1, 2);
   CHECK_INT_EQ(f->l->type->reshape(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "bottom[1] shape 3 1 2");
-  lb_free(f);
+  lf_free(f);
 
   /* legacy concat_dim, and axis -1 */
-  f = lb_new("name: 'c' type: 'Concat' concat_param { concat_dim: 0 }", 3, 1);
+  f = lf_new("name: 'c' type: 'Concat' concat_param { concat_dim: 0 }", 3, 1);
   CHECK(f);
-  for (int i = 0; i < 3; i++) LB_SHAPE(f->bottom[i], i + 1, 2);
+  for (int i = 0; i < 3; i++) LF_SHAPE(f->bottom[i], i + 1, 2);
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
   CHECK_INT_EQ(f->top[0]->shape[0], 6);
-  lb_free(f);
-  f = lb_new("name: 'c' type: 'Concat' concat_param { axis: -1 }", 2, 1);
+  lf_free(f);
+  f = lf_new("name: 'c' type: 'Concat' concat_param { axis: -1 }", 2, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 2, 2);
-  LB_SHAPE(f->bottom[1], 2, 3);
+  LF_SHAPE(f->bottom[0], 2, 2);
+  LF_SHAPE(f->bottom[1], 2, 3);
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
   CHECK_INT_EQ(f->top[0]->shape[1], 5);
-  lb_free(f);
-  f = lb_new("name: 'c' type: 'Concat' concat_param { axis: 1 concat_dim: 1 }", 2, 1);
+  lf_free(f);
+  f = lf_new("name: 'c' type: 'Concat' concat_param { axis: 1 concat_dim: 1 }", 2, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 2, 2);
-  LB_SHAPE(f->bottom[1], 2, 3);
+  LF_SHAPE(f->bottom[0], 2, 2);
+  LF_SHAPE(f->bottom[1], 2, 3);
   CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
-  lb_free(f);
+  lf_free(f);
 }
 
 static void test_slice(void) {
-  lb *f = lb_new("name: 's' type: 'Slice' slice_param { axis: 1 slice_point: 1 slice_point: 3 }",
+  lf *f = lf_new("name: 's' type: 'Slice' slice_param { axis: 1 slice_point: 1 slice_point: 3 }",
                  1, 3);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 2, 5, 2);
+  LF_SHAPE(f->bottom[0], 2, 5, 2);
   fill_iota(f->bottom[0], 0);
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
   CHECK_INT_EQ(f->top[0]->shape[1], 1);
@@ -59,32 +59,32 @@ static void test_slice(void) {
   CHECK_NEAR(f->top[0]->data[2], 10, 0); /* n=1, c=0 */
   CHECK_NEAR(f->top[1]->data[0], 2, 0);  /* n=0, c=1 */
   CHECK_NEAR(f->top[2]->data[7], 19, 0); /* n=1, c=4, w=1 */
-  CHECK_GRAD(f, 1e-2f, 1e-3f, -1, NR_GC_EXHAUSTIVE);
-  lb_free(f);
+  LF_GRAD(f, 1e-2f, 1e-3f, -1, NR_GC_EXHAUSTIVE);
+  lf_free(f);
 
-  f = lb_new("name: 's' type: 'Slice' slice_param { slice_dim: 0 }", 1, 2);
+  f = lf_new("name: 's' type: 'Slice' slice_param { slice_dim: 0 }", 1, 2);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 4, 3);
+  LF_SHAPE(f->bottom[0], 4, 3);
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
   CHECK_INT_EQ(f->top[1]->shape[0], 2);
-  LB_SHAPE(f->bottom[0], 5, 3);
+  LF_SHAPE(f->bottom[0], 5, 3);
   CHECK_INT_EQ(f->l->type->reshape(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "does not split evenly into 2 tops");
-  lb_free(f);
+  lf_free(f);
 
-  f = lb_new("name: 's' type: 'Slice' slice_param { slice_point: 2 }", 1, 3);
+  f = lf_new("name: 's' type: 'Slice' slice_param { slice_point: 2 }", 1, 3);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 4, 3);
+  LF_SHAPE(f->bottom[0], 4, 3);
   CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "1 slice_point values for 3 tops; need 2");
-  lb_free(f);
+  lf_free(f);
 
-  f = lb_new("name: 's' type: 'Slice' slice_param { slice_point: 2 slice_point: 2 }", 1, 3);
+  f = lf_new("name: 's' type: 'Slice' slice_param { slice_point: 2 slice_point: 2 }", 1, 3);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 4, 3);
+  LF_SHAPE(f->bottom[0], 4, 3);
   CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "slice_point");
-  lb_free(f);
+  lf_free(f);
 }
 
 static void test_eltwise(void) {
@@ -98,10 +98,10 @@ static void test_eltwise(void) {
   for (int k = 0; k < 5; k++) {
     char proto[200];
     snprintf(proto, sizeof proto, "name: 'e' type: 'Eltwise' eltwise_param { %s }", ops[k]);
-    lb *f = lb_new(proto, 3, 1);
+    lf *f = lf_new(proto, 3, 1);
     CHECK(f);
     for (int i = 0; i < 3; i++) {
-      LB_SHAPE(f->bottom[i], 2, 3, 2);
+      LF_SHAPE(f->bottom[i], 2, 3, 2);
       nr_gradcheck_fill_uniform(f->bottom[i], 0.5f, 2.0f, 40 + (uint64_t)i);
     }
     CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
@@ -112,14 +112,14 @@ static void test_eltwise(void) {
                  : fmaxf(a, fmaxf(b, c));
       CHECK_NEAR(f->top[0]->data[j], want, 1e-5);
     }
-    CHECK_GRAD(f, 1e-3f, 1e-2f, -1, NR_GC_EXHAUSTIVE);
-    lb_free(f);
+    LF_GRAD(f, 1e-3f, 1e-2f, -1, NR_GC_EXHAUSTIVE);
+    lf_free(f);
   }
   /* MAX ties: between bottoms 0 and 1 the gradient goes to bottom 1 (Caffe's order) */
-  lb *f = lb_new("name: 'e' type: 'Eltwise' eltwise_param { operation: MAX }", 2, 1);
+  lf *f = lf_new("name: 'e' type: 'Eltwise' eltwise_param { operation: MAX }", 2, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 1);
-  LB_SHAPE(f->bottom[1], 1);
+  LF_SHAPE(f->bottom[0], 1);
+  LF_SHAPE(f->bottom[1], 1);
   f->bottom[0]->data[0] = f->bottom[1]->data[0] = 3;
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
   CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
@@ -128,35 +128,35 @@ static void test_eltwise(void) {
   CHECK_OK(f->l->type->backward(f->l, &f->err), &f->err);
   CHECK_NEAR(f->bottom[0]->diff[0], 0, 0);
   CHECK_NEAR(f->bottom[1]->diff[0], 1, 0);
-  lb_free(f);
+  lf_free(f);
 
-  f = lb_new("name: 'e' type: 'Eltwise' eltwise_param { operation: PROD coeff: 1 coeff: 2 }", 2, 1);
+  f = lf_new("name: 'e' type: 'Eltwise' eltwise_param { operation: PROD coeff: 1 coeff: 2 }", 2, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 2);
-  LB_SHAPE(f->bottom[1], 2);
+  LF_SHAPE(f->bottom[0], 2);
+  LF_SHAPE(f->bottom[1], 2);
   CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "coeff is only allowed with operation SUM");
-  lb_free(f);
-  f = lb_new("name: 'e' type: 'Eltwise' eltwise_param { coeff: 2 }", 2, 1);
+  lf_free(f);
+  f = lf_new("name: 'e' type: 'Eltwise' eltwise_param { coeff: 2 }", 2, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 2);
-  LB_SHAPE(f->bottom[1], 2);
+  LF_SHAPE(f->bottom[0], 2);
+  LF_SHAPE(f->bottom[1], 2);
   CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "1 coeff values for 2 bottoms");
-  lb_free(f);
-  f = lb_new("name: 'e' type: 'Eltwise'", 2, 1);
+  lf_free(f);
+  f = lf_new("name: 'e' type: 'Eltwise'", 2, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 2, 3);
-  LB_SHAPE(f->bottom[1], 3, 2);
+  LF_SHAPE(f->bottom[0], 2, 3);
+  LF_SHAPE(f->bottom[1], 3, 2);
   CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "bottom[1] shape 3 2 (6) differs from bottom[0] shape 2 3 (6)");
-  lb_free(f);
+  lf_free(f);
 }
 
 static void test_argmax(void) {
-  lb *f = lb_new("name: 'a' type: 'ArgMax' argmax_param { out_max_val: true top_k: 2 }", 1, 1);
+  lf *f = lf_new("name: 'a' type: 'ArgMax' argmax_param { out_max_val: true top_k: 2 }", 1, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 2, 4);
+  LF_SHAPE(f->bottom[0], 2, 4);
   const float x[8] = {0.1f, 0.9f, 0.3f, 0.9f, -1, -3, -2, 5};
   memcpy(f->bottom[0]->data, x, sizeof x);
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
@@ -168,11 +168,11 @@ static void test_argmax(void) {
   /* ties go to the larger index first */
   const float want[8] = {3, 1, 0.9f, 0.9f, 3, 0, 5, -1};
   for (int i = 0; i < 8; i++) CHECK_NEAR(f->top[0]->data[i], want[i], 1e-7);
-  lb_free(f);
+  lf_free(f);
 
-  f = lb_new("name: 'a' type: 'ArgMax' argmax_param { axis: 1 }", 1, 1);
+  f = lf_new("name: 'a' type: 'ArgMax' argmax_param { axis: 1 }", 1, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 2, 3, 2);
+  LF_SHAPE(f->bottom[0], 2, 3, 2);
   const float y[12] = {1, 6, 2, 5, 3, 4, /* n=0: argmax over c for w=0 -> 2, w=1 -> 0 */
                        9, 0, 8, 1, 7, 2};
   memcpy(f->bottom[0]->data, y, sizeof y);
@@ -184,21 +184,21 @@ static void test_argmax(void) {
   CHECK_NEAR(f->top[0]->data[1], 0, 0);
   CHECK_NEAR(f->top[0]->data[2], 0, 0);
   CHECK_NEAR(f->top[0]->data[3], 2, 0);
-  lb_free(f);
+  lf_free(f);
 
-  f = lb_new("name: 'a' type: 'ArgMax' argmax_param { top_k: 5 }", 1, 1);
+  f = lf_new("name: 'a' type: 'ArgMax' argmax_param { top_k: 5 }", 1, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 2, 4);
+  LF_SHAPE(f->bottom[0], 2, 4);
   CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "top_k 5 is larger");
-  lb_free(f);
+  lf_free(f);
 }
 
 static void test_crop(void) {
-  lb *f = lb_new("name: 'c' type: 'Crop' crop_param { axis: 2 offset: 1 offset: 2 }", 2, 1);
+  lf *f = lf_new("name: 'c' type: 'Crop' crop_param { axis: 2 offset: 1 offset: 2 }", 2, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 2, 2, 4, 5);
-  LB_SHAPE(f->bottom[1], 1, 1, 2, 3);
+  LF_SHAPE(f->bottom[0], 2, 2, 4, 5);
+  LF_SHAPE(f->bottom[1], 1, 1, 2, 3);
   fill_iota(f->bottom[0], 0);
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
   CHECK_INT_EQ(f->top[0]->shape[0], 2);
@@ -214,22 +214,22 @@ static void test_crop(void) {
           CHECK_NEAR(f->top[0]->data[((n * 2 + c) * 2 + h) * 3 + w],
                      ((n * 2 + c) * 4 + h + 1) * 5 + w + 2, 0);
   CHECK(f->l->type->no_force_backward & 2u);
-  CHECK_GRAD(f, 1e-2f, 1e-3f, 0, NR_GC_EXHAUSTIVE);
-  LB_SHAPE(f->bottom[1], 1, 1, 4, 3);
+  LF_GRAD(f, 1e-2f, 1e-3f, 0, NR_GC_EXHAUSTIVE);
+  LF_SHAPE(f->bottom[1], 1, 1, 4, 3);
   CHECK_INT_EQ(f->l->type->reshape(f->l, &f->err), NR_ERR_INPUT);
   CHECK_CONTAINS(f->err.msg, "offset 1 + size 4 exceeds bottom[0] size 4");
-  lb_free(f);
+  lf_free(f);
 
-  f = lb_new("name: 'c' type: 'Crop' crop_param { axis: 1 offset: 1 }", 2, 1);
+  f = lf_new("name: 'c' type: 'Crop' crop_param { axis: 1 offset: 1 }", 2, 1);
   CHECK(f);
-  LB_SHAPE(f->bottom[0], 2, 3, 3);
-  LB_SHAPE(f->bottom[1], 2, 2, 2);
+  LF_SHAPE(f->bottom[0], 2, 3, 3);
+  LF_SHAPE(f->bottom[1], 2, 2, 2);
   fill_iota(f->bottom[0], 0);
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
   CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
   CHECK_NEAR(f->top[0]->data[0], 4, 0); /* (0, 1, 1) */
   CHECK_NEAR(f->top[0]->data[7], 9 + 8, 0); /* (1, 2, 2) */
-  lb_free(f);
+  lf_free(f);
 }
 
 int main(void) {

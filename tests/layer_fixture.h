@@ -1,7 +1,8 @@
-/* la_util.h: the fixture of the layers_a tests: one standalone layer built from the body
- * of a prototxt `layer { }`, with its own bottoms, tops, rng and ctx. */
-#ifndef LA_UTIL_H
-#define LA_UTIL_H
+/* layer_fixture.h: the fixture of the layer tests (tests/layers_a, tests/layers_b): one
+ * standalone layer built from the body of a prototxt `layer { }`, with its own bottoms, tops,
+ * rng and ctx, and the checks they share (shapes, gradients). */
+#ifndef NR_LAYER_FIXTURE_H
+#define NR_LAYER_FIXTURE_H
 
 #include <math.h>
 #include <stdio.h>
@@ -15,22 +16,22 @@
 #include "rng.h"
 #include "textformat.h"
 
-#define LA_MAX 4
+#define LF_MAX 6
 
-typedef struct la {
+typedef struct lf {
   Caffe__LayerParameter *param;
   nr_rng rng;
   nr_layer_ctx ctx;
-  nr_blob *bottom[LA_MAX], *top[LA_MAX];
+  nr_blob *bottom[LF_MAX], *top[LF_MAX];
   int nb, nt;
   nr_layer *l;
   nr_error err;
-} la;
+} lf;
 
-static inline void la_free(la *f) {
+static inline void lf_free(lf *f) {
   if (!f) return;
   nr_layer_destroy(f->l);
-  for (int i = 0; i < LA_MAX; i++) {
+  for (int i = 0; i < LF_MAX; i++) {
     nr_blob_destroy(f->bottom[i]);
     if (f->top[i] != f->bottom[i]) nr_blob_destroy(f->top[i]);
   }
@@ -40,8 +41,8 @@ static inline void la_free(la *f) {
 
 /* New fixture: nb bottoms, nt tops (unshaped); in_place = top[i] is bottom[i] for every i.
  * The layer is created, not set up. NULL (and the message on stderr) on failure. */
-static inline la *la_make(const char *prototxt, int nb, int nt, int in_place) {
-  la *f = calloc(1, sizeof *f);
+static inline lf *lf_make(const char *prototxt, int nb, int nt, int in_place) {
+  lf *f = calloc(1, sizeof *f);
   if (!f) return NULL;
   ProtobufCMessage *m = NULL;
   if (nr_text_parse(prototxt, strlen(prototxt), "<test>", &caffe__layer_parameter__descriptor,
@@ -64,48 +65,61 @@ static inline la *la_make(const char *prototxt, int nb, int nt, int in_place) {
     goto fail;
   return f;
 fail:
-  fprintf(stderr, "la_make: %s\n", f->err.msg);
-  la_free(f);
+  fprintf(stderr, "lf_make: %s\n", f->err.msg);
+  lf_free(f);
   return NULL;
 }
-#define la_new(proto, nb, nt) la_make((proto), (nb), (nt), 0)
+#define lf_new(proto, nb, nt) lf_make((proto), (nb), (nt), 0)
 
-static inline void la_shape_(nr_blob *b, int n, const int64_t *d) {
+static inline void lf_shape_(nr_blob *b, int n, const int64_t *d) {
   nr_error e;
-  if (nr_blob_reshape(b, n, d, &e) != NR_OK) fprintf(stderr, "la_shape: %s\n", e.msg);
+  if (nr_blob_reshape(b, n, d, &e) != NR_OK) fprintf(stderr, "lf_shape: %s\n", e.msg);
 }
-#define LA_SHAPE(b, ...)                                      \
+#define LF_SHAPE(b, ...)                                      \
   do {                                                        \
     const int64_t d_[] = {__VA_ARGS__};                       \
-    la_shape_((b), (int)(sizeof d_ / sizeof d_[0]), d_);      \
+    lf_shape_((b), (int)(sizeof d_ / sizeof d_[0]), d_);      \
   } while (0)
 
-static inline void la_set(nr_blob *b, const float *v) {
+static inline void lf_set(nr_blob *b, const float *v) {
   memcpy(b->data, v, (size_t)b->count * sizeof *v);
 }
 
-#define LA_SETUP(f) CHECK_OK(nr_layer_setup((f)->l, &(f)->err), &(f)->err)
-#define LA_FORWARD(f) CHECK_OK((f)->l->type->forward((f)->l, &(f)->err), &(f)->err)
-#define LA_BACKWARD(f) CHECK_OK((f)->l->type->backward((f)->l, &(f)->err), &(f)->err)
+#define LF_SETUP(f) CHECK_OK(nr_layer_setup((f)->l, &(f)->err), &(f)->err)
+#define LF_FORWARD(f) CHECK_OK((f)->l->type->forward((f)->l, &(f)->err), &(f)->err)
+#define LF_BACKWARD(f) CHECK_OK((f)->l->type->backward((f)->l, &(f)->err), &(f)->err)
 /* Setup must fail with status st and a message containing `text`. */
-#define LA_SETUP_FAILS(f, st, text)                                \
+#define LF_SETUP_FAILS(f, st, text)                                \
   do {                                                             \
     nr_status s__ = nr_layer_setup((f)->l, &(f)->err);             \
     CHECK_INT_EQ(s__, (st));                                       \
     CHECK_CONTAINS((f)->err.msg, (text));                          \
   } while (0)
 
-#define LA_GRAD(f, step, thr, check_bottom, mode)                                        \
+#define LF_GRAD(f, step, thr, check_bottom, mode)                                        \
   do {                                                                                   \
     nr_gradcheck_config c_ = nr_gradcheck_defaults((step), (thr));                       \
     CHECK_OK(nr_gradcheck_layer((f)->l, &c_, (check_bottom), (mode), &(f)->err), &(f)->err); \
   } while (0)
-#define LA_GRAD_KINK(f, step, thr, kr, check_bottom, mode)                               \
+#define LF_GRAD_KINK(f, step, thr, kr, check_bottom, mode)                               \
   do {                                                                                   \
     nr_gradcheck_config c_ = nr_gradcheck_defaults((step), (thr));                       \
     c_.kink_range = (kr);                                                                \
     CHECK_OK(nr_gradcheck_layer((f)->l, &c_, (check_bottom), (mode), &(f)->err), &(f)->err); \
   } while (0)
+
+#define LF_GRAD_CFG(f, cfg, check_bottom, mode) \
+  CHECK_OK(nr_gradcheck_layer((f)->l, (cfg), (check_bottom), (mode), &(f)->err), &(f)->err)
+
+/* Max |a - b| over n floats (NaN anywhere: infinity). */
+static inline double lf_maxdiff(const float *a, const float *b, int64_t n) {
+  double m = 0;
+  for (int64_t i = 0; i < n; i++) {
+    double d = fabs((double)a[i] - b[i]);
+    if (d > m || d != d) m = d != d ? INFINITY : d;
+  }
+  return m;
+}
 
 #define CHECK_SHAPE(b, ...)                                                  \
   do {                                                                       \
