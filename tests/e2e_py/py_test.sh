@@ -8,49 +8,11 @@ set -u
 : "${NETRUN:?}" "${NR_SOURCE_DIR:?}"
 HERE="$NR_SOURCE_DIR/tests/e2e_py"
 NETS="$HERE/nets"
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-failures=0
+# $WORK (the current directory), fail, run, check_clean, shm_list, session_left, expect_*
+# shellcheck source=../lib/cli_test.sh
+. "$NR_SOURCE_DIR/tests/lib/cli_test.sh"
 # Python layers are found in the current directory (as Caffe's tutorial says).
 cp "$HERE/layers/nr_e2e_layers.py" .
-
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-
-# /dev/shm entries, minus names other programs on a shared machine are known to make.
-shm_list() { ls -A /dev/shm 2>/dev/null | grep -Ev '^(torch_|__KMP_REGISTERED_LIB|sem\.mp-|psm_)' | sort; }
-
-# Processes still in session $1 (pid, state, command), zombies excluded.
-session_left() { ps -o pid=,stat=,args= -s "$1" 2>/dev/null | awk '$2 !~ /^Z/'; }
-
-# run EXPECTED_STATUS CMD...: runs CMD as the leader of a new session, keeps stdout/stderr
-# in $WORK/out, $WORK/err, then checks the exit status, that nothing of the session is left
-# and that /dev/shm has no new entry.
-run() {
-  local want=$1; shift
-  local before; before=$(shm_list)
-  setsid -w "$@" >"$WORK/out" 2>"$WORK/err" &
-  local sid=$!
-  wait "$sid"
-  local got=$?
-  [ "$got" = "$want" ] || fail "'$*' exited $got, expected $want; stderr: $(tail -c 3000 "$WORK/err")"
-  check_clean "$sid" "$before" "$*"
-}
-
-check_clean() { # SID SHM_BEFORE WHAT
-  # a sanitizer report (core or worker: both write to this stderr) fails the case even when
-  # the exit status was the expected 1
-  ! grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$WORK/err" ||
-    fail "'$3': sanitizer report: $(grep -A20 -E 'Sanitizer|runtime error:' "$WORK/err" | head -c 3000)"
-  local left; left=$(session_left "$1")
-  [ -z "$left" ] || fail "'$3' left processes behind: $left"
-  local new; new=$(comm -13 <(echo "$2") <(shm_list))
-  [ -z "$new" ] || fail "'$3' left new /dev/shm entries: $new"
-}
-
-expect_err() { grep -qF -- "$1" "$WORK/err" || fail "stderr lacks '$1': $(tail -c 3000 "$WORK/err")"; }
-expect_out() { grep -qF -- "$1" "$WORK/out" || fail "stdout lacks '$1': $(tail -c 3000 "$WORK/out")"; }
-reject_err() { ! grep -qF -- "$1" "$WORK/err" || fail "stderr has '$1': $(tail -c 3000 "$WORK/err")"; }
 
 # fault_net PARAM_STR: net.prototxt + solver.prototxt for the Fault layer.
 fault_net() {
@@ -62,16 +24,19 @@ fault_net() {
 # Value of the last "NAME = V" line of a log file.
 last_value() { grep -E "$1 = " "$2" | tail -n 1 | sed -E "s/.*$1 = ([-0-9.eE+]+).*/\1/"; }
 
-# ---- the fault matrix ---------------------------------------------------------------------
+# ---- faults outside the fault matrix ------------------------------------------------------
+# The matrix itself ({raise, segfault, os._exit, hang, MemoryError, SystemExit, import error,
+# syntax error, wrong class, absurd reshape} x {setup, reshape, forward, backward, data
+# prefetch}) is tests/faults/fault_matrix.sh.
+
 # fault_in KIND METHOD WANT... : runs the Fault layer with KIND in METHOD through train (and
 # through test for setup/forward) and expects each WANT in the message.
 fault_in() {
   local kind=$1 method=$2; shift 2
-  local at=3 flags=()
+  local at=3
   [ "$method" = setup ] && at=0
-  [ "$kind" = hang ] && flags=(--py-timeout 0.5)
   fault_net "$method:$kind:$at"
-  run 1 "$NETRUN" "${flags[@]}" train --solver solver.prototxt
+  run 1 "$NETRUN" train --solver solver.prototxt
   expect_err "netrun: error: "
   expect_err "layer 'faulty'"; expect_err "nr_e2e_layers.Fault.$method"
   expect_err "phase TRAIN"
@@ -89,26 +54,17 @@ fault_in() {
   local tat=0
   [ "$method" = forward ] && tat=1
   sed -i "s|param_str: \"[^\"]*\"|param_str: \"$method:$kind:$tat\"|" net.prototxt
-  run 1 "$NETRUN" "${flags[@]}" test --model net.prototxt --iterations 3
+  run 1 "$NETRUN" test --model net.prototxt --iterations 3
   expect_err "layer 'faulty'"; expect_err "nr_e2e_layers.Fault.$method"
   expect_err "phase TEST"
   [ "$method" = forward ] && expect_err "test: batch 1: "
   for w in "$@"; do expect_err "$w"; done
 }
 
-fault_matrix() { # KIND WANT...
-  local kind=$1; shift
-  for m in setup forward backward; do fault_in "$kind" "$m" "$@"; done
-}
-
-case_raise() { fault_matrix raise "raised ValueError: e2e failure in" "Traceback (most recent call last)" "in _maybe"; }
-case_segfault() { fault_matrix segv "was killed by signal SIGSEGV" "Last Python stack (faulthandler)"; }
-case_os_exit() { fault_matrix exit "exited with status 7"; }
-case_hang() { fault_matrix hang "did not return within 0.5 s (--py-timeout)" "was killed"; }
-case_sysexit() { fault_matrix sysexit "SystemExit" "Traceback (most recent call last)"; }
-case_absurd_reshape() { fault_matrix absurd "too large" "Traceback (most recent call last)"; }
+# A layer that indexes a top it does not have (a wrong blob count).
 case_wrong_counts() {
-  fault_matrix counts "IndexError" "Traceback (most recent call last)"
+  local m
+  for m in setup forward backward; do fault_in counts "$m" "IndexError" "Traceback (most recent call last)"; done
   # A layer that checks its counts, as the tutorial's layers do.
   cat > net.prototxt <<'P'
 name: "counts"
@@ -121,7 +77,9 @@ P
   expect_err "Exception: Need two inputs, got 1"
 }
 
-# Module-level failures: every one is an error of setup, with the Python traceback.
+# A module or class that is not there: an error of setup, with the Python traceback (a
+# module that fails to import or has a syntax error, a class that is not a Layer: the fault
+# matrix).
 bad_module() { # MODULE CLASS WANT...
   local mod=$1 cls=$2; shift 2
   fault_net x
@@ -135,10 +93,6 @@ bad_module() { # MODULE CLASS WANT...
 }
 
 case_bad_modules() {
-  printf 'import numpy\nimport nr_e2e_no_such_module\n' > nr_e2e_importerr.py
-  bad_module nr_e2e_importerr Layer "ModuleNotFoundError" "nr_e2e_no_such_module" "Traceback"
-  printf 'import caffe\n\nclass L(caffe.Layer):\n    def setup(self, bottom, top)\n        pass\n' > nr_e2e_syntax.py
-  bad_module nr_e2e_syntax L "SyntaxError" "nr_e2e_syntax.py"
   bad_module nr_e2e_layers NoSuchClass "NoSuchClass"
   bad_module nr_e2e_not_there Fault "ModuleNotFoundError" "nr_e2e_not_there"
 }

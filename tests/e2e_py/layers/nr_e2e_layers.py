@@ -2,7 +2,6 @@
 
 Every layer here is deterministic: same inputs, same outputs, whatever the worker."""
 import os
-import sys
 import time
 
 import numpy as np
@@ -17,7 +16,8 @@ class Fault(caffe.Layer):
     forward, backward) on its call number `at` (0-based, counted in this object; default 0).
     With a marker path the fault happens only while that file does not exist, and creates
     it (a one-time crash for the restart and resume tests).
-    kinds: raise, segv, exit, hang, sysexit, absurd, counts (index a top that is not there)."""
+    kinds: raise, segv, exit, hang, counts (index a top that is not there). The full set of
+    kinds in every method is the fault matrix (tests/faults/fm_layers.py)."""
 
     def setup(self, bottom, top):
         parts = self.param_str.split(':')
@@ -48,10 +48,6 @@ class Fault(caffe.Layer):
         if k == 'hang':
             while True:
                 pass
-        if k == 'sysexit':
-            sys.exit(3)
-        if k == 'absurd':
-            self._top[0].reshape(1 << 20, 1 << 20, 1 << 20)
         if k == 'counts':
             self._top[1].reshape(1)
 
