@@ -125,6 +125,19 @@ static void pf_release(nr_pool *p, struct pf *f);
 
 /* ---------- shared-memory allocator ---------- */
 
+/* A shared-memory file of the pool: anonymous (no name in any file system: only the core
+ * and the workers it hands the descriptor to can reach it) and mode 0600. -1 (errno). */
+static int private_memfd(const char *name) {
+  int fd = memfd_create(name, MFD_CLOEXEC);
+  if (fd >= 0 && fchmod(fd, 0600) < 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
 static nr_status seg_alloc(void *ctx, size_t bytes, void **ptr, void **handle, nr_error *err) {
   nr_pool *p = ctx;
   size_t pg = (size_t)sysconf(_SC_PAGESIZE);
@@ -132,7 +145,7 @@ static nr_status seg_alloc(void *ctx, size_t bytes, void **ptr, void **handle, n
   if (!size) size = pg;
   nr_seg *s = calloc(1, sizeof *s);
   if (!s) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
-  s->fd = memfd_create("netrun-blob", MFD_CLOEXEC);
+  s->fd = private_memfd("netrun-blob");
   if (s->fd < 0) {
     free(s);
     return nr_err_set(err, errno == ENOMEM ? NR_ERR_NOMEM : NR_ERR_IO,
@@ -292,8 +305,8 @@ static nr_status worker_spawn(nr_pool *p, worker *w, nr_error *err) {
   nr_status s = NR_OK;
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) goto io;
   sv[1] = fd_high(sv[1]);
-  ctlfd = fd_high(memfd_create("netrun-ctl", MFD_CLOEXEC));
-  fault = memfd_create("netrun-fault", MFD_CLOEXEC);
+  ctlfd = fd_high(private_memfd("netrun-ctl"));
+  fault = private_memfd("netrun-fault");
   if (sv[1] < 0 || ctlfd < 0 || fault < 0) goto io;
   fault = fd_high(fault);
   if (fault < 0 || ftruncate(ctlfd, NR_CTL_SIZE) < 0) goto io;

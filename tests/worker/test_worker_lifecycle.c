@@ -1,6 +1,6 @@
 /* Worker life and death: --py-restarts recovering crashes and hangs with the right
  * results, restarts running out, workers dying within 1 s of a SIGKILLed core, print()
- * lines arriving whole. */
+ * lines arriving whole; the pool's shared memory private (no name, mode 0600). */
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -193,6 +193,50 @@ static void test_print_whole_lines(void) {
   CHECK_INT_EQ(bad, 0);
 }
 
+/* Every shared-memory file of a pool (blob segments, control block, faulthandler file) is a
+ * memfd: no name in any file system ("/memfd:netrun-... (deleted)") and mode 0600. */
+static void test_segments_private(void) {
+  nr_error err;
+  nr_pool *p = NULL;
+  nr_pool_opts o = {1, 0, 0, NULL, NULL, 0, 0};
+  CHECK_OK(nr_pool_create(&o, &p, &err), &err);
+  const char *cls[] = {"Scale", "TimesTen"};
+  const char *pss[] = {"", ""};
+  wk_chain c;
+  CHECK_OK(wk_chain_init(&c, nr_pool_backend(p), nr_pool_allocator(p), 2, "nr_fx_layers", cls,
+                         pss, NR_TRAIN, &err), &err);
+  CHECK_OK(nr_blob_reshape4(c.b[0], 1, 1, 2, 2, &err), &err);
+  CHECK_OK(wk_chain_setup(&c, &err), &err);
+  CHECK_OK(wk_chain_forward(&c, &err), &err);
+  int blob = 0, ctl = 0, fault = 0;
+  DIR *d = opendir("/proc/self/fd");
+  CHECK(d != NULL);
+  for (struct dirent *e; d && (e = readdir(d));) {
+    char path[300], target[300];
+    snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+    ssize_t n = readlink(path, target, sizeof target - 1);
+    if (n <= 0) continue;
+    target[n] = '\0';
+    if (strncmp(target, "/memfd:netrun-", 14) != 0) continue;
+    blob += strstr(target, "netrun-blob") != NULL;
+    ctl += strstr(target, "netrun-ctl") != NULL;
+    fault += strstr(target, "netrun-fault") != NULL;
+    CHECK_CONTAINS(target, "(deleted)");
+    struct stat st;
+    CHECK(stat(path, &st) == 0);
+    if ((st.st_mode & 07777) != 0600)
+      fprintf(stderr, "FAIL: %s has mode %o\n", target, (unsigned)(st.st_mode & 07777));
+    CHECK_INT_EQ(st.st_mode & 07777, 0600);
+  }
+  if (d) closedir(d);
+  CHECK(blob >= 4); /* the chain's three blobs and Scale's parameter at least */
+  CHECK_INT_EQ(ctl, 0); /* the control block is mapped, its descriptor closed */
+  CHECK_INT_EQ(fault, 1);
+  wk_chain_free(&c);
+  nr_pool_destroy(p);
+  CHECK_INT_EQ(wk_children(), 0);
+}
+
 int main(void) {
   snprintf(tmpdir, sizeof tmpdir, "/tmp/nr-wk-%d", (int)getpid());
   mkdir(tmpdir, 0700);
@@ -202,6 +246,7 @@ int main(void) {
   NR_RUN(test_restarts_exhausted);
   NR_RUN(test_core_sigkill);
   NR_RUN(test_print_whole_lines);
+  NR_RUN(test_segments_private);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
   if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", tmpdir);
