@@ -104,13 +104,14 @@ int nr_wire_send_fds(int sock, const int *fds, const uint32_t *ids, int n) {
 }
 
 int nr_wire_recv_fds(int sock, int *fds, uint32_t *ids, int n) {
-  int got = 0;
-  while (got < n) {
+  int got = 0, rc = 0;
+  while (got < n && !rc) {
     union {
       struct cmsghdr h;
       char space[CMSG_SPACE(sizeof(int) * 200)];
     } cbuf;
-    struct iovec iov = {ids + got, sizeof(uint32_t) * 200};
+    int want = n - got < 200 ? n - got : 200; /* never more ids than the caller has room for */
+    struct iovec iov = {ids + got, sizeof(uint32_t) * (size_t)want};
     struct msghdr msg = {0};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
@@ -119,22 +120,28 @@ int nr_wire_recv_fds(int sock, int *fds, uint32_t *ids, int n) {
     ssize_t r;
     do r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
     while (r < 0 && errno == EINTR);
-    if (r < 0) return errno;
-    if (r == 0) return EPIPE;
+    if (r <= 0) {
+      rc = r < 0 ? errno : EPIPE;
+      break;
+    }
     int k = (int)((size_t)r / sizeof(uint32_t));
     int nfd = 0;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-        int cnt = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-        if (nfd + cnt > k || got + nfd + cnt > n) return EPROTO;
-        memcpy(fds + got + nfd, CMSG_DATA(c), sizeof(int) * (size_t)cnt);
-        nfd += cnt;
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      int cnt = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+      for (int i = 0; i < cnt; i++) { /* keep what has an id, close the rest: no leak */
+        int fd;
+        memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+        if (nfd < k) fds[got + nfd++] = fd;
+        else close(fd);
       }
     }
-    if (nfd != k || (msg.msg_flags & MSG_CTRUNC)) return EPROTO;
-    got += k;
+    if (nfd != k || (msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC))) rc = EPROTO;
+    got += nfd;
   }
-  return 0;
+  if (rc)
+    for (int i = 0; i < got; i++) close(fds[i]);
+  return rc;
 }
 
 int nr_wbuf_write(void *data, const char *buf, size_t len) {

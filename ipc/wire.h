@@ -1,5 +1,5 @@
 /* wire.h: what the core and a netrun-worker share — the control block, the opcodes, the
- * wait discipline, descriptor passing. Used by both sides (ipc/pool.c and worker/main.c);
+ * wait discipline, descriptor passing. Used by both sides (ipc/pool.c and worker/server.c);
  * depends on nothing of core/ so the worker links without the engine.
  *
  * One worker = one Unix stream socket + one control block (a memfd mapped MAP_SHARED by
@@ -90,8 +90,9 @@ int64_t nr_wire_now_ns(void);
 
 /* Sends n descriptors with their n segment ids (one sendmsg per 200). 0 or an errno. */
 int nr_wire_send_fds(int sock, const int *fds, const uint32_t *ids, int n);
-/* Receives exactly n (fd, id) pairs; blocks. 0, or an errno (EPIPE on EOF). Received fds are
- * close-on-exec. */
+/* Receives exactly n (fd, id) pairs; blocks unless sock is non-blocking. 0, or an errno
+ * (EPIPE on EOF, EPROTO for a message whose ids and fds do not pair up or that carries more
+ * than asked for; EAGAIN). Received fds are close-on-exec; on error all are closed. */
 int nr_wire_recv_fds(int sock, int *fds, uint32_t *ids, int n);
 
 /* msgpack writer into a bounded buffer (the control block); overflow is remembered and the

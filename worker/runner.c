@@ -128,6 +128,8 @@ PyObject *nr_rt_mapping_new(void *ptr, size_t size, bool owned) {
   return (PyObject *)m;
 }
 
+size_t nr_rt_mapping_size(PyObject *map) { return ((Mapping *)map)->size; }
+
 /* ---------- the _netrun module ---------- */
 
 static int dims_from(PyObject *seq, int *nd, int64_t *dims) { /* seq borrowed */
@@ -162,12 +164,14 @@ static PyObject *mod_view(PyObject *self, PyObject *args) {
   int64_t d64[32];
   if (dims_from(shape, &nd, d64) < 0) return NULL;
   npy_intp dims[32];
-  size_t count = 1;
+  size_t count = 1, bytes = 0;
+  bool big = false;
   for (int i = 0; i < nd; i++) {
     dims[i] = (npy_intp)d64[i];
-    count *= (size_t)d64[i];
+    big |= d64[i] < 0 || __builtin_mul_overflow(count, (size_t)d64[i], &count);
   }
-  if (off < 0 || (size_t)off + count * sizeof(float) > m->size) {
+  big |= __builtin_mul_overflow(count, sizeof(float), &bytes);
+  if (big || off < 0 || (size_t)off > m->size || bytes > m->size - (size_t)off) {
     PyErr_Format(PyExc_RuntimeError, "netrun: view of %zu floats at %zd exceeds mapping of %zu bytes",
                  count, off, m->size);
     return NULL;
@@ -182,9 +186,12 @@ static PyObject *mod_view(PyObject *self, PyObject *args) {
   return a;
 }
 
+/* The layer a Blob belongs to. A Blob can outlive its layer (user code keeps it): the
+ * capsule of a destroyed layer is renamed, and growing such a Blob is an error. */
 static nr_rt_layer *layer_of(PyObject *cap) {
-  nr_rt_layer *L = PyCapsule_GetPointer(cap, "netrun.layer");
-  return L;
+  if (PyCapsule_IsValid(cap, "netrun.layer")) return PyCapsule_GetPointer(cap, "netrun.layer");
+  PyErr_SetString(PyExc_RuntimeError, "netrun: this blob's layer was released");
+  return NULL;
 }
 
 static PyObject *raise_host(const char *msg, int exc) {
@@ -405,6 +412,7 @@ fail:
 
 void nr_rt_layer_destroy(nr_rt_layer *L) {
   if (!L) return;
+  if (L->handle) PyCapsule_SetName(L->handle, "netrun.layer (released)"); /* see layer_of */
   Py_XDECREF(L->obj);
   Py_XDECREF(L->bottom);
   Py_XDECREF(L->top);

@@ -2,7 +2,7 @@
  * netrun-worker executable (out of process) and libnetrun-pyinproc.so (--py-workers 0).
  *
  * The runner knows Python, NumPy and the `caffe` package; it does not know where blob
- * memory comes from. Its host (worker/main.c or worker/inproc.c) hands it "mappings"
+ * memory comes from. Its host (worker/server.c or worker/inproc.c) hands it "mappings"
  * (nr_rt_mapping_new: a Python object owning or borrowing a memory range) and serves the
  * two requests a layer can make while it runs: grow a blob (Blob.reshape past capacity)
  * and add a parameter blob (self.blobs.add_blob). NumPy views keep their mapping alive
@@ -55,6 +55,8 @@ void nr_rt_shutdown(void);
 /* A mapping object over [ptr, ptr+size). owned: munmap(ptr, size) when the last reference
  * (the runner's segment table, any NumPy view) goes. New reference, NULL on error. */
 PyObject *nr_rt_mapping_new(void *ptr, size_t size, bool owned);
+/* Bytes of a mapping (borrowed; one nr_rt_mapping_new made). */
+size_t nr_rt_mapping_size(PyObject *map);
 
 typedef struct nr_rt_layer nr_rt_layer;
 

@@ -1,24 +1,16 @@
 /* gen_ipc_wire_corpus.c: writes the seed corpus of fuzz_ipc_wire — real messages encoded
- * the way ipc/pool.c (core -> worker) and worker/main.c (worker -> core) encode them,
+ * the way ipc/pool.c (core -> worker) and worker/server.c (worker -> core) encode them,
  * each file = one opcode byte (index into fuzz_ipc_wire.c's ops[]) + the payload.
- *   cc -I ipc tests/fuzz/gen_ipc_wire_corpus.c $(pkg-config --cflags --libs msgpack) -o gen
+ *   cc -I ipc -I tests/fuzz tests/fuzz/gen_ipc_wire_corpus.c $(pkg-config --cflags --libs msgpack) -o gen
  *   ./gen tests/fuzz/corpus/fuzz_ipc_wire */
-#include <msgpack.h>
 #include <stdio.h>
-#include <string.h>
 
-#include "wire.h"
+#include "wire_pack.h"
 
 static const char *dir;
 static int nfile;
 /* op index as in fuzz_ipc_wire.c */
 enum { HELLO, OK, ERROR, GROW, ADD_PARAM, CALL, NESTED_OK, NESTED_ERR };
-
-static void pack_str(msgpack_packer *pk, const char *s) {
-  size_t n = strlen(s);
-  msgpack_pack_str(pk, n);
-  msgpack_pack_str_body(pk, s, n);
-}
 
 static void emit(int op, msgpack_sbuffer *sb, const char *name) {
   char path[512];
@@ -32,26 +24,6 @@ static void emit(int op, msgpack_sbuffer *sb, const char *name) {
   fwrite(sb->data, 1, sb->size, f);
   fclose(f);
   msgpack_sbuffer_clear(sb);
-}
-
-static void pack_desc(msgpack_packer *pk, int kind, int idx, uint32_t seg, int64_t cap,
-                      int nd, const int64_t *dims) {
-  msgpack_pack_array(pk, 6);
-  msgpack_pack_int(pk, kind);
-  msgpack_pack_int(pk, idx);
-  msgpack_pack_uint32(pk, seg);
-  msgpack_pack_int64(pk, cap);
-  msgpack_pack_true(pk);
-  msgpack_pack_array(pk, (size_t)nd);
-  for (int i = 0; i < nd; i++) msgpack_pack_int64(pk, dims[i]);
-}
-
-static void pack_shape(msgpack_packer *pk, int kind, int idx, int nd, const int64_t *dims) {
-  msgpack_pack_array(pk, 3);
-  msgpack_pack_int(pk, kind);
-  msgpack_pack_int(pk, idx);
-  msgpack_pack_array(pk, (size_t)nd);
-  for (int i = 0; i < nd; i++) msgpack_pack_int64(pk, dims[i]);
 }
 
 int main(int argc, char **argv) {

@@ -1,7 +1,8 @@
 /* replay_main.c: runs a libFuzzer target's LLVMFuzzerTestOneInput over every file of
  * the corpus directories (or files) given on the command line, so checked-in corpora
- * are replayed by plain ctest with any compiler. Exit 0 unless a file cannot be read;
- * a crash is a crash (ctest reports it). */
+ * are replayed by plain ctest with any compiler (after LLVMFuzzerInitialize, if the
+ * target defines it). Exit 0 unless a file cannot be read; a crash is a crash (ctest
+ * reports it). */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -10,6 +11,8 @@
 #include <sys/stat.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+/* optional, as with libFuzzer: a target that needs one-time setup defines it */
+__attribute__((weak)) int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 static int replay_file(const char *path) {
   FILE *f = fopen(path, "rb");
@@ -45,6 +48,7 @@ static int replay_file(const char *path) {
 
 int main(int argc, char **argv) {
   int bad = 0, files = 0;
+  if (LLVMFuzzerInitialize) LLVMFuzzerInitialize(&argc, &argv);
   for (int i = 1; i < argc; i++) {
     struct stat st;
     if (stat(argv[i], &st) != 0) {

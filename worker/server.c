@@ -1,0 +1,421 @@
+/* server.c: a netrun-worker's request handling (see server.h, ipc/wire.h). */
+#define _GNU_SOURCE
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <msgpack.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct nr_server_layer {
+  uint32_t id;
+  nr_rt_layer *L;
+};
+
+void nr_server_die(const char *what) {
+  fprintf(stderr, "netrun-worker[%d]: %s: %s\n", (int)getpid(), what, strerror(errno));
+  _exit(3);
+}
+
+void nr_server_init(nr_server *s, nr_ctl *ctl, int sock, pid_t parent) {
+  *s = (nr_server){ctl, sock, parent, 50000, NULL, NULL, 0, 0};
+  /* The core sends descriptors before it posts their message: they are queued when the
+   * worker looks, and one announced but never sent must not block the worker forever. */
+  fcntl(sock, F_SETFL, fcntl(sock, F_GETFL) | O_NONBLOCK);
+}
+
+void nr_server_destroy(nr_server *s) {
+  for (int i = 0; i < s->nlayers; i++) {
+    nr_rt_layer_destroy(s->layers[i]->L);
+    free(s->layers[i]);
+  }
+  free(s->layers);
+  Py_CLEAR(s->segs);
+  s->layers = NULL;
+  s->nlayers = s->cap = 0;
+}
+
+/* Is the core still there? Socket EOF or a new parent means no. */
+static bool core_alive(nr_server *s) {
+  if (getppid() != s->parent) return false;
+  struct pollfd p = {s->sock, POLLRDHUP, 0};
+  if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR))) return false;
+  return true;
+}
+
+void nr_server_wait(nr_server *s) {
+  PyThreadState *ts = PyEval_SaveThread(); /* user threads keep running */
+  for (;;) {
+    int r = nr_wire_wait(&s->ctl->req, &s->spin_ns, 100000, nr_wire_now_ns() + 1000000000,
+                         &s->ctl->worker_cpu, &s->ctl->core_cpu);
+    if (r == 0) break;
+    if (r != ETIMEDOUT) {
+      PyEval_RestoreThread(ts);
+      errno = r;
+      nr_server_die("waiting for a request");
+    }
+    if (!core_alive(s)) _exit(0);
+  }
+  PyEval_RestoreThread(ts);
+}
+
+void nr_server_post(nr_server *s, uint32_t op, size_t len) {
+  s->ctl->op = op;
+  s->ctl->len = (uint32_t)len;
+  atomic_store_explicit(&s->ctl->rep_seq, atomic_load(&s->ctl->req_seq), memory_order_release);
+  sem_post(&s->ctl->rep);
+}
+
+/* An error reply of type RuntimeError with a printf-style message. */
+static void set_error(nr_rt_err *e, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  nr_rt_err_set(e, "RuntimeError", msg);
+}
+
+/* ---- segments ---- */
+
+static const char *map_segment(nr_server *s, int fd, uint32_t id) {
+  struct stat st;
+  if (fstat(fd, &st) < 0 || st.st_size <= 0) return "a segment that cannot be mapped";
+  size_t size = (size_t)st.st_size;
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return "a segment that cannot be mapped";
+  PyObject *m = nr_rt_mapping_new(p, size, true); /* new; owns p */
+  PyObject *k = PyLong_FromUnsignedLong(id);      /* new */
+  if (!m || !k || (!s->segs && !(s->segs = PyDict_New())) || PyDict_SetItem(s->segs, k, m) < 0)
+    nr_server_die("recording a segment");
+  Py_DECREF(m);
+  Py_DECREF(k);
+  return NULL;
+}
+
+/* Receives the descriptors announced in the header (nsegs) and maps them. They were
+ * queued before the message was posted, so fewer than announced is an error, not a wait.
+ * The descriptors are closed either way (a mapping outlives its descriptor). NULL, or
+ * what was wrong. */
+static const char *take_segments(nr_server *s) {
+  uint32_t n = *(volatile uint32_t *)&s->ctl->nsegs;
+  if (!n) return NULL;
+  if (n > NR_WIRE_MAX_ITEMS) return "more segments announced than a message carries";
+  int *fds = malloc(n * sizeof *fds);
+  uint32_t *ids = malloc(n * sizeof *ids);
+  if (!fds || !ids) nr_server_die("out of memory");
+  const char *why = NULL;
+  if (nr_wire_recv_fds(s->sock, fds, ids, (int)n) != 0) {
+    why = "the segments announced did not arrive";
+    n = 0; /* nr_wire_recv_fds closed what it received */
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    if (!why) why = map_segment(s, fds[i], ids[i]);
+    close(fds[i]);
+  }
+  free(fds);
+  free(ids);
+  return why;
+}
+
+static PyObject *seg_get(nr_server *s, uint64_t id) { /* borrowed or NULL */
+  if (!id || !s->segs) return NULL;
+  PyObject *k = PyLong_FromUnsignedLongLong(id);
+  PyObject *m = k ? PyDict_GetItem(s->segs, k) : NULL;
+  Py_XDECREF(k);
+  return m;
+}
+
+/* The memory of a blob of capacity cap (cap floats of data, then cap of diff) and, when
+ * shaped, shape dims: segment seg, at least 8 * cap bytes, or none (seg 0) for capacity 0.
+ * *map is borrowed (NULL for none). NULL, or what is wrong with the core's description:
+ * a NumPy view must never reach past its mapping. */
+static const char *blob_memory(nr_server *s, uint32_t seg, int64_t cap, bool shaped, int nd,
+                               const int64_t *dims, PyObject **map) {
+  *map = NULL;
+  uint64_t count = 1;
+  for (int i = 0; shaped && i < nd; i++)
+    if (__builtin_mul_overflow(count, (uint64_t)dims[i], &count)) count = UINT64_MAX;
+  if (shaped && count > (uint64_t)cap) return "a shape larger than the capacity";
+  if (!seg) return cap ? "a capacity without a segment" : NULL;
+  if (!(*map = seg_get(s, seg))) return "an unknown segment";
+  if ((uint64_t)cap > nr_rt_mapping_size(*map) / (2 * sizeof(float)))
+    return "a capacity larger than its segment";
+  return NULL;
+}
+
+static nr_server_layer *find_layer(nr_server *s, uint32_t id) {
+  for (int i = 0; i < s->nlayers; i++)
+    if (s->layers[i]->id == id) return s->layers[i];
+  return NULL;
+}
+
+/* ---- msgpack ---- */
+
+/* Packs at most max bytes of s (NULL = ""). */
+static void pack_str(msgpack_packer *pk, const char *s, size_t max) {
+  size_t n = s ? strlen(s) : 0;
+  if (n > max) n = max;
+  msgpack_pack_str(pk, n);
+  msgpack_pack_str_body(pk, s ? s : "", n);
+}
+
+static void pack_shape(msgpack_packer *pk, int kind, int idx, int nd, const int64_t *dims) {
+  msgpack_pack_array(pk, 3);
+  msgpack_pack_int(pk, kind);
+  msgpack_pack_int(pk, idx);
+  msgpack_pack_array(pk, (size_t)nd);
+  for (int i = 0; i < nd; i++) msgpack_pack_int64(pk, dims[i]);
+}
+
+/* Decodes the core's message in the control block (opcode op) with the validating decoder
+ * (ipc/wire.c), after checking the length against the block and copying the payload out of
+ * the shared block. 0 or EPROTO (reason in *why); out of memory ends the worker. q is
+ * always safe to clear. */
+static int decode_req(nr_server *s, uint32_t op, nr_wire_request *q, const char **why) {
+  memset(q, 0, sizeof *q);
+  uint32_t len = *(volatile uint32_t *)&s->ctl->len;
+  if (len > NR_CTL_BUF_MAX) {
+    *why = "payload length past the end of the control block";
+    return EPROTO;
+  }
+  char *copy = NULL;
+  if (len && !(copy = malloc(len))) nr_server_die("out of memory");
+  if (len) memcpy(copy, s->ctl->buf, len);
+  int rc = nr_wire_decode_request(op, copy, len, q, why);
+  free(copy);
+  if (rc == ENOMEM) nr_server_die("out of memory");
+  return rc;
+}
+
+/* Type and message take at most a quarter of the block each; the traceback is trimmed
+ * from its start until the rest fits (the last frames are the useful ones). */
+void nr_server_reply_error(nr_server *s, const nr_rt_err *e) {
+  const char *tb = e->tb ? e->tb : "";
+  size_t tbl = strlen(tb);
+  for (;;) {
+    nr_wbuf wb = {s->ctl->buf, 0, NR_CTL_BUF_MAX, false};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &wb, nr_wbuf_write);
+    msgpack_pack_map(&pk, 3);
+    pack_str(&pk, "type", 4);
+    pack_str(&pk, e->type ? e->type : "Exception", NR_CTL_BUF_MAX / 4);
+    pack_str(&pk, "msg", 3);
+    pack_str(&pk, e->msg, NR_CTL_BUF_MAX / 4);
+    pack_str(&pk, "tb", 2);
+    pack_str(&pk, tb + strlen(tb) - tbl, tbl);
+    if (!wb.overflow) {
+      nr_server_post(s, NR_REP_ERROR, wb.len);
+      return;
+    }
+    tbl /= 2;
+  }
+}
+
+/* ---- nested requests (a layer wants memory) ---- */
+
+static int nested(nr_server *s, uint32_t op, uint32_t layer, int kind, int idx, int nd,
+                  const int64_t *dims, PyObject **map, int64_t *cap, char *msg, size_t msglen,
+                  int *exc) {
+  nr_wbuf wb = {s->ctl->buf, 0, NR_CTL_BUF_MAX, false};
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &wb, nr_wbuf_write);
+  pack_shape(&pk, kind, idx, nd, dims);
+  s->ctl->layer = layer;
+  nr_server_post(s, op, wb.len);
+  nr_server_wait(s);
+  uint32_t aop = *(volatile uint32_t *)&s->ctl->op;
+  nr_wire_request q = {0};
+  PyObject *m = NULL; /* borrowed */
+  const char *why = take_segments(s);
+  if (!why && aop != NR_OP_NESTED_OK && aop != NR_OP_NESTED_ERR) why = "unexpected opcode";
+  if (!why) decode_req(s, aop, &q, &why);
+  if (!why && aop == NR_OP_NESTED_OK) why = blob_memory(s, q.seg, q.cap, true, nd, dims, &m);
+  int rc = -1;
+  if (why) {
+    snprintf(msg, msglen, "netrun-worker: garbled answer from the core (%s)", why);
+    *exc = 2;
+  } else if (aop == NR_OP_NESTED_ERR) {
+    *exc = q.exc;
+    snprintf(msg, msglen, "%s", q.err_msg);
+  } else {
+    *map = m ? m : Py_None;
+    Py_INCREF(*map);
+    *cap = q.cap;
+    rc = 0;
+  }
+  nr_wire_request_clear(&q);
+  return rc;
+}
+
+static int host_grow(void *ctx, void *hl, int kind, int idx, int nd, const int64_t *dims,
+                     PyObject **map, int64_t *cap, char *msg, size_t msglen, int *exc) {
+  return nested(ctx, NR_REP_GROW, ((nr_server_layer *)hl)->id, kind, idx, nd, dims, map, cap,
+                msg, msglen, exc);
+}
+
+static int host_add_param(void *ctx, void *hl, int nd, const int64_t *dims, PyObject **map,
+                          int64_t *cap, char *msg, size_t msglen, int *exc) {
+  return nested(ctx, NR_REP_ADD_PARAM, ((nr_server_layer *)hl)->id, NR_SLOT_PARAM, -1, nd,
+                dims, map, cap, msg, msglen, exc);
+}
+
+nr_rt_host nr_server_host(nr_server *s) { return (nr_rt_host){s, host_grow, host_add_param}; }
+
+/* ---- one call ---- */
+
+static void on_dirty(void *arg, int kind, int idx, int nd, const int64_t *dims) {
+  pack_shape(arg, kind, idx, nd, dims);
+}
+
+static void drop_dirty(void *arg, int kind, int idx, int nd, const int64_t *dims) {}
+
+/* NR_REP_OK, with {shapes: [[kind, idx, [dims]]...]} when Python reshaped blobs. The shapes
+ * are packed behind room for the header (whose size depends on their count), which is
+ * then put in front of them. */
+static void finish_ok(nr_server *s, nr_server_layer *wl) {
+  enum { HEAD = 1 + 7 + 5 }; /* fixmap, fixstr "shapes", array32 */
+  nr_wbuf body = {s->ctl->buf + HEAD, 0, NR_CTL_BUF_MAX - HEAD, false};
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &body, nr_wbuf_write);
+  int n = nr_rt_take_dirty(wl->L, on_dirty, &pk);
+  if (n == 0) {
+    nr_server_post(s, NR_REP_OK, 0);
+    return;
+  }
+  if (body.overflow) {
+    nr_rt_err e = {0};
+    set_error(&e, "netrun-worker: %d reshaped blobs do not fit the control block", n);
+    nr_server_reply_error(s, &e);
+    nr_rt_err_clear(&e);
+    return;
+  }
+  char head[HEAD];
+  nr_wbuf hb = {head, 0, HEAD, false};
+  msgpack_packer_init(&pk, &hb, nr_wbuf_write);
+  msgpack_pack_map(&pk, 1);
+  pack_str(&pk, "shapes", 6);
+  msgpack_pack_array(&pk, (size_t)n);
+  memmove(s->ctl->buf + hb.len, s->ctl->buf + HEAD, body.len);
+  memcpy(s->ctl->buf, head, hb.len);
+  nr_server_post(s, NR_REP_OK, hb.len + body.len);
+}
+
+static nr_server_layer *create_layer(nr_server *s, uint32_t id, const nr_wire_request *q,
+                                     nr_rt_err *e) {
+  /* q->nreplicas 0: no "winfo" (not a prefetched data layer: get_worker_info() is None) */
+  nr_rt_layer_info info = {q->name, q->module, q->layer, q->param_str, q->source_dir,
+                           q->phase, q->nbottom, q->ntop, q->aliases, q->replica,
+                           q->nreplicas, (long long)q->first_batch};
+  if (s->nlayers == s->cap) {
+    int nc = s->cap ? 2 * s->cap : 16;
+    nr_server_layer **nl = realloc(s->layers, (size_t)nc * sizeof *nl);
+    if (!nl) nr_server_die("out of memory");
+    s->layers = nl;
+    s->cap = nc;
+  }
+  nr_server_layer *wl = calloc(1, sizeof *wl);
+  if (!wl) nr_server_die("out of memory");
+  wl->id = id;
+  if (!(wl->L = nr_rt_layer_create(&info, wl, e))) {
+    free(wl);
+    return NULL;
+  }
+  s->layers[s->nlayers++] = wl;
+  return wl;
+}
+
+/* NR_OP_CALL: forget segments, create the layer (first setup), bind the blobs the core
+ * describes, run the method. The header is checked before anything changes. */
+static void handle_call(nr_server *s) {
+  nr_rt_err e = {0};
+  nr_wire_request q;
+  const char *why = NULL;
+  uint32_t id = s->ctl->layer, method = s->ctl->method, nprop = s->ctl->nprop;
+  nr_server_layer *wl = find_layer(s, id);
+  if (decode_req(s, NR_OP_CALL, &q, &why) != 0) {
+    set_error(&e, "netrun-worker: garbled request (%s)", why);
+    goto fail;
+  }
+  if (method > 3 || nprop > NR_MAX_PROP) {
+    set_error(&e, "netrun-worker: bad call header (method %u, %u propagate_down flags)", method,
+              nprop);
+    goto fail;
+  }
+  for (uint32_t i = 0; i < q.nforget && s->segs; i++) {
+    PyObject *k = PyLong_FromUnsignedLong(q.forget[i]);
+    if (k && PyDict_DelItem(s->segs, k) < 0) PyErr_Clear();
+    Py_XDECREF(k);
+  }
+  if (q.create && wl) {
+    set_error(&e, "netrun-worker: layer %u created twice", id);
+    goto fail;
+  }
+  if (q.create && !(wl = create_layer(s, id, &q, &e))) goto fail;
+  if (!wl) {
+    set_error(&e, "netrun-worker: call on a layer it does not have");
+    goto fail;
+  }
+  for (uint32_t i = 0; i < q.nblobs; i++) {
+    const nr_wire_blob *d = &q.blobs[i];
+    PyObject *map; /* borrowed */
+    if ((why = blob_memory(s, d->seg, d->cap, d->shaped, d->shape.nd, d->shape.dims, &map))) {
+      set_error(&e, "netrun-worker: blob %d/%d: %s (segment %u, capacity %lld)", d->shape.kind,
+                d->shape.idx, why, d->seg, (long long)d->cap);
+      goto fail;
+    }
+    if (nr_rt_set_blob(wl->L, d->shape.kind, d->shape.idx, map, d->cap, d->shaped, d->shape.nd,
+                       d->shape.dims, &e) < 0)
+      goto fail;
+  }
+  if (nr_rt_call(wl->L, (int)method, (int)nprop, s->ctl->prop, &e) < 0) {
+    nr_rt_take_dirty(wl->L, drop_dirty, NULL); /* forget partial reshapes */
+    goto fail;
+  }
+  nr_wire_request_clear(&q);
+  finish_ok(s, wl);
+  return;
+fail:
+  nr_wire_request_clear(&q);
+  nr_server_reply_error(s, &e);
+  nr_rt_err_clear(&e);
+}
+
+static void handle_release(nr_server *s) {
+  for (int i = 0; i < s->nlayers; i++)
+    if (s->layers[i]->id == s->ctl->layer) {
+      nr_rt_layer_destroy(s->layers[i]->L);
+      free(s->layers[i]);
+      s->layers[i] = s->layers[--s->nlayers];
+      nr_server_post(s, NR_REP_OK, 0);
+      return;
+    }
+  nr_rt_err e = {0};
+  set_error(&e, "netrun-worker: release of a layer it does not have");
+  nr_server_reply_error(s, &e);
+  nr_rt_err_clear(&e);
+}
+
+bool nr_server_handle(nr_server *s) {
+  uint32_t op = s->ctl->op;
+  if (op == NR_OP_EXIT) return false;
+  const char *why = take_segments(s);
+  if (!why && op == NR_OP_CALL) {
+    handle_call(s);
+  } else if (!why && op == NR_OP_RELEASE) {
+    handle_release(s);
+  } else {
+    nr_rt_err e = {0};
+    set_error(&e, "netrun-worker: %s (opcode %u)", why ? why : "unknown request", op);
+    nr_server_reply_error(s, &e);
+    nr_rt_err_clear(&e);
+  }
+  return true;
+}
