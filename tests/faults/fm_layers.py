@@ -1,14 +1,14 @@
 """Layers of the fault matrix (tests/faults/fault_matrix.sh).
 
-Fault     y = 10 x, dx = 10 dy, with one fault on demand. param_str "method:kind:at": the
-          fault happens in `method` (setup, reshape, forward, backward) on its call number
-          `at` (0-based, counted in this object).
+Fault     y = 10 x, dx = 10 dy, with one fault on demand. param_str "method:kind:at[:helper]":
+          the fault happens in `method` (setup, reshape, forward, backward) on its call
+          number `at` (0-based, counted in this object).
 Source    a data layer (no bottoms; tops data, label of 4 x 3) run with replicas: 2. Batch k
-          is produced by replica k % 2 (caffe.get_worker_info()). param_str "kind": a
+          is produced by replica k % 2 (caffe.get_worker_info()). param_str "kind[:helper]": a
           module-level kind happens in the setup of replica 1 (the one on the second worker),
           any other kind in the forward of batch 5 (made by replica 1 in a prefetch thread).
 NotALayer what python_param.layer names in the setup cell of "wrong class".
-Scaler    the helper Fault and Source build by the class name in param_str's `helper`.
+Scaler    the helper wrong_class builds by the class name `helper` (default Scaler).
 
 Kinds (what each does where it happens):
   raise           raise ValueError
@@ -43,28 +43,51 @@ class Scaler(object):
         return self.k * x
 
 
+# One function per kind; each gets the layer's tops and the helper class name.
+def _raise(top, helper):
+    raise ValueError('fault matrix failure')
+
+
+def _segfault(top, helper):
+    ctypes.string_at(0)
+
+
+def _os_exit(top, helper):
+    os._exit(7)
+
+
+def _hang(top, helper):
+    while True:
+        pass
+
+
+def _memory_error(top, helper):
+    np.empty(1 << 50, dtype=np.float32)
+
+
+def _sysexit(top, helper):
+    sys.exit(3)
+
+
+def _import_error(top, helper):
+    import fm_no_such_module  # noqa: F401
+
+
+def _syntax_error(top, helper):
+    import fm_syntax_helper  # noqa: F401
+
+
+def _wrong_class(top, helper):
+    globals()[helper](10)(np.ones(3))
+
+
+def _absurd_reshape(top, helper):
+    top[0].reshape(1 << 20, 1 << 20, 1 << 20)
+
+
 def fault(kind, top, helper):
-    if kind == 'raise':
-        raise ValueError('fault matrix failure')
-    if kind == 'segfault':
-        ctypes.string_at(0)
-    if kind == 'os_exit':
-        os._exit(7)
-    if kind == 'hang':
-        while True:
-            pass
-    if kind == 'memory_error':
-        np.empty(1 << 50, dtype=np.float32)
-    if kind == 'sysexit':
-        sys.exit(3)
-    if kind == 'import_error':
-        import fm_no_such_module  # noqa: F401
-    if kind == 'syntax_error':
-        import fm_syntax_helper  # noqa: F401
-    if kind == 'wrong_class':
-        globals()[helper](10)(np.ones(3))
-    if kind == 'absurd_reshape':
-        top[0].reshape(1 << 20, 1 << 20, 1 << 20)
+    """Does what `kind` says (an unknown kind is a KeyError: a typo in the driver fails)."""
+    return globals()['_' + kind](top, helper)
 
 
 class Fault(caffe.Layer):

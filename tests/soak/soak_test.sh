@@ -18,16 +18,11 @@
 set -u
 : "${NETRUN:?}" "${NR_SOURCE_DIR:?}"
 HERE="$NR_SOURCE_DIR/tests/soak"
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
+# $WORK (the current directory), fail, check_clean, shm_list, session_left
+# shellcheck source=../lib/cli_test.sh
+. "$NR_SOURCE_DIR/tests/lib/cli_test.sh"
 cp "$HERE/soak_layers.py" .
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 log() { echo "soak: $*" >&2; }
-
-shm_list() { ls -A /dev/shm 2>/dev/null | grep -Ev '^(torch_|__KMP_REGISTERED_LIB|sem\.mp-|psm_)' | sort; }
-session_left() { ps -o pid=,stat=,args= -s "$1" 2>/dev/null | awk '$2 !~ /^Z/'; }
 
 # Netrun-worker children of PID (the workers of that run only; never matched by name
 # machine-wide).
@@ -67,13 +62,8 @@ run() {
   wait "$pid"; local got=$?
   [ -n "$kp" ] && wait "$kp"
   [ "$got" = "$want" ] || fail "'$*' exited $got, expected $want; stderr: $(tail -c 3000 "$WORK/err")"
-  ! grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$WORK/err" ||
-    fail "'$*': sanitizer report: $(grep -A20 -E 'Sanitizer|runtime error:' "$WORK/err" | head -c 3000)"
   sleep 0.2
-  local left; left=$(session_left "$pid")
-  [ -z "$left" ] || fail "'$*' left processes behind: $left"
-  local new; new=$(comm -13 <(echo "$before") <(shm_list))
-  [ -z "$new" ] || fail "'$*' left new /dev/shm entries: $new"
+  check_clean "$pid" "$before" "$*"
 }
 
 restarts_in_err() { grep -c 'restarting Python worker' "$WORK/err"; }
