@@ -112,12 +112,15 @@ case $kind in
           "$TB" ", in fault") ;;
   sysexit) want=("raised SystemExit: SystemExit(3) raised in a layer (a layer cannot end netrun)"
                  "$TB" ", in fault") ;;
-  import_error) want=("raised ModuleNotFoundError: No module named 'fm_no_such_module'" "$TB" ", in fault") ;;
-  syntax_error) want=("raised SyntaxError: expected ':' (fm_syntax_helper.py, line 1)" "$TB" ", in fault") ;;
-  wrong_class) helper=":Source"; want=("raised TypeError: 'Source' object is not callable" "$TB" ", in fault") ;;
+  import_error)
+    want=("raised ModuleNotFoundError: No module named 'fm_no_such_module'" "$TB" ", in fault") ;;
+  syntax_error)
+    want=("raised SyntaxError: expected ':' (fm_syntax_helper.py, line 1)" "$TB" ", in fault") ;;
+  wrong_class)
+    helper=":Source" want=("raised TypeError: 'Source' object is not callable" "$TB" ", in fault") ;;
   absurd_reshape)
-    want=("of 4611686018427387904 bytes is too large (the limit is 4294967296 bytes, --py-max-blob-bytes)"
-          "$TB" ", in fault") ;;
+    want=("of 4611686018427387904 bytes is too large (the limit is 4294967296 bytes,"
+          "--py-max-blob-bytes)" "$TB" ", in fault") ;;
   *) echo "unknown kind '$kind'" >&2; exit 2 ;;
 esac
 
