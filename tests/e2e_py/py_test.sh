@@ -343,6 +343,27 @@ case_module_search() {
   expect_err "module: 'nr_e2e_mod_c'"
 }
 
+# --py-max-blob-bytes: a Python layer that reshapes a top past the limit gets an exception
+# naming the blob, its size and the flag (in prefetched data layers and in synchronous ones);
+# under the limit the same net runs.
+case_max_blob_bytes() {
+  cat > net.prototxt <<'P'
+name: "sized"
+layer { name: "big" type: "Python" top: "x"
+  python_param { module: "nr_e2e_layers" layer: "Sized" param_str: "1000,1000" } }
+layer { name: "quiet" type: "Silence" bottom: "x" }
+P
+  for pf in 3 0; do
+    run 1 "$NETRUN" --py-prefetch "$pf" --py-max-blob-bytes 1000000 test --model net.prototxt --iterations 1
+    expect_err "layer 'big'"; expect_err "nr_e2e_layers.Sized.reshape"
+    expect_err "blob 'x' of 4000000 bytes is too large (the limit is 1000000 bytes, --py-max-blob-bytes)"
+    run 0 "$NETRUN" --py-prefetch "$pf" --py-max-blob-bytes 4000000 test --model net.prototxt --iterations 1
+    reject_err "too large"
+  done
+  run 2 "$NETRUN" --py-max-blob-bytes lots test --model net.prototxt
+  expect_err "--py-max-blob-bytes"
+}
+
 # ---- the tutorial examples -----------------------------------------------------------------
 
 case_tutorial() {

@@ -141,3 +141,20 @@ class Printer(caffe.Layer):
     def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
             bottom[0].diff[...] = top[0].diff
+
+
+class Sized(caffe.Layer):
+    """A data layer whose top is param_str "rows,cols" floats of ones (the blob-size limit
+    test)."""
+
+    def setup(self, bottom, top):
+        self.shape = tuple(int(v) for v in self.param_str.split(','))
+
+    def reshape(self, bottom, top):
+        top[0].reshape(*self.shape)
+
+    def forward(self, bottom, top):
+        top[0].data[...] = 1
+
+    def backward(self, top, propagate_down, bottom):
+        pass
