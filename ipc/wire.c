@@ -158,6 +158,7 @@ int nr_wbuf_write(void *data, const char *buf, size_t len) {
 /* ---- decoding ---- */
 
 #include <msgpack.h>
+#include <msgpack/unpack_define.h> /* MSGPACK_EMBED_STACK_SIZE */
 #include <stdlib.h>
 
 #define BAD(text)   \
@@ -170,13 +171,19 @@ int nr_wbuf_write(void *data, const char *buf, size_t len) {
  * msgpack-c allocates an array's or map's element table from the count in its header
  * before it reads the elements, so a 6-byte "array of 2^32-1" would make it ask for
  * ~100 GiB. Here every declared element must have at least one byte left to come from,
- * which bounds what the unpacker allocates by a small multiple of len. */
+ * which bounds what the unpacker allocates by a small multiple of len. And msgpack-c
+ * starts a container only while fewer than MSGPACK_EMBED_STACK_SIZE non-empty ones are
+ * open, and says "out of memory" for a deeper one: that is refused here as malformed. */
 static bool well_formed(const uint8_t *b, size_t len) {
-  uint64_t pending = 1; /* objects still to read */
+  uint64_t left[MSGPACK_EMBED_STACK_SIZE + 1] = {1}; /* elements still to read per level */
+  int depth = 0;        /* open non-empty containers */
+  uint64_t pending = 1; /* objects still to read, all levels */
   size_t off = 0;
   while (pending > 0) {
+    while (left[depth] == 0) depth--;
     if (off >= len || pending > len - off) return false;
     pending--;
+    left[depth]--;
     uint8_t t = b[off];
     uint64_t head = 1, body = 0, items = 0;
     size_t lenbytes = 0;
@@ -218,9 +225,12 @@ static bool well_formed(const uint8_t *b, size_t len) {
       else if (t == 0xde || t == 0xdf) items = 2 * n;
       else body = n;
     }
+    bool container = (t >= 0x80 && t <= 0x9f) || (t >= 0xdc && t <= 0xdf);
+    if (container && depth == MSGPACK_EMBED_STACK_SIZE) return false;
     if (head + body > len - off) return false;
     off += head + body;
     pending += items;
+    if (items) left[++depth] = items;
   }
   return off == len;
 }

@@ -74,6 +74,7 @@ void nr_server_post(nr_server *s, uint32_t op, size_t len) {
 }
 
 /* An error reply of type RuntimeError with a printf-style message. */
+static void set_error(nr_rt_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void set_error(nr_rt_err *e, const char *fmt, ...) {
   char msg[512];
   va_list ap;
@@ -191,7 +192,10 @@ static int decode_req(nr_server *s, uint32_t op, nr_wire_request *q, const char 
   if (len) memcpy(copy, s->ctl->buf, len);
   int rc = nr_wire_decode_request(op, copy, len, q, why);
   free(copy);
-  if (rc == ENOMEM) nr_server_die("out of memory");
+  if (rc == ENOMEM) {
+    errno = ENOMEM;
+    nr_server_die("out of memory decoding a request");
+  }
   return rc;
 }
 

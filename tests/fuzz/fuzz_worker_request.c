@@ -69,14 +69,15 @@ typedef struct request {
 static struct {
   nr_ctl *ctl;
   nr_server srv;
-  int sock;               /* the core's end of the socket pair */
-  uint32_t next_id;       /* segment id of the next nested grant */
+  int sock;                 /* the core's end of the socket pair */
+  uint32_t next_id;         /* segment id of the next nested grant */
   request req[MAX_REQUESTS];
   int nreq;
-  PyObject *sys_path;     /* new: sys.path as started */
-  PyObject *runtime;      /* new: caffe._runtime */
-  PyObject *insert_at;    /* new: caffe._runtime._insert_at as started */
-  PyObject *reset_layers; /* new: fuzz_worker_layers.reset */
+  PyObject *sys_path;       /* new: sys.path as started */
+  PyObject *importer_cache; /* new: a copy of sys.path_importer_cache as started */
+  PyObject *runtime;        /* new: caffe._runtime */
+  PyObject *insert_at;      /* new: caffe._runtime._insert_at as started */
+  PyObject *reset_layers;   /* new: fuzz_worker_layers.reset */
   bool verbose;
 } H;
 
@@ -203,13 +204,20 @@ static void *core_main(void *arg) {
 
 /* ---- the worker (main thread) ---- */
 
+/* sys.path, the import system's cache of its directories (every new source_dir adds an
+ * entry: the process would grow without end) and the kept blobs as they were at start. */
 static void reset_python(void) {
-  PyObject *path = PySys_GetObject("path"); /* borrowed */
-  PyObject *r = NULL;                       /* new */
-  must(path && PyList_SetSlice(path, 0, PY_SSIZE_T_MAX, H.sys_path) == 0 &&
-           PyObject_SetAttrString(H.runtime, "_insert_at", H.insert_at) == 0 &&
-           (r = PyObject_CallNoArgs(H.reset_layers)),
-       "resetting Python", NULL);
+  PyObject *path = PySys_GetObject("path");                 /* borrowed */
+  PyObject *cache = PySys_GetObject("path_importer_cache"); /* borrowed */
+  must(path && cache && PyList_SetSlice(path, 0, PY_SSIZE_T_MAX, H.sys_path) == 0 &&
+           PyObject_SetAttrString(H.runtime, "_insert_at", H.insert_at) == 0,
+       "resetting sys.path", NULL);
+  if (PyDict_Size(cache) != PyDict_Size(H.importer_cache)) {
+    PyDict_Clear(cache);
+    must(PyDict_Update(cache, H.importer_cache) == 0, "resetting the importer cache", NULL);
+  }
+  PyObject *r = PyObject_CallNoArgs(H.reset_layers); /* new */
+  must(r != NULL, "fuzz_worker_layers.reset()", NULL);
   Py_DECREF(r);
 }
 
@@ -233,7 +241,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   H.reset_layers = PyObject_GetAttrString(layers, "reset");
   H.insert_at = PyObject_GetAttrString(H.runtime, "_insert_at");
   H.sys_path = PyList_GetSlice(path, 0, PY_SSIZE_T_MAX);
-  must(H.reset_layers && H.insert_at && H.sys_path, "Python state", NULL);
+  H.importer_cache = PyDict_Copy(PySys_GetObject("path_importer_cache"));
+  must(H.reset_layers && H.insert_at && H.sys_path && H.importer_cache, "Python state", NULL);
   Py_DECREF(layers);
   return 0;
 }
