@@ -534,7 +534,9 @@ nr_status nr_net_create(const Caffe__NetParameter *param, const nr_net_opts *opt
   n->ctx.rng = &n->rng;
   n->ctx.alloc = opts->alloc ? opts->alloc : nr_allocator_malloc();
   n->ctx.py = opts->py;
-  n->ctx.iter = opts->iter;
+  /* no iteration while the net is built: an error in a layer's setup is not one of an
+   * iteration (set at the end, for the calls the solver makes) */
+  n->ctx.iter = NULL;
   n->ctx.net_name = n->name;
   if (opts->source_dir && !(n->source_dir = strdup(opts->source_dir))) goto nomem;
   n->ctx.source_dir = n->source_dir;
@@ -689,6 +691,7 @@ nr_status nr_net_create(const Caffe__NetParameter *param, const nr_net_opts *opt
   for (int k = 0; k < n->noutputs; k++)
     logf_(log, "This network produces output %s", n->outputs[k]->name);
   logf_(log, "Network initialization done.");
+  n->ctx.iter = opts->iter;
   goto done;
 nomem:
   st = nr_err_set(err, NR_ERR_NOMEM, "out of memory building the net");
