@@ -1209,8 +1209,8 @@ static void pl_free(nr_pool *p, pl *q) {
  * when the pool's prefetch depth K > 0. It runs as R replicas (python_param.replicas,
  * capped at the pool size), each a separate Python object in its own worker, told its
  * index, R and the first batch it produces (caffe.get_worker_info()). Batch n is produced
- * by replica n % R into buffer set n % K' (K' = max(K, R)): a set of ntop blobs in shared
- * memory, owned by this controller. One core thread per replica drives its worker: it
+ * by replica n % R into buffer set n % K' (K' = max(K, 2R) with replicas): a set of ntop
+ * blobs in shared memory, owned by this controller. One core thread per replica drives its worker: it
  * waits until set n % K' is free (batch n - K' was taken by the net), points the replica's
  * tops at that set, runs reshape + forward, marks the set ready.
  *
@@ -1259,7 +1259,7 @@ typedef struct pfarg {
 typedef struct pf {
   nr_pool *pool;
   nr_layer *l;       /* the net's layer (borrowed) */
-  int R, K;          /* replicas; buffer sets (max(prefetch, R)) */
+  int R, K;          /* replicas; buffer sets (prefetch, at least 2R when replicated) */
   pl **rep;          /* R instances; rep[0] is l->priv */
   bool started;      /* sets exist and threads run (or ran) */
   bool sync;         /* not prefetched: rep[0] runs every call */
@@ -1471,7 +1471,10 @@ static nr_status pf_create(nr_pool *p, nr_layer *l, nr_error *err) {
   f->pool = p;
   f->l = l;
   f->R = R;
-  f->K = p->o.prefetch > R ? p->o.prefetch : R;
+  /* Replicated: two sets per replica at least, so a replica can finish a batch while the
+   * net still waits for another replica's (batches are taken in order). */
+  int min_sets = R > 1 ? 2 * R : 1;
+  f->K = p->o.prefetch > min_sets ? p->o.prefetch : min_sets;
   pthread_mutex_init(&f->mu, NULL);
   pthread_cond_init(&f->cv, NULL);
   f->rep = calloc((size_t)R, sizeof *f->rep);
