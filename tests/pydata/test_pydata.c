@@ -214,50 +214,28 @@ static void test_varying_shapes(void) {
   check_clean();
 }
 
-static void test_killed_replica_restarts(void) {
+/* A replica whose worker fails once at batch `at` (param_str key `what`: die_at / hang_at,
+ * with --py-timeout `timeout`) is restarted and the lost batch produced again: batches
+ * 0 .. n-1 arrive in order, once each (`dense`: every row checked), one restart, and the
+ * log says why (`want`) and which batch is produced again (`again`). */
+static void replica_restart_case(const char *what, int at, double timeout, int n, bool dense,
+                                 const char *want, const char *again) {
   nr_error err;
   pd t;
   char marker[256], ps[512];
-  snprintf(marker, sizeof marker, "/tmp/nr_pydata_die_%d", (int)getpid());
+  snprintf(marker, sizeof marker, "/tmp/nr_pydata_%s_%d", what, (int)getpid());
   unlink(marker);
-  snprintf(ps, sizeof ps, "{'die_at': 7, 'die_once': '%s'}", marker);
-  CHECK_OK(pd_open(&t, 2, 3, 1, 2, ps, true, &err), &err);
-  t.R = 2;
-  char why[512];
-  int ok = 1;
-  for (int64_t k = 0; k < 20 && ok; k++) { /* exactly 0, 1, 2, ..., 19 */
-    CHECK_OK(nr_net_forward(t.net, NULL, &err), &err);
-    ok = batch_ok(&t, k, 4, true, why, sizeof why);
-  }
-  int restarts = nr_pool_restarts(t.pool);
-  pd_close(&t);
-  unlink(marker);
-  if (!ok) fprintf(stderr, "%s\n", why);
-  CHECK(ok);
-  CHECK_INT_EQ(restarts, 1);
-  CHECK_CONTAINS(t.log, "killed by signal SIGKILL");
-  CHECK_CONTAINS(t.log, "replica 1 of layer 'src' produces batch 7 again");
-  pd_free(&t);
-  check_clean();
-}
-
-static void test_hung_replica_timeout_restarts(void) {
-  nr_error err;
-  pd t;
-  char marker[256], ps[512];
-  snprintf(marker, sizeof marker, "/tmp/nr_pydata_hang_%d", (int)getpid());
-  unlink(marker);
-  snprintf(ps, sizeof ps, "{'hang_at': 4, 'hang_once': '%s'}", marker);
-  pd_timeout = 1;
-  nr_status s = pd_open(&t, 2, 3, 1, 2, ps, false, &err);
+  snprintf(ps, sizeof ps, "{'%s_at': %d, '%s_once': '%s'}", what, at, what, marker);
+  pd_timeout = timeout;
+  nr_status s = pd_open(&t, 2, 3, 1, 2, ps, dense, &err);
   pd_timeout = 30;
   CHECK_OK(s, &err);
   t.R = 2;
   char why[512];
   int ok = 1;
-  for (int64_t k = 0; k < 12 && ok; k++) {
+  for (int64_t k = 0; k < n && ok; k++) {
     CHECK_OK(nr_net_forward(t.net, NULL, &err), &err);
-    ok = batch_ok(&t, k, 4, false, why, sizeof why);
+    ok = batch_ok(&t, k, 4, dense, why, sizeof why);
   }
   int restarts = nr_pool_restarts(t.pool);
   pd_close(&t);
@@ -265,10 +243,20 @@ static void test_hung_replica_timeout_restarts(void) {
   if (!ok) fprintf(stderr, "%s\n", why);
   CHECK(ok);
   CHECK_INT_EQ(restarts, 1);
-  CHECK_CONTAINS(t.log, "did not return within 1 s (--py-timeout)");
-  CHECK_CONTAINS(t.log, "replica 0 of layer 'src' produces batch 4 again");
+  CHECK_CONTAINS(t.log, want);
+  CHECK_CONTAINS(t.log, again);
   pd_free(&t);
   check_clean();
+}
+
+static void test_killed_replica_restarts(void) {
+  replica_restart_case("die", 7, 30, 20, true, "killed by signal SIGKILL",
+                       "replica 1 of layer 'src' produces batch 7 again");
+}
+
+static void test_hung_replica_timeout_restarts(void) {
+  replica_restart_case("hang", 4, 1, 12, false, "did not return within 1 s (--py-timeout)",
+                       "replica 0 of layer 'src' produces batch 4 again");
 }
 
 /* A prefetch thread stuck in a hung layer (no --py-timeout) does not hang the net's
