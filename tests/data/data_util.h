@@ -40,6 +40,7 @@ static inline void du_cleanup(void) {
 }
 
 /* A path inside the scratch directory (static buffer rotation: up to 8 live at once). */
+static inline const char *du_path(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static inline const char *du_path(const char *fmt, ...) {
   static char bufs[8][512];
   static int next;
@@ -120,6 +121,8 @@ static inline void du_free(du_layer *f) {
 
 /* A layer from prototxt text (printf-style), with nt tops named after param->top, seed and
  * phase; created, not set up. NULL (message on stderr) when the text does not parse. */
+static inline du_layer *du_make(int nt, uint64_t seed, int phase, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 static inline du_layer *du_make(int nt, uint64_t seed, int phase, const char *fmt, ...) {
   char text[4096];
   va_list ap;
