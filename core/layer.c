@@ -28,7 +28,7 @@ static int cmp_names(const void *a, const void *b) {
 void nr_layer_type_list(char *buf, size_t len) {
   const char *names[256];
   int n = 0;
-  for (; nr_layer_types[n] && n < 256; n++) names[n] = nr_layer_types[n]->name;
+  for (; n < 256 && nr_layer_types[n]; n++) names[n] = nr_layer_types[n]->name;
   qsort(names, (size_t)n, sizeof names[0], cmp_names);
   size_t off = 0;
   buf[0] = '\0';
