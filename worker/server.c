@@ -152,10 +152,11 @@ static const char *blob_memory(nr_server *s, uint32_t seg, int64_t cap, bool sha
   return NULL;
 }
 
-static nr_server_layer *find_layer(nr_server *s, uint32_t id) {
+/* The index in s->layers of layer id, or -1. */
+static int layer_index(const nr_server *s, uint32_t id) {
   for (int i = 0; i < s->nlayers; i++)
-    if (s->layers[i]->id == id) return s->layers[i];
-  return NULL;
+    if (s->layers[i]->id == id) return i;
+  return -1;
 }
 
 /* ---- msgpack ---- */
@@ -343,7 +344,8 @@ static void handle_call(nr_server *s) {
   nr_wire_request q;
   const char *why = NULL;
   uint32_t id = s->ctl->layer, method = s->ctl->method, nprop = s->ctl->nprop;
-  nr_server_layer *wl = find_layer(s, id);
+  int li = layer_index(s, id);
+  nr_server_layer *wl = li >= 0 ? s->layers[li] : NULL;
   if (decode_req(s, NR_OP_CALL, &q, &why) != 0) {
     set_error(&e, "netrun-worker: garbled request (%s)", why);
     goto fail;
@@ -393,14 +395,14 @@ fail:
 }
 
 static void handle_release(nr_server *s) {
-  for (int i = 0; i < s->nlayers; i++)
-    if (s->layers[i]->id == s->ctl->layer) {
-      nr_rt_layer_destroy(s->layers[i]->L);
-      free(s->layers[i]);
-      s->layers[i] = s->layers[--s->nlayers];
-      nr_server_post(s, NR_REP_OK, 0);
-      return;
-    }
+  int i = layer_index(s, s->ctl->layer);
+  if (i >= 0) {
+    nr_rt_layer_destroy(s->layers[i]->L);
+    free(s->layers[i]);
+    s->layers[i] = s->layers[--s->nlayers];
+    nr_server_post(s, NR_REP_OK, 0);
+    return;
+  }
   nr_rt_err e = {0};
   set_error(&e, "netrun-worker: release of a layer it does not have");
   nr_server_reply_error(s, &e);
