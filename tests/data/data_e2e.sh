@@ -3,21 +3,12 @@
 # lenet_train_test.prototxt (only its source paths rewritten) scored with `netrun test`.
 # Usage: data_e2e.sh CASE (convert_and_test | convert_errors | missing_source)
 set -u
-: "${NETRUN:?}" "${NR_SHARED_DATA:?}"
+: "${NETRUN:?}" "${NR_SOURCE_DIR:?}" "${NR_SHARED_DATA:?}"
 FMNIST=${NR_FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
 LENET="$NR_SHARED_DATA/caffe-prototxt/mnist-lenet_train_test.prototxt"
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-failures=0
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-run() {
-  local want=$1; shift
-  "$@" >"$WORK/out" 2>"$WORK/err"
-  local got=$?
-  [ "$got" = "$want" ] || fail "'$*' exited $got, expected $want; stderr: $(tail -c 2000 "$WORK/err")"
-}
-expect_err() { grep -qF -- "$1" "$WORK/err" || fail "stderr lacks '$1': $(tail -c 2000 "$WORK/err")"; }
+# $WORK (the current directory), fail, run (also: nothing left behind), expect_err
+# shellcheck source=../lib/cli_test.sh
+. "$NR_SOURCE_DIR/tests/lib/cli_test.sh"
 
 need_fmnist() {
   if [ ! -f "$FMNIST/t10k-images-idx3-ubyte.gz" ]; then

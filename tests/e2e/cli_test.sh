@@ -5,21 +5,9 @@ set -u
 : "${NETRUN:?}" "${NR_SOURCE_DIR:?}" "${NR_SHARED_DATA:?}"
 HERE="$NR_SOURCE_DIR/tests/e2e"
 SHARED="$NR_SHARED_DATA/caffe-prototxt"
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-failures=0
-
-fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
-# run EXPECTED_STATUS CMD...: runs, keeps stdout/stderr in $WORK/out, $WORK/err
-run() {
-  local want=$1; shift
-  "$@" >"$WORK/out" 2>"$WORK/err"
-  local got=$?
-  [ "$got" = "$want" ] || fail "'$*' exited $got, expected $want; stderr: $(tail -c 2000 "$WORK/err")"
-}
-expect_err() { grep -qF -- "$1" "$WORK/err" || fail "stderr lacks '$1': $(tail -c 2000 "$WORK/err")"; }
-expect_out() { grep -qF -- "$1" "$WORK/out" || fail "stdout lacks '$1': $(tail -c 2000 "$WORK/out")"; }
+# $WORK (the current directory), fail, run (also: nothing left behind), expect_*
+# shellcheck source=../lib/cli_test.sh
+. "$NR_SOURCE_DIR/tests/lib/cli_test.sh"
 
 case_help() {
   run 0 "$NETRUN" --help; expect_out "usage: netrun"; expect_out "train"

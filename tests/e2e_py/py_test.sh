@@ -236,8 +236,6 @@ wait_for() {
   return 1
 }
 
-worker_pids() { ps -o pid=,args= --ppid "$1" | awk '/netrun-worker/ { print $1 }'; }
-
 # kill -9 of the core during training: its workers are gone within 1 s.
 case_kill_core() {
   slow_net 0.01
@@ -245,7 +243,7 @@ case_kill_core() {
   setsid -w "$NETRUN" train --solver solver.prototxt >"$WORK/out" 2>"$WORK/err" &
   local core=$!
   wait_for "$WORK/err" "Iteration 5 " 30 || fail "training did not reach iteration 5"
-  local pids; pids=$(worker_pids "$core")
+  local pids; pids=$(workers_of "$core")
   [ "$(echo "$pids" | wc -w)" = 2 ] || fail "expected 2 workers, found: $pids"
   kill -9 "$core"
   wait "$core" 2>/dev/null

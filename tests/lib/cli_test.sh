@@ -1,6 +1,6 @@
-# Shared helpers of the scripts that test netrun through its CLI with Python workers
-# (tests/e2e_py/py_test.sh, tests/faults/fault_matrix.sh, tests/soak/soak_test.sh). Source
-# it; it creates $WORK (a temporary directory removed at exit), changes into it and sets
+# Shared helpers of the scripts that test netrun through its CLI (tests/e2e/cli_test.sh,
+# tests/data/data_e2e.sh, and with Python workers tests/e2e_py/py_test.sh,
+# tests/faults/fault_matrix.sh, tests/soak/soak_test.sh). Source it; it creates $WORK (a temporary directory removed at exit), changes into it and sets
 # failures=0. Every run is the leader of a session of its own, so that afterwards "nothing
 # of that session is alive" means the run left no process behind, workers included.
 
@@ -17,14 +17,19 @@ shm_list() { ls -A /dev/shm 2>/dev/null | grep -Ev '^(torch_|__KMP_REGISTERED_LI
 # Processes still in session $1 (pid, state, command), zombies excluded.
 session_left() { ps -o pid=,stat=,args= -s "$1" 2>/dev/null | awk '$2 !~ /^Z/'; }
 
+# Netrun-worker children of PID (the workers of that run only; never matched by name
+# machine-wide).
+workers_of() { ps --ppid "$1" -o pid=,comm= 2>/dev/null | awk '$2 ~ /^netrun-worker/ { print $1 }'; }
+
 # run EXPECTED_STATUS CMD...: runs CMD as the leader of a new session, keeps stdout/stderr
 # in $WORK/out, $WORK/err and its wall time, start to exit, in run_ms; then checks the exit
-# status, that nothing of the session is left and that /dev/shm has no new entry.
+# status, that nothing of the session is left and that /dev/shm has no new entry. CMD reads
+# run's standard input (`run 0 netrun upgrade - < FILE`).
 run() {
   local want=$1; shift
   local before; before=$(shm_list)
   local t0; t0=$(date +%s%N)
-  setsid -w "$@" >"$WORK/out" 2>"$WORK/err" &
+  setsid -w "$@" <&0 >"$WORK/out" 2>"$WORK/err" &
   local sid=$!
   wait "$sid"
   local got=$?

@@ -18,15 +18,11 @@
 set -u
 : "${NETRUN:?}" "${NR_SOURCE_DIR:?}"
 HERE="$NR_SOURCE_DIR/tests/soak"
-# $WORK (the current directory), fail, check_clean, shm_list, session_left
+# $WORK (the current directory), fail, check_clean, shm_list, session_left, workers_of
 # shellcheck source=../lib/cli_test.sh
 . "$NR_SOURCE_DIR/tests/lib/cli_test.sh"
 cp "$HERE/soak_layers.py" .
 log() { echo "soak: $*" >&2; }
-
-# Netrun-worker children of PID (the workers of that run only; never matched by name
-# machine-wide).
-workers_of() { ps --ppid "$1" -o pid=,comm= 2>/dev/null | awk '$2 ~ /^netrun-worker/ { print $1 }'; }
 
 # killer PID MS: every ~MS ms (random 0.5..1.5 x MS) SIGKILLs one random worker child of PID
 # (any: one still starting, or being set up again after a restart, too) and appends its pid
