@@ -49,6 +49,7 @@ typedef struct worker {
   int pidfd, sock, fault_fd;
   nr_ctl *ctl;
   _Atomic int dead;   /* set by the watcher thread */
+  uint64_t gen;       /* spawns so far (under p->mu): which process the watcher saw die */
   bool hello;         /* worker said it is ready */
   bool reaped;
   bool failed;        /* died with no restart left: calls on its layers fail */
@@ -207,15 +208,21 @@ static void seg_free(void *ctx, void *ptr, void *handle) {
 
 /* ---------- watcher: wakes the core when a worker dies ---------- */
 
+unsigned nr__pool_watcher_delay_us;
+
 /* Why a thread with pidfds rather than a SIGCHLD handler: a library must not own the
  * process's SIGCHLD disposition, and a pidfd becomes readable the moment the process
  * exits. The thread marks the worker dead and posts its reply semaphore, so a core
- * blocked in sem_wait wakes at once; the core (not the thread) reaps. */
+ * blocked in sem_wait wakes at once; the core (not the thread) reaps.
+ * The core may kill, reap and replace a worker (a timeout, a bad reply) while this thread
+ * is between poll and the lock; the spawn generation it polled tells that death apart from
+ * the new process's, which is alive. */
 static void *watcher_main(void *arg) {
   nr_pool *p = arg;
   for (;;) {
     struct pollfd fds[NR_POOL_MAX_WORKERS + 1];
     int who[NR_POOL_MAX_WORKERS + 1];
+    uint64_t gen[NR_POOL_MAX_WORKERS + 1];
     int n = 0;
     fds[n] = (struct pollfd){p->wake[0], POLLIN, 0};
     who[n++] = -1;
@@ -225,6 +232,7 @@ static void *watcher_main(void *arg) {
       if (!w->pid || atomic_load(&w->dead)) continue;
       fds[n] = w->pidfd >= 0 ? (struct pollfd){w->pidfd, POLLIN, 0}
                              : (struct pollfd){w->sock, POLLRDHUP, 0};
+      gen[n] = w->gen;
       who[n++] = i;
     }
     pthread_mutex_unlock(&p->mu);
@@ -235,11 +243,12 @@ static void *watcher_main(void *arg) {
       ssize_t k = read(p->wake[0], c, sizeof c);
       if (k == 0 || (k > 0 && memchr(c, 'q', (size_t)k))) break;
     }
+    if (nr__pool_watcher_delay_us) usleep(nr__pool_watcher_delay_us);
     pthread_mutex_lock(&p->mu);
     for (int j = 1; j < n; j++) {
       if (!fds[j].revents) continue;
       worker *w = &p->w[who[j]];
-      if (w->pid && !atomic_load(&w->dead)) {
+      if (w->pid && w->gen == gen[j] && !atomic_load(&w->dead)) {
         atomic_store(&w->dead, 1);
         sem_post(&w->ctl->rep);
       }
@@ -348,6 +357,7 @@ static nr_status worker_spawn(nr_pool *p, worker *w, nr_error *err) {
   posix_spawn_file_actions_destroy(&fa);
   pthread_mutex_lock(&p->mu);
   w->pid = pid;
+  w->gen++;
   w->pidfd = pidfd_open(pid, 0); /* -1 (old kernel): the watcher polls the socket */
   w->sock = sv[0];
   w->fault_fd = fault;

@@ -86,6 +86,9 @@ int nr_pool_restarts(const nr_pool *p);
 /* Forwards of prefetched data layers that had to wait for their batch, over the pool's
  * life, and the total time waited (*wait_ms, may be NULL). */
 int64_t nr_pool_data_waits(const nr_pool *p, double *wait_ms);
+/* Tests only: the watcher thread sleeps this long between noticing a death and acting on
+ * it, to widen a race window (0: no sleep). */
+extern unsigned nr__pool_watcher_delay_us;
 
 /* --py-workers 0: Python layers inside the core process. Loads libnetrun-pyinproc.so (next
  * to /proc/self/exe, ../lib/netrun/, then the build dir) with dlopen so netrun itself never

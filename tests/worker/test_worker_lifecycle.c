@@ -25,8 +25,11 @@ static char *read_all(FILE *f) {
   return s;
 }
 
-/* Scale -> Fault(crash once in method) -> TimesTen, one worker; the crash is replayed. */
-static void restart_case(const char *kind, const char *method, double timeout) {
+/* Scale -> Fault(crash once in method) -> TimesTen, one worker; the crash is replayed.
+ * watcher_delay_us > 0: the pool's watcher thread is slowed down by that much, and the
+ * chain runs once more after the restart, when the watcher has surely acted. */
+static void restart_case(const char *kind, const char *method, double timeout,
+                         unsigned watcher_delay_us) {
   nr_error err;
   char mk[512], ps[600];
   marker(mk, sizeof mk, kind);
@@ -34,6 +37,7 @@ static void restart_case(const char *kind, const char *method, double timeout) {
   FILE *log = tmpfile();
   nr_pool *p = NULL;
   nr_pool_opts o = {1, timeout, 2, NULL, log, 0, 0};
+  nr__pool_watcher_delay_us = watcher_delay_us;
   CHECK_OK(nr_pool_create(&o, &p, &err), &err);
   const char *cls[] = {"Scale", "Fault", "TimesTen"};
   const char *pss[] = {"", ps, ""};
@@ -54,6 +58,15 @@ static void restart_case(const char *kind, const char *method, double timeout) {
   CHECK_NEAR(c.l[0]->blobs[0]->diff[0], 0.5 + 100.0 * (1 + 2 + 3 + 4), 1e-3);
   CHECK_INT_EQ(nr_pool_restarts(p), 1);
   CHECK(nr_pool_worker_pid(p, 0) != before);
+  if (watcher_delay_us) {
+    /* the watcher now acts on the death it saw before the restart: the new worker lives */
+    usleep(watcher_delay_us + 200000);
+    pid_t restarted = nr_pool_worker_pid(p, 0);
+    CHECK_OK(wk_chain_forward(&c, &err), &err);
+    for (int i = 0; i < 4; i++) CHECK_NEAR(c.b[3]->data[i], 500.0 * (i + 1), 1e-3);
+    CHECK_INT_EQ(nr_pool_restarts(p), 1);
+    CHECK_INT_EQ(nr_pool_worker_pid(p, 0), restarted);
+  }
   char *text = read_all(log);
   CHECK_CONTAINS(text, "restarting Python worker 0 (restart 1 of 2) and replaying the call");
   char where[128];
@@ -62,13 +75,18 @@ static void restart_case(const char *kind, const char *method, double timeout) {
   free(text);
   wk_chain_free(&c);
   nr_pool_destroy(p);
+  nr__pool_watcher_delay_us = 0;
   fclose(log);
   CHECK_INT_EQ(wk_children(), 0);
 }
 
-static void test_restart_crash_forward(void) { restart_case("segv", "forward", 0); }
-static void test_restart_exit_backward(void) { restart_case("exit", "backward", 0); }
-static void test_restart_hang_forward(void) { restart_case("hang", "forward", 0.5); }
+static void test_restart_crash_forward(void) { restart_case("segv", "forward", 0, 0); }
+static void test_restart_exit_backward(void) { restart_case("exit", "backward", 0, 0); }
+static void test_restart_hang_forward(void) { restart_case("hang", "forward", 0.5, 0); }
+/* The core kills a hung worker, reaps it and starts the next one while the watcher thread
+ * is still on its way to report the first death: the report must not hit the new worker
+ * (it once did, and the restarted run failed with the new worker "killed by SIGKILL"). */
+static void test_restart_hang_slow_watcher(void) { restart_case("hang", "forward", 0.5, 300000); }
 
 /* A layer that always crashes uses up the restarts and then fails with the death. */
 static void test_restarts_exhausted(void) {
@@ -243,6 +261,7 @@ int main(void) {
   NR_RUN(test_restart_crash_forward);
   NR_RUN(test_restart_exit_backward);
   NR_RUN(test_restart_hang_forward);
+  NR_RUN(test_restart_hang_slow_watcher);
   NR_RUN(test_restarts_exhausted);
   NR_RUN(test_core_sigkill);
   NR_RUN(test_print_whole_lines);
