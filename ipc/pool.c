@@ -296,6 +296,14 @@ static void worker_close(nr_pool *p, worker *w) {
   pthread_mutex_unlock(&p->seg_mu);
 }
 
+/* Signals w's process through its pidfd, so a process that was reaped (its pid free for
+ * another) is never hit; without a pidfd (old kernel) only while not reaped. */
+static void worker_signal(const worker *w, int sig) {
+  if (!w->pid) return;
+  if (w->pidfd >= 0) (void)pidfd_send_signal(w->pidfd, sig, NULL, 0);
+  else if (!w->reaped) kill(w->pid, sig);
+}
+
 static void worker_reap(worker *w) {
   if (!w->pid || w->reaped) return;
   int st = 0;
@@ -409,7 +417,7 @@ static void fault_text(const worker *w, char *buf, size_t len) {
 /* Kill a worker that overran its time: SIGUSR1 first (faulthandler dumps the stack), then
  * SIGKILL; reap. */
 static void worker_kill_hung(worker *w) {
-  kill(w->pid, SIGUSR1);
+  worker_signal(w, SIGUSR1);
   for (int i = 0; i < 50; i++) { /* up to 0.5 s for the stack */
     struct stat st;
     if (fstat(w->fault_fd, &st) == 0 && st.st_size > 0) {
@@ -418,7 +426,7 @@ static void worker_kill_hung(worker *w) {
     }
     usleep(10000);
   }
-  kill(w->pid, SIGKILL);
+  worker_signal(w, SIGKILL);
   worker_reap(w);
 }
 
@@ -971,7 +979,7 @@ static nr_status call_error(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_e
 static void worker_finish(worker *w, wres r) {
   if (r == WR_TIMEOUT) worker_kill_hung(w);
   else {
-    kill(w->pid, SIGKILL); /* a worker that "died" by a broken socket may still run */
+    worker_signal(w, SIGKILL); /* a worker that "died" by a broken socket may still run */
     worker_reap(w);
   }
 }
@@ -997,7 +1005,7 @@ static nr_status call_once(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_er
 static void worker_fail(nr_pool *p, worker *w, const char *why) {
   pthread_mutex_lock(&w->io);
   if (w->pid && !w->reaped) { /* still running (a restart whose setup raised) */
-    kill(w->pid, SIGKILL);
+    worker_signal(w, SIGKILL);
     worker_reap(w);
   }
   worker_close(p, w);
@@ -1408,8 +1416,8 @@ static void pf_threads_stop(pf *f, bool bounded) {
       continue;
     }
     if (bounded) {
-      pid_t pid = f->pool->w[f->rep[r]->w].pid;
-      if (pid > 0) kill(pid, SIGKILL); /* the watcher wakes the thread; it reaps */
+      /* the watcher wakes the thread; it reaps */
+      worker_signal(&f->pool->w[f->rep[r]->w], SIGKILL);
     }
     pthread_join(f->th[r], NULL);
     f->th_on[r] = false;
@@ -1822,7 +1830,7 @@ void nr_pool_destroy(nr_pool *p) {
         break;
       }
       if (nr_wire_now_ns() > until) {
-        kill(w->pid, SIGKILL);
+        worker_signal(w, SIGKILL);
         worker_reap(w);
         break;
       }
