@@ -18,7 +18,7 @@
  * Anything else (and EOF) ends the program. Errors go to stderr with exit status 1.
  *
  * Before serving, it checks that the benchmark net's layers conv1 .. ip2 are byte for byte
- * the layers of the shared mnist-lenet.prototxt (compared as packed protobuf messages), so
+ * the layers of Caffe's mnist-lenet.prototxt (tests/data/caffe) (compared as packed protobuf messages), so
  * the benchmark cannot drift from the net it claims to measure.
  */
 #include <cblas.h>
@@ -35,8 +35,8 @@
 #ifndef NR_BENCH_DIR
 #define NR_BENCH_DIR "."
 #endif
-#ifndef NR_SHARED_NET
-#define NR_SHARED_NET "../shared/data/caffe-prototxt/mnist-lenet.prototxt"
+#ifndef NR_CAFFE_LENET
+#define NR_CAFFE_LENET "tests/data/caffe/mnist-lenet.prototxt"
 #endif
 
 static const char *const shared_layers[] = {"conv1", "pool1", "conv2", "pool2",
@@ -76,7 +76,7 @@ static nr_status check_same_layers(const Caffe__NetParameter *bench,
     free(pb);
     if (!same)
       return nr_err_set(err, NR_ERR_INPUT,
-                        "layer '%s' differs from the shared mnist-lenet.prototxt",
+                        "layer '%s' differs from Caffe's mnist-lenet.prototxt (tests/data/caffe)",
                         shared_layers[k]);
   }
   return NR_OK;
@@ -168,7 +168,7 @@ static void fill_inputs(nr_net *n) {
 }
 
 int main(int argc, char **argv) {
-  const char *dir = NR_BENCH_DIR, *shared_path = NR_SHARED_NET;
+  const char *dir = NR_BENCH_DIR, *shared_path = NR_CAFFE_LENET;
   int check_only = 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--check") == 0) check_only = 1;

@@ -3,9 +3,9 @@
 # lenet_train_test.prototxt (only its source paths rewritten) scored with `netrun test`.
 # Usage: data_e2e.sh CASE (convert_and_test | convert_errors | missing_source)
 set -u
-: "${NETRUN:?}" "${NR_SOURCE_DIR:?}" "${NR_SHARED_DATA:?}"
+: "${NETRUN:?}" "${NR_SOURCE_DIR:?}" "${NR_CAFFE_DATA:?}"
 FMNIST=${NR_FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
-LENET="$NR_SHARED_DATA/caffe-prototxt/mnist-lenet_train_test.prototxt"
+LENET="$NR_CAFFE_DATA/mnist-lenet_train_test.prototxt"
 # $WORK (the current directory), fail, run (also: nothing left behind), expect_err
 # shellcheck source=../lib/cli_test.sh
 . "$NR_SOURCE_DIR/tests/lib/cli_test.sh"

@@ -2,9 +2,9 @@
 # End-to-end cases of the netrun CLI, one per invocation: cli_test.sh CASE.
 # Each case runs netrun the way a user would and asserts on exit codes and what is printed.
 set -u
-: "${NETRUN:?}" "${NR_SOURCE_DIR:?}" "${NR_SHARED_DATA:?}"
+: "${NETRUN:?}" "${NR_SOURCE_DIR:?}" "${NR_CAFFE_DATA:?}"
 HERE="$NR_SOURCE_DIR/tests/e2e"
-SHARED="$NR_SHARED_DATA/caffe-prototxt"
+CAFFE="$NR_CAFFE_DATA"
 # $WORK (the current directory), fail, run (also: nothing left behind), expect_*
 # shellcheck source=../lib/cli_test.sh
 . "$NR_SOURCE_DIR/tests/lib/cli_test.sh"
@@ -26,12 +26,24 @@ case_usage_errors() {
   run 2 "$NETRUN" --py-workers; expect_err "needs a value"
 }
 
-case_check_shared_nets() {
-  for f in "$SHARED"/*deploy.prototxt "$SHARED/mnist-lenet.prototxt"; do
+# The checkout stands alone: no source, script or build file reads outside it (a user's
+# clone has no sibling folders; .ci/run also runs the whole suite in a lone copy).
+case_standalone() {
+  local hits
+  hits=$(grep -rlE '\.\./(shared|\.\./)' "$NR_SOURCE_DIR" --exclude='*.md' \
+           --exclude-dir='.git' --exclude-dir='build*' --exclude-dir=corpus 2>/dev/null)
+  [ -z "$hits" ] || fail "files read outside the checkout: $hits"
+  [ -f "$CAFFE/LICENSE-caffe" ] || fail "Caffe's files are in the project without their license"
+  local n; n=$(ls "$CAFFE"/*.prototxt | wc -l)
+  [ "$n" -ge 16 ] || fail "expected Caffe's 16 nets and solvers in $CAFFE, found $n"
+}
+
+case_check_caffe_nets() {
+  for f in "$CAFFE"/*deploy.prototxt "$CAFFE/mnist-lenet.prototxt"; do
     run 0 "$NETRUN" check --model "$f"
     grep -q "^total:" "$WORK/out" || fail "check $f printed no total"
   done
-  run 0 "$NETRUN" check --model "$SHARED/mnist-lenet.prototxt"
+  run 0 "$NETRUN" check --model "$CAFFE/mnist-lenet.prototxt"
   expect_out "conv1"; expect_out "64x20x24x24"; expect_out "431080"
 }
 
@@ -62,7 +74,7 @@ P
 }
 
 case_upgrade_fixed_point() {
-  for f in "$SHARED"/*.prototxt; do
+  for f in "$CAFFE"/*.prototxt; do
     run 0 "$NETRUN" upgrade "$f" once.prototxt
     run 0 "$NETRUN" upgrade once.prototxt twice.prototxt
     cmp -s once.prototxt twice.prototxt || fail "upgrade of $f is not a fixed point"

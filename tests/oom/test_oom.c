@@ -481,9 +481,8 @@ int main(int argc, char **argv) {
   exe_path = argv[0];
   live = __real_calloc((size_t)LIVE_MASK + 1, sizeof *live);
   if (!live) return 1;
-  const char *shared = getenv("NR_SHARED_DATA");
-  snprintf(lenet_path, sizeof lenet_path, "%s/caffe-prototxt/mnist-lenet.prototxt",
-           shared ? shared : NR_OOM_SHARED_DATA);
+  const char *caffe = getenv("NR_CAFFE_DATA");
+  snprintf(lenet_path, sizeof lenet_path, "%s/mnist-lenet.prototxt", caffe ? caffe : NR_OOM_CAFFE_DATA);
   snprintf(tmpdir, sizeof tmpdir, "/tmp/nr_oom_XXXXXX");
   if (!mkdtemp(tmpdir)) {
     perror("mkdtemp");

@@ -1,7 +1,7 @@
 /* test_proto.c: the prototxt parser/printer, legacy upgrades and binary readers, checked
  * against Caffe's own files, hand-written legacy/current pairs, a malformed corpus and
- * mangled binaries. Data paths come from argv[1] (shared data) and argv[2] (source dir),
- * or from NR_SHARED_DATA / NR_SOURCE_DIR. */
+ * mangled binaries. Data paths come from argv[1] (Caffe's files, tests/data/caffe) and argv[2] (source dir),
+ * or from NR_CAFFE_DATA / NR_SOURCE_DIR. */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,7 +15,7 @@
 #include "textformat.h"
 #include "upgrade.h"
 
-static const char *shared_dir;
+static const char *caffe_dir;
 static const char *source_dir;
 
 /* Packs a message; the caller frees. */
@@ -55,9 +55,8 @@ static ProtobufCMessage *parse_str(const char *text, const ProtobufCMessageDescr
 
 /* Every Caffe file parses (as a net, or as a solver), prints, and re-parses to the same
  * message; the upgraded message is a fixed point of the upgrader. */
-static void test_shared_files(void) {
-  char dir[4096];
-  snprintf(dir, sizeof dir, "%s/caffe-prototxt", shared_dir);
+static void test_caffe_files(void) {
+  const char *dir = caffe_dir;
   DIR *d = opendir(dir);
   CHECK(d != NULL);
   struct dirent *de;
@@ -524,13 +523,13 @@ static void test_upgrade_text_file(void) {
 }
 
 int main(int argc, char **argv) {
-  shared_dir = argc > 1 ? argv[1] : getenv("NR_SHARED_DATA");
+  caffe_dir = argc > 1 ? argv[1] : getenv("NR_CAFFE_DATA");
   source_dir = argc > 2 ? argv[2] : getenv("NR_SOURCE_DIR");
-  if (!shared_dir || !source_dir) {
-    fprintf(stderr, "usage: test_proto SHARED_DATA SOURCE_DIR (or set NR_SHARED_DATA, NR_SOURCE_DIR)\n");
+  if (!caffe_dir || !source_dir) {
+    fprintf(stderr, "usage: test_proto CAFFE_DATA SOURCE_DIR (or set NR_CAFFE_DATA, NR_SOURCE_DIR)\n");
     return 2;
   }
-  NR_RUN(test_shared_files);
+  NR_RUN(test_caffe_files);
   NR_RUN(test_legacy_pairs);
   NR_RUN(test_malformed_corpus);
   NR_RUN(test_syntax_features);
