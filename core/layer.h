@@ -24,6 +24,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "blob.h"
 #include "caffe.pb-c.h"
@@ -44,6 +45,7 @@ typedef struct nr_layer_ctx {
   const int64_t *iter;          /* (optional) current solver iteration, for messages */
   const char *net_name;         /* (optional) for messages */
   const char *source_dir;       /* (optional) directory of the prototxt (Python imports) */
+  FILE *log;                    /* (optional) the net's log (nr_net_opts.log); NULL = none */
 } nr_layer_ctx;
 
 typedef struct nr_layer_type {

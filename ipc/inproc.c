@@ -4,46 +4,36 @@
 #include <dlfcn.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "inproc_abi.h"
+#include "locate.h"
 #include "pool.h"
 
 #define NR_INPROC_LIB "libnetrun-pyinproc.so"
 
 static const nr_inproc_so *loaded;
 
-static void *try_open(const char *path, char *why, size_t len) {
-  void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-  if (!h && access(path, F_OK) == 0) snprintf(why, len, "%s", dlerror());
-  return h;
-}
-
 static nr_status load(nr_error *err) {
   if (loaded) return NR_OK;
-  char why[1024] = "";
-  char exe[PATH_MAX], path[PATH_MAX + 64];
-  void *h = NULL;
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n > 0) {
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (slash) *slash = '\0';
-    snprintf(path, sizeof path, "%s/%s", exe, NR_INPROC_LIB);
-    h = try_open(path, why, sizeof why);
-    if (!h) {
-      snprintf(path, sizeof path, "%s/../lib/netrun/%s", exe, NR_INPROC_LIB);
-      h = try_open(path, why, sizeof why);
-    }
+  const char *const where[] = {"$EXE/" NR_INPROC_LIB, "$EXE/../lib/netrun/" NR_INPROC_LIB,
+                               "$LIB/netrun/" NR_INPROC_LIB, NR_INPROC_BUILD_PATH,
+                               NR_INPROC_INSTALL_PATH};
+  char *path = nr__locate(where, 5, F_OK);
+  if (!path)
+    return nr_err_set(err, NR_ERR_IO, "--py-workers 0 needs %s (next to this program, in "
+                      "../lib/netrun, the build tree or " NR_INPROC_INSTALL_PATH "): not "
+                      "found", NR_INPROC_LIB);
+  void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    nr_status s = nr_err_set(err, NR_ERR_IO, "--py-workers 0: cannot load %s: %s", path,
+                             dlerror());
+    free(path);
+    return s;
   }
-#ifdef NR_INPROC_BUILD_PATH
-  if (!h) h = try_open(NR_INPROC_BUILD_PATH, why, sizeof why);
-#endif
-  if (!h)
-    return nr_err_set(err, NR_ERR_IO,
-                      "--py-workers 0 needs %s (next to netrun, in ../lib/netrun or the build "
-                      "tree)%s%s", NR_INPROC_LIB, *why ? ": " : ": not found", why);
+  free(path);
   nr_inproc_entry_fn entry;
   *(void **)&entry = dlsym(h, NR_INPROC_ENTRY);
   if (!entry) {

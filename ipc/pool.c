@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "locate.h"
 #include "pydesc.h"
 #include "wire.h"
 
@@ -1725,20 +1726,9 @@ int64_t nr_pool_data_waits(const nr_pool *p, double *wait_ms) {
 
 static char *find_worker(const char *given) {
   if (given) return access(given, X_OK) == 0 ? strdup(given) : NULL;
-  char exe[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 32);
-  if (n > 0) {
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (slash) {
-      strcpy(slash + 1, "netrun-worker");
-      if (access(exe, X_OK) == 0) return strdup(exe);
-    }
-  }
-#ifdef NR_WORKER_BUILD_PATH
-  if (access(NR_WORKER_BUILD_PATH, X_OK) == 0) return strdup(NR_WORKER_BUILD_PATH);
-#endif
-  return NULL;
+  const char *const where[] = {"$EXE/netrun-worker", "$LIB/../bin/netrun-worker",
+                               NR_WORKER_BUILD_PATH, NR_WORKER_INSTALL_PATH};
+  return nr__locate(where, 4, X_OK);
 }
 
 nr_status nr_pool_create(const nr_pool_opts *o, nr_pool **out, nr_error *err) {
@@ -1757,7 +1747,8 @@ nr_status nr_pool_create(const nr_pool_opts *o, nr_pool **out, nr_error *err) {
   if (!(p->worker_path = find_worker(p->o.worker_path))) {
     nr_status s = nr_err_set(err, NR_ERR_IO,
                              "cannot find the netrun-worker executable%s%s (looked next to "
-                             "this program and in the build tree)",
+                             "this program, in the build tree and in " NR_WORKER_INSTALL_PATH
+                             ")",
                              p->o.worker_path ? " at " : "",
                              p->o.worker_path ? p->o.worker_path : "");
     nr_pool_destroy(p);

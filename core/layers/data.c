@@ -32,10 +32,6 @@
 #include "db_lmdb.h"
 #include "layer.h"
 
-/* netrun's log (core/main.c) when linked into the netrun tool; tests and embedders that
- * have no such function get stderr. A weak reference keeps nr_core free of the CLI. */
-extern FILE *nr_cli_log(void) __attribute__((weak));
-
 typedef struct data_priv {
   nr_lmdb_reader *db;
   nr_transformer *tf;
@@ -214,7 +210,7 @@ static nr_status data_setup(nr_layer *l, nr_error *err) {
   data_priv *p = calloc(1, sizeof *p);
   if (!p) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
   l->priv = p; /* from here on data_destroy frees whatever is set */
-  p->log = nr_cli_log ? nr_cli_log() : stderr;
+  p->log = l->ctx && l->ctx->log ? l->ctx->log : stderr; /* the net's log */
   p->batch_size = (int)dp->batch_size;
   p->has_label = l->ntop > 1;
   if (!(p->source = strdup(dp->source))) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");

@@ -52,7 +52,7 @@ static const nr_layer_type sq_type = {"GcSquare", 1, 1, 1, 1, false, 0,
 
 static nr_blob *g_bottom, *g_top;
 static nr_rng g_rng;
-static nr_layer_ctx g_ctx = {&g_rng, NULL, NULL, NULL, NULL, NULL};
+static nr_layer_ctx g_ctx = {.rng = &g_rng};
 
 static nr_layer *make_layer(nr_error *err) {
   nr_layer *l = calloc(1, sizeof *l);

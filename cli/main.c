@@ -12,10 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "pylayer.h"
-#ifdef NR_HAVE_IPC
-#include "pool.h"
-#endif
+#include "runtime.h"
 
 nr_global_opts nr_cli_global = {-1, 0, 0, 3, NULL, 0};
 
@@ -256,68 +253,18 @@ char *nr_cli_dirname(const char *path) {
 
 /* ---- the Python runtime ---------------------------------------------------------------- */
 
-struct nr_py_runtime {
-#ifdef NR_HAVE_IPC
-  nr_pool *pool;
-#endif
-  nr_py_backend *inproc;
-};
-
-nr_status nr_cli_py_start(nr_py_runtime **out, nr_error *err) {
-  nr_py_runtime *rt = calloc(1, sizeof *rt);
-  if (!rt) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
-#ifdef NR_HAVE_IPC
-  if (nr_cli_global.py_workers == 0) {
-    if (nr_inproc_create(&rt->inproc, err) != NR_OK) {
-      free(rt);
-      return err->status;
-    }
-  } else {
-    nr_pool_opts o = {0};
-    o.nworkers = nr_cli_global.py_workers;
-    o.timeout_sec = nr_cli_global.py_timeout;
-    o.max_restarts = nr_cli_global.py_restarts;
-    o.prefetch = nr_cli_global.py_prefetch;
-    o.log = nr_cli_log();
-    if (nr_cli_global.py_max_blob_bytes < 0 || nr_cli_global.py_max_blob_bytes > 9.2e18) {
-      free(rt);
-      return nr_err_set(err, NR_ERR_INPUT, "--py-max-blob-bytes: %g is not a byte count "
-                        "(0 = the default, 4 GiB)", nr_cli_global.py_max_blob_bytes);
-    }
-    o.max_blob_bytes = (long long)nr_cli_global.py_max_blob_bytes;
-    if (nr_pool_create(&o, &rt->pool, err) != NR_OK) {
-      free(rt);
-      return err->status;
-    }
-  }
-#endif
-  *out = rt;
-  return NR_OK;
-}
-
-nr_py_backend *nr_cli_py_backend(nr_py_runtime *rt) {
-  if (!rt) return NULL;
-#ifdef NR_HAVE_IPC
-  if (rt->pool) return nr_pool_backend(rt->pool);
-#endif
-  return rt->inproc;
-}
-
-const nr_allocator *nr_cli_py_allocator(nr_py_runtime *rt) {
-#ifdef NR_HAVE_IPC
-  if (rt && rt->pool) return nr_pool_allocator(rt->pool);
-#endif
-  (void)rt;
-  return NULL;
-}
-
-void nr_cli_py_stop(nr_py_runtime *rt) {
-  if (!rt) return;
-#ifdef NR_HAVE_IPC
-  nr_pool_destroy(rt->pool);
-  if (rt->inproc) nr_inproc_destroy(rt->inproc);
-#endif
-  free(rt);
+nr_status nr_cli_py_start(nr_runtime **out, nr_error *err) {
+  if (nr_cli_global.py_max_blob_bytes < 0 || nr_cli_global.py_max_blob_bytes > 9.2e18)
+    return nr_err_set(err, NR_ERR_INPUT, "--py-max-blob-bytes: %g is not a byte count "
+                      "(0 = the default, 4 GiB)", nr_cli_global.py_max_blob_bytes);
+  nr_pool_opts o = {0};
+  o.nworkers = nr_cli_global.py_workers;
+  o.timeout_sec = nr_cli_global.py_timeout;
+  o.max_restarts = nr_cli_global.py_restarts;
+  o.prefetch = nr_cli_global.py_prefetch;
+  o.log = nr_cli_log();
+  o.max_blob_bytes = (long long)nr_cli_global.py_max_blob_bytes;
+  return nr_runtime_create(&o, out, err);
 }
 
 /* ---- the command table ------------------------------------------------------------------ */

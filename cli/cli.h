@@ -14,6 +14,7 @@
 
 #include "net.h"
 #include "nr_status.h"
+#include "runtime.h"
 
 typedef enum { NR_FLAG_STR, NR_FLAG_INT, NR_FLAG_DOUBLE, NR_FLAG_BOOL } nr_flag_kind;
 
@@ -42,13 +43,9 @@ FILE *nr_cli_log(void);
 /* Prints "netrun: <msg>" style errors on stderr. */
 void nr_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* The Python-layer runtime for the global options: a worker pool, the in-process backend
- * (--py-workers 0), or none when the net has no Python layer. */
-typedef struct nr_py_runtime nr_py_runtime;
-nr_status nr_cli_py_start(nr_py_runtime **out, nr_error *err);
-struct nr_py_backend *nr_cli_py_backend(nr_py_runtime *rt);
-const nr_allocator *nr_cli_py_allocator(nr_py_runtime *rt);
-void nr_cli_py_stop(nr_py_runtime *rt);
+/* The Python-layer runtime for the global options (ipc/runtime.h): a worker pool, or the
+ * in-process backend for --py-workers 0. */
+nr_status nr_cli_py_start(nr_runtime **out, nr_error *err);
 
 /* Parses "TRAIN"/"TEST" (any case). */
 int nr_cli_phase(const char *s, int *phase);

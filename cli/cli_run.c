@@ -20,14 +20,14 @@ typedef struct run_opts {
 } run_opts;
 
 typedef struct built {
-  nr_py_runtime *py;
+  nr_runtime *py;
   nr_net *net;
   char **stages;
 } built;
 
 static void built_free(built *b) {
   nr_net_destroy(b->net);
-  nr_cli_py_stop(b->py);
+  nr_runtime_destroy(b->py);
   nr_cli_free_split(b->stages);
 }
 
@@ -69,8 +69,8 @@ static int build(const char *cmd, const run_opts *o, int default_phase, FILE *lo
   nr_status st = NR_OK;
   if (has_python_layer(param)) {
     st = nr_cli_py_start(&b->py, err);
-    no.py = nr_cli_py_backend(b->py);
-    no.alloc = nr_cli_py_allocator(b->py);
+    no.py = nr_runtime_backend(b->py);
+    no.alloc = nr_runtime_allocator(b->py);
   }
   if (st == NR_OK) st = nr_net_create(param, &no, &b->net, err);
   if (st == NR_OK && o->weights) st = nr_net_load_weights(b->net, o->weights, err);

@@ -97,13 +97,13 @@ int nr_cmd_train(int argc, char **argv) {
   }
   int nst = 0;
   char **stages = nr_cli_split(stage, &nst);
-  nr_py_runtime *py = NULL;
+  nr_runtime *py = NULL;
   nr_solver *s = NULL;
   nr_status st = nr_cli_py_start(&py, &err);
   if (st == NR_OK) {
     nr_solver_opts so = {0};
-    so.alloc = nr_cli_py_allocator(py);
-    so.py = nr_cli_py_backend(py);
+    so.alloc = nr_runtime_allocator(py);
+    so.py = nr_runtime_backend(py);
     so.log = log;
     so.level = level;
     so.stages = (const char *const *)stages;
@@ -125,7 +125,7 @@ int nr_cmd_train(int argc, char **argv) {
   }
   if (st != NR_OK) nr_cli_error("%s", err.msg);
   nr_solver_destroy(s);
-  nr_cli_py_stop(py);
+  nr_runtime_destroy(py);
   nr_cli_free_split(stages);
   protobuf_c_message_free_unpacked(&sp->base, NULL);
   return st == NR_OK ? 0 : 1;

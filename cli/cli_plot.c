@@ -3,13 +3,13 @@
  * Python for this: the plot is a separate process. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "locate.h"
 
 #ifndef NR_PYTHON_EXE
 #define NR_PYTHON_EXE "/usr/bin/python3"
@@ -17,23 +17,6 @@
 #ifndef NR_SOURCE_PYTHON_DIR
 #define NR_SOURCE_PYTHON_DIR ""
 #endif
-
-/* The tool script: next to the executable's install tree, else the source tree. */
-static int find_script(char *out, size_t len) {
-  char exe[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n > 0) {
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (slash) {
-      *slash = '\0';
-      snprintf(out, len, "%s/../share/netrun/python/tools/netrun_plot.py", exe);
-      if (access(out, R_OK) == 0) return 0;
-    }
-  }
-  snprintf(out, len, "%s/tools/netrun_plot.py", NR_SOURCE_PYTHON_DIR);
-  return access(out, R_OK) == 0 ? 0 : -1;
-}
 
 int nr_cmd_plot(int argc, char **argv) {
   for (int i = 0; i < argc; i++)
@@ -47,14 +30,20 @@ int nr_cmd_plot(int argc, char **argv) {
     nr_cli_error("plot: give the training log (netrun plot LOG [-o curves.png])");
     return 2;
   }
-  char script[PATH_MAX + 64];
-  if (find_script(script, sizeof script) != 0) {
+  /* The tool script: in the executable's install tree, else the source tree. */
+  const char *const where[] = {"$EXE/../share/netrun/python/tools/netrun_plot.py",
+                               NR_SOURCE_PYTHON_DIR "/tools/netrun_plot.py"};
+  char *script = nr__locate(where, 2, R_OK);
+  if (!script) {
     nr_cli_error("plot: cannot find netrun_plot.py (looked next to the executable and in %s)",
                  NR_SOURCE_PYTHON_DIR);
     return 1;
   }
   char **args = calloc((size_t)argc + 3, sizeof *args);
-  if (!args) return 1;
+  if (!args) {
+    free(script);
+    return 1;
+  }
   args[0] = (char *)NR_PYTHON_EXE;
   args[1] = script;
   for (int i = 0; i < argc; i++) args[i + 2] = argv[i];
@@ -62,5 +51,6 @@ int nr_cmd_plot(int argc, char **argv) {
   execv(NR_PYTHON_EXE, args);
   nr_cli_error("plot: cannot run %s: %s", NR_PYTHON_EXE, strerror(errno));
   free(args);
+  free(script);
   return 1;
 }

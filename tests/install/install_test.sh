@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# `cmake --install` into a fresh prefix, then a user's C program built against the installed
+# engine library alone (pkg-config netrun, <netrun/netrun.h>), shared and static, trains
+# Caffe's LeNet for a few iterations; the installed netrun and netrun-worker run.
+set -u
+: "${NR_BUILD_DIR:?}" "${NR_SOURCE_DIR:?}" "${NR_CAFFE_DATA:?}"
+. "$NR_SOURCE_DIR/tests/lib/cli_test.sh"
+prefix="$WORK/prefix"
+cmake --install "$NR_BUILD_DIR" --prefix "$prefix" >install.log 2>&1 ||
+  { fail "cmake --install failed: $(tail -20 install.log)"; exit 1; }
+for f in bin/netrun bin/netrun-worker lib/libnetrun.so lib/libnetrun.a \
+         lib/pkgconfig/netrun.pc include/netrun/netrun.h include/netrun/caffe.pb-c.h \
+         lib/netrun/libnetrun-pyinproc.so lib/netrun/python/caffe/__init__.py; do
+  [ -e "$prefix/$f" ] || fail "not installed: $f"
+done
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+flags=(-std=c11 -Wall -Wextra -Werror ${NR_SANITIZE_FLAGS:-})
+# shared
+cc "${flags[@]}" "$NR_SOURCE_DIR/tests/install/train_lenet.c" -o train_shared \
+   $(pkg-config --cflags --libs netrun) -Wl,-rpath,"$prefix/lib" 2>cc.log ||
+  fail "building against libnetrun.so failed: $(cat cc.log)"
+# static: everything the library needs comes from pkg-config --static
+cc "${flags[@]}" "$NR_SOURCE_DIR/tests/install/train_lenet.c" -o train_static \
+   $(pkg-config --cflags netrun) "$prefix/lib/libnetrun.a" \
+   $(pkg-config --static --libs-only-l --libs-only-L netrun | sed 's/-lnetrun//') 2>cc.log ||
+  fail "building against libnetrun.a failed: $(cat cc.log)"
+ldd train_static 2>/dev/null | grep -q libnetrun && fail "train_static links libnetrun.so"
+
+for prog in train_shared train_static; do
+  [ -x "$prog" ] || continue
+  run 0 "./$prog" "$NR_CAFFE_DATA/mnist-lenet.prototxt" 30
+  line=$(grep '^iterations' "$WORK/out")
+  [ -n "$line" ] || { fail "$prog printed no result: $(tail -5 "$WORK/err")"; continue; }
+  echo "$prog: $line"
+  # iterations 30, first loss A, last loss B: B must be under half of A (chance is ln 10)
+  echo "$line" | awk '{ gsub(",", ""); exit !($2 == 30 && $8 < $5 / 2) }' ||
+    fail "$prog did not learn: $line"
+done
+run 0 "$prefix/bin/netrun" check --model "$NR_CAFFE_DATA/mnist-lenet.prototxt"
+expect_out "431080"
+if [ "$failures" -gt 0 ]; then echo "install: $failures failure(s)" >&2; exit 1; fi
+echo "install: ok"
