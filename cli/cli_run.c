@@ -116,42 +116,34 @@ int nr_cmd_test(int argc, char **argv) {
   if (!o.weights) fprintf(log, "Not initializing the weights from a file: using the fillers\n");
   fprintf(log, "Running for %d iterations.\n", o.iterations);
   nr_net *n = b.net;
-  int nscore = 0;
-  for (int j = 0; j < n->noutputs; j++) nscore += (int)n->outputs[j]->count;
-  double *score = calloc((size_t)nscore + 1, sizeof *score);
+  nr_net_scores sc = {0};
   double loss = 0;
-  for (int i = 0; i < o.iterations && score; i++) {
+  for (int i = 0; i < o.iterations; i++) {
     float l = 0;
-    if (nr_net_forward(n, &l, &err) != NR_OK) {
+    if (nr_net_forward(n, &l, &err) != NR_OK || nr_net_scores_add(&sc, n, &err) != NR_OK) {
       nr_cli_error("test: batch %d: %s", i, err.msg);
-      free(score);
+      nr_net_scores_free(&sc);
       built_free(&b);
       return 1;
     }
     loss += l;
-    int idx = 0;
     for (int j = 0; j < n->noutputs; j++)
-      for (int64_t k = 0; k < n->outputs[j]->count && idx < nscore; k++, idx++) {
-        float v = n->outputs[j]->data[k];
-        score[idx] += v;
-        fprintf(log, "Batch %d, %s = %g\n", i, n->outputs[j]->name, v);
-      }
+      for (int64_t k = 0; k < n->outputs[j]->count; k++)
+        fprintf(log, "Batch %d, %s = %g\n", i, n->outputs[j]->name, n->outputs[j]->data[k]);
   }
   fprintf(log, "Loss: %g\n", loss / o.iterations);
-  int idx = 0;
-  for (int j = 0; j < n->noutputs && score; j++) {
-    float w = 0;
-    for (int k = 0; k < n->nblobs; k++)
-      if (n->blobs[k] == n->outputs[j]) w = n->blob_loss_weight[k];
-    for (int64_t k = 0; k < n->outputs[j]->count; k++, idx++) {
-      double mean = score[idx] / o.iterations;
+  int64_t idx = 0;
+  for (int j = 0; j < n->noutputs; j++) {
+    float w = nr_net_output_loss_weight(n, j);
+    for (int64_t k = 0; k < sc.counts[j]; k++, idx++) {
+      double mean = sc.sum[idx] / o.iterations;
       if (w != 0)
         fprintf(log, "%s = %g (* %g = %g loss)\n", n->outputs[j]->name, mean, w, w * mean);
       else
         fprintf(log, "%s = %g\n", n->outputs[j]->name, mean);
     }
   }
-  free(score);
+  nr_net_scores_free(&sc);
   built_free(&b);
   return 0;
 }

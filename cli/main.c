@@ -18,14 +18,14 @@ nr_global_opts nr_cli_global = {-1, 0, 0, 3, NULL, 0};
 
 static const nr_flag global_flags[] = {
     {"py-workers", NR_FLAG_INT, &nr_cli_global.py_workers,
-     "Python worker processes (default: one per Python layer, at most the core count; 0 = run "
-     "Python layers inside netrun)"},
+     "Python worker processes, 0 to 64 (default -1: one per Python layer, at most the core "
+     "count; 0 = run Python layers inside netrun)"},
     {"py-timeout", NR_FLAG_DOUBLE, &nr_cli_global.py_timeout,
-     "seconds a Python layer call may take before its worker is ended (0 = no limit)"},
+     "seconds a Python layer call may take before its worker is ended (0 or inf = no limit)"},
     {"py-restarts", NR_FLAG_INT, &nr_cli_global.py_restarts,
      "restart a dead or hung worker up to this many times and retry the call (default 0)"},
     {"py-prefetch", NR_FLAG_INT, &nr_cli_global.py_prefetch,
-     "batches a Python data layer computes ahead of the net (default 3)"},
+     "batches a Python data layer computes ahead of the net, 0 to 64 (default 3)"},
     {"py-max-blob-bytes", NR_FLAG_DOUBLE, &nr_cli_global.py_max_blob_bytes,
      "largest blob (count x 4 bytes) a Python layer may grow a blob to (ValueError in the "
      "layer) or a worker may report (the worker is killed as faulty); default 4294967296 = "
@@ -156,6 +156,35 @@ static int set_flag(const char *cmd, const nr_flag *f, const char *v) {
   return 2;
 }
 
+/* The global flags' ranges, checked once every flag is read (they may come before or after
+ * the command). Decision: a timeout of inf, or of 1e9 s (31 years) and more, means no limit,
+ * as 0 does; negative or NaN values are usage errors. */
+static int check_global_flags(const char *cmd) {
+  const nr_global_opts *g = &nr_cli_global;
+  const char *bad = NULL, *want = NULL;
+  char value[64] = "";
+  if (g->py_workers < -1 || g->py_workers > NR_POOL_MAX_WORKERS) {
+    bad = "py-workers", want = "0 to 64, or -1 for one per Python layer";
+    snprintf(value, sizeof value, "%d", g->py_workers);
+  } else if (!(g->py_timeout >= 0)) {
+    bad = "py-timeout", want = "seconds, 0 or more; 0 or inf = no limit";
+    snprintf(value, sizeof value, "%g", g->py_timeout);
+  } else if (g->py_restarts < 0) {
+    bad = "py-restarts", want = "0 or more";
+    snprintf(value, sizeof value, "%d", g->py_restarts);
+  } else if (g->py_prefetch < 0 || g->py_prefetch > 64) {
+    bad = "py-prefetch", want = "0 to 64";
+    snprintf(value, sizeof value, "%d", g->py_prefetch);
+  } else if (!(g->py_max_blob_bytes >= 0 && g->py_max_blob_bytes <= 9.2e18) ||
+             g->py_max_blob_bytes != (double)(long long)g->py_max_blob_bytes) {
+    bad = "py-max-blob-bytes", want = "a whole number of bytes, 0 for the default 4 GiB";
+    snprintf(value, sizeof value, "%g", g->py_max_blob_bytes);
+  }
+  if (!bad) return 0;
+  nr_cli_error("%s: bad value '%s' for --%s (expected %s)", cmd, value, bad, want);
+  return 2;
+}
+
 int nr_cli_parse(const char *cmd, const char *usage, const nr_flag *flags, int argc,
                  char **argv, const char **pos, int *npos, int maxpos) {
   *npos = 0;
@@ -204,7 +233,7 @@ int nr_cli_parse(const char *cmd, const char *usage, const nr_flag *flags, int a
     int r = set_flag(cmd, f, v);
     if (r) return r;
   }
-  return 0;
+  return check_global_flags(cmd);
 }
 
 /* ---- helpers shared by commands ---------------------------------------------------------- */
@@ -254,12 +283,9 @@ char *nr_cli_dirname(const char *path) {
 /* ---- the Python runtime ---------------------------------------------------------------- */
 
 nr_status nr_cli_py_start(nr_runtime **out, nr_error *err) {
-  if (nr_cli_global.py_max_blob_bytes < 0 || nr_cli_global.py_max_blob_bytes > 9.2e18)
-    return nr_err_set(err, NR_ERR_INPUT, "--py-max-blob-bytes: %g is not a byte count "
-                      "(0 = the default, 4 GiB)", nr_cli_global.py_max_blob_bytes);
   nr_pool_opts o = {0};
   o.nworkers = nr_cli_global.py_workers;
-  o.timeout_sec = nr_cli_global.py_timeout;
+  o.timeout_sec = nr_cli_global.py_timeout >= 1e9 ? 0 : nr_cli_global.py_timeout;
   o.max_restarts = nr_cli_global.py_restarts;
   o.prefetch = nr_cli_global.py_prefetch;
   o.log = nr_cli_log();

@@ -955,3 +955,47 @@ out:
   free(shapes);
   return st;
 }
+
+/* ---- test scores ------------------------------------------------------------------------ */
+
+nr_status nr_net_scores_add(nr_net_scores *s, const nr_net *n, nr_error *err) {
+  if (!s->sum) {
+    int64_t total = 0;
+    for (int j = 0; j < n->noutputs; j++) total += n->outputs[j]->count;
+    s->sum = calloc((size_t)total + 1, sizeof *s->sum);
+    s->counts = calloc((size_t)n->noutputs + 1, sizeof *s->counts);
+    if (!s->sum || !s->counts) {
+      nr_net_scores_free(s);
+      return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
+    }
+    for (int j = 0; j < n->noutputs; j++) s->counts[j] = n->outputs[j]->count;
+    s->n = total;
+  }
+  for (int j = 0; j < n->noutputs; j++)
+    if (n->outputs[j]->count != s->counts[j])
+      return nr_err_set(err, NR_ERR_INPUT,
+                        "output '%s' has %lld elements in batch %d but had %lld in batch 0: "
+                        "test scores average each output element over the batches, so an "
+                        "output must keep its size", n->outputs[j]->name,
+                        (long long)n->outputs[j]->count, s->batches,
+                        (long long)s->counts[j]);
+  int64_t k = 0;
+  for (int j = 0; j < n->noutputs; j++) {
+    const nr_blob *b = n->outputs[j];
+    for (int64_t e = 0; e < b->count; e++) s->sum[k++] += b->data[e];
+  }
+  s->batches++;
+  return NR_OK;
+}
+
+void nr_net_scores_free(nr_net_scores *s) {
+  free(s->sum);
+  free(s->counts);
+  *s = (nr_net_scores){0};
+}
+
+float nr_net_output_loss_weight(const nr_net *n, int j) {
+  for (int k = 0; k < n->nblobs; k++)
+    if (n->blobs[k] == n->outputs[j]) return n->blob_loss_weight[k];
+  return 0.0f;
+}

@@ -108,6 +108,24 @@ nr_status nr_net_load_weights(nr_net *n, const char *paths, nr_error *err);
 nr_status nr_net_to_proto(const nr_net *n, bool write_diff, Caffe__NetParameter **out,
                           nr_error *err);
 
+/* Test scores: the sum, over batches, of every element of every output blob (Caffe's test
+ * loop in the tool and the solver), sized from the outputs' shapes at the first batch.
+ * Start from a zeroed struct; nr_net_scores_add after each forward; sum[k] / batches is
+ * the k-th element's mean, in output order. An output whose element count changed since the
+ * first batch is an NR_ERR_INPUT naming it and both counts (averages over elements that
+ * come and go mean nothing, and the sums must never be read past their end). */
+typedef struct nr_net_scores {
+  double *sum;      /* owned; one per element of every output at the first batch */
+  int64_t *counts;  /* owned; element count of each output at the first batch */
+  int64_t n;        /* total elements */
+  int batches;
+} nr_net_scores;
+
+nr_status nr_net_scores_add(nr_net_scores *s, const nr_net *n, nr_error *err);
+void nr_net_scores_free(nr_net_scores *s);
+/* The loss weight of output j (0 for a plain output). */
+float nr_net_output_loss_weight(const nr_net *n, int j);
+
 /* Does the layer pass its NetState rules? (Caffe's StateMeetsRule over include/exclude.) */
 bool nr_net_state_includes(const Caffe__NetState *state, const Caffe__LayerParameter *layer);
 

@@ -682,17 +682,6 @@ out:
 
 /* ---- the loop ----------------------------------------------------------------------------- */
 
-static int blob_index_of(const nr_net *n, const nr_blob *b) {
-  for (int i = 0; i < n->nblobs; i++)
-    if (n->blobs[i] == b) return i;
-  return -1;
-}
-
-static float output_loss_weight(const nr_net *n, int j) {
-  int bi = blob_index_of(n, n->outputs[j]);
-  return bi >= 0 ? n->blob_loss_weight[bi] : 0.0f;
-}
-
 /* "    <Train|Test> net output #i: name = v (* w = l loss)" */
 static void log_output(nr_solver *s, const char *which, int index, const char *name, double v,
                        float w) {
@@ -721,10 +710,7 @@ nr_status nr_solver_test(nr_solver *s, int id, nr_error *err) {
   nr_net *tn = s->test_nets[id];
   const int iters = s->param->test_iter[id];
   slog(s, "Iteration %d, Testing net (#%d)", s->iter, id);
-  int64_t nscore = 0;
-  for (int j = 0; j < tn->noutputs; j++) nscore += tn->outputs[j]->count;
-  double *score = calloc((size_t)nscore + 1, sizeof *score);
-  if (!score) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
+  nr_net_scores sc = {0};
   double loss = 0;
   nr_status st = NR_OK;
   for (int i = 0; i < iters; i++) {
@@ -734,18 +720,12 @@ nr_status nr_solver_test(nr_solver *s, int id, nr_error *err) {
     if (stop) s->requested_early_exit = true;
     if (s->requested_early_exit) break;
     float l = 0;
-    if ((st = nr_net_forward(tn, &l, err)) != NR_OK) {
+    if ((st = nr_net_forward(tn, &l, err)) != NR_OK ||
+        (st = nr_net_scores_add(&sc, tn, err)) != NR_OK) {
       nr_err_prefix(err, "iteration %d, testing net #%d, batch %d", s->iter, id, i);
       goto out;
     }
     loss += l;
-    /* Output blobs may change size between batches (a reshaping net): score the elements
-     * the first batch had, like Caffe. */
-    int64_t k = 0;
-    for (int j = 0; j < tn->noutputs && k < nscore; j++) {
-      const nr_blob *b = tn->outputs[j];
-      for (int64_t e = 0; e < b->count && k < nscore; e++) score[k++] += b->data[e];
-    }
   }
   if (s->requested_early_exit) {
     slog(s, "Test interrupted.");
@@ -754,15 +734,15 @@ nr_status nr_solver_test(nr_solver *s, int id, nr_error *err) {
   if (s->param->test_compute_loss) slog(s, "Test loss: %g", loss / iters);
   {
     int64_t k = 0;
-    for (int j = 0; j < tn->noutputs; j++) {
+    for (int j = 0; sc.counts && j < tn->noutputs; j++) {
       const nr_blob *b = tn->outputs[j];
-      float w = output_loss_weight(tn, j);
-      for (int64_t e = 0; e < b->count && k < nscore; e++, k++)
-        log_output(s, "Test", (int)k, b->name ? b->name : "?", score[k] / iters, w);
+      float w = nr_net_output_loss_weight(tn, j);
+      for (int64_t e = 0; e < sc.counts[j]; e++, k++)
+        log_output(s, "Test", (int)k, b->name ? b->name : "?", sc.sum[k] / iters, w);
     }
   }
 out:
-  free(score);
+  nr_net_scores_free(&sc);
   return st;
 }
 
@@ -844,7 +824,7 @@ static void log_display(nr_solver *s) {
   int index = 0;
   for (int j = 0; j < n->noutputs; j++) {
     const nr_blob *b = n->outputs[j];
-    float w = output_loss_weight(n, j);
+    float w = nr_net_output_loss_weight(n, j);
     for (int64_t e = 0; e < b->count; e++)
       log_output(s, "Train", index++, b->name ? b->name : "?", b->data[e], w);
   }

@@ -48,6 +48,8 @@
 
 typedef struct nr_pool nr_pool;
 
+#define NR_POOL_MAX_WORKERS 64 /* nworkers is capped here */
+
 typedef struct nr_pool_opts {
   int nworkers;            /* -1 = one per Python layer, at most nproc; capped at 64 */
   double timeout_sec;      /* 0 = none (--py-timeout); applies to every call incl. setup */

@@ -9,6 +9,15 @@ struct nr_runtime {
 };
 
 nr_status nr_runtime_create(const nr_pool_opts *o, nr_runtime **out, nr_error *err) {
+  if (o && !(o->timeout_sec >= 0))
+    return nr_err_set(err, NR_ERR_INPUT, "Python call timeout: %g is not a number of seconds "
+                      "(0 = no limit)", o->timeout_sec);
+  nr_pool_opts fixed;
+  if (o && o->timeout_sec >= 1e9) { /* inf and beyond 31 years: no limit, never an overflow */
+    fixed = *o;
+    fixed.timeout_sec = 0;
+    o = &fixed;
+  }
   if (o && o->max_blob_bytes < 0)
     return nr_err_set(err, NR_ERR_INPUT, "largest blob: %lld is not a byte count (0 = the "
                       "default, 4 GiB)", o->max_blob_bytes);

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Hostile Python layers and bad input through the netrun CLI, one case per invocation:
+# hostile_test.sh CASE. Each case runs netrun as a careless or hostile user would and
+# asserts what the user sees (exit status, message), that the run left no process behind
+# and nothing in /dev/shm (tests/lib/cli_test.sh's run), and, under ASan, no report.
+set -u
+: "${NETRUN:?}" "${NR_SOURCE_DIR:?}"
+HERE="$NR_SOURCE_DIR/tests/hostile"
+# shellcheck source=../lib/cli_test.sh
+. "$NR_SOURCE_DIR/tests/lib/cli_test.sh"
+cp "$HERE/nr_hostile_layers.py" .
+
+# py_net LAYER [PARAM_STR]: net.prototxt of one Python layer with no bottom and one top.
+py_net() {
+  cat > net.prototxt <<P
+name: "hostile"
+layer { name: "h" type: "Python" top: "out"
+        python_param { module: "nr_hostile_layers" layer: "$1" param_str: "${2:-}" } }
+P
+}
+
+# netrun test must size every score from the current shapes: an output that grows between
+# batches is refused with its name and both sizes, never read past the end (ASan/valgrind
+# would report the over-read; before, the run printed garbage means and exited 0).
+case_growing_output() {
+  py_net GrowingOutput
+  for w in 1 0; do
+    run 1 "$NETRUN" --py-workers $w test --model net.prototxt --iterations 3
+    expect_err "output 'out' has 3 elements in batch 1 but had 2 in batch 0"
+    reject_err "e-310"
+  done
+}
+
+# Every numeric flag is range-checked and parsed strictly: a usage error (exit 2) naming the
+# flag; an infinite or huge timeout means no limit (it overflowed to a negative deadline and
+# every worker was killed during setup, blamed on the worker).
+case_flags() {
+  py_net Ones
+  local bad
+  for bad in "--py-workers -5" "--py-workers 65" "--py-timeout -1" "--py-timeout nan" \
+             "--py-restarts -1" "--py-prefetch -1" "--py-max-blob-bytes -1" \
+             "--py-max-blob-bytes 1.5" "--py-workers 2x" "--py-timeout 1s"; do
+    # shellcheck disable=SC2086
+    run 2 "$NETRUN" $bad test --model net.prototxt --iterations 1
+    expect_err "bad value '${bad#* }' for ${bad%% *}"
+    # after the command too
+    # shellcheck disable=SC2086
+    run 2 "$NETRUN" test --model net.prototxt --iterations 1 $bad
+    expect_err "bad value '${bad#* }' for ${bad%% *}"
+  done
+  for t in inf 1e300 0; do
+    run 0 "$NETRUN" --py-timeout $t test --model net.prototxt --iterations 2
+    expect_err "out = 1"; reject_err "killed"
+  done
+}
+
+"case_$1"
+if [ "$failures" -gt 0 ]; then echo "$1: $failures failure(s)" >&2; exit 1; fi
+echo "$1: ok"

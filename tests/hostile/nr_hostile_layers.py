@@ -1,0 +1,43 @@
+"""Python layers that misbehave on purpose, for tests/hostile/hostile_test.sh (issue: a
+careless or hostile layer must never abort, hang, over-read, feed wrong data or leave a
+process behind). Each layer says what it does wrong."""
+import os
+import time
+
+import numpy as np
+
+import caffe
+
+
+class GrowingOutput(caffe.Layer):
+    """A net output whose element count grows by one at every forward: the scores of
+    `netrun test` must not be read past what the first batch sized."""
+
+    def setup(self, bottom, top):
+        self.n = 2
+
+    def reshape(self, bottom, top):
+        top[0].reshape(self.n)
+
+    def forward(self, bottom, top):
+        top[0].data[...] = 1.0
+        self.n += 1
+
+    def backward(self, top, propagate_down, bottom):
+        pass
+
+
+class Ones(caffe.Layer):
+    """A well-behaved data layer: top = ones(2, 3). The baseline the flag cases run."""
+
+    def setup(self, bottom, top):
+        pass
+
+    def reshape(self, bottom, top):
+        top[0].reshape(2, 3)
+
+    def forward(self, bottom, top):
+        top[0].data[...] = 1.0
+
+    def backward(self, top, propagate_down, bottom):
+        pass
