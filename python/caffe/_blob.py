@@ -6,7 +6,9 @@ memory or shape changes. A view a layer keeps stays valid after the blob grows: 
 the old mapping alive (it no longer shows the blob, as in Caffe, but never dangles).
 
 Beyond pycaffe: `blob.data = value` copies (broadcasts) value into the blob instead of
-raising AttributeError; a value that cannot broadcast raises ValueError.
+raising AttributeError; a value that cannot broadcast, or a blob that has no shape yet,
+raises ValueError; a value that is not numeric (None, a string, an object) raises TypeError
+(NumPy alone would store NaN).
 """
 
 import operator
@@ -38,12 +40,30 @@ def _dims(args, what):
     return tuple(dims)
 
 
+_NUMERIC_KINDS = 'biuf'  # bool, signed, unsigned, float: what a float32 blob can hold
+
+
 def _assign(view, value, blob, what):
+    if not blob._shaped:
+        raise ValueError('cannot assign to blob %s: the blob has no shape yet (call '
+                         'reshape() on it first, e.g. top[0].reshape(...) in the layer\'s '
+                         'reshape)' % what)
+    arr = value if isinstance(value, numpy.ndarray) else numpy.asarray(value)
+    if arr.dtype.kind not in _NUMERIC_KINDS:
+        # numpy would turn None and other objects into NaN without a word
+        raise TypeError('cannot assign %s to blob %s: expected numbers (a NumPy array, a '
+                        'number or a sequence of numbers)' % (_describe(value), what))
     try:
-        numpy.copyto(view, value, casting='unsafe')
+        numpy.copyto(view, arr, casting='unsafe')
     except ValueError:
         raise ValueError('cannot assign a value of shape %s to blob %s of shape %s '
                          '(it does not broadcast)' % (numpy.shape(value), what, view.shape)) from None
+
+
+def _describe(value):
+    if isinstance(value, numpy.ndarray):
+        return 'an array of dtype %s' % value.dtype
+    return 'a value of type %s' % type(value).__name__
 
 
 class Blob(object):

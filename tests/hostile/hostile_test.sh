@@ -54,6 +54,33 @@ case_flags() {
   done
 }
 
+# A non-numeric value assigned to a blob raises TypeError in the layer (NumPy stored NaN and
+# the run exited 0); a scalar assigned to a top never reshaped names the cause.
+case_assign_non_numeric() {
+  local v
+  for v in none str obj; do
+    py_net AssignNone $v
+    for w in 1 0; do
+      run 1 "$NETRUN" --py-workers $w test --model net.prototxt --iterations 1
+      expect_err "TypeError: cannot assign a value of type"; expect_err "to blob data"
+      expect_err "nr_hostile_layers.AssignNone.forward"
+    done
+  done
+  py_net ScalarToUnshaped
+  run 1 "$NETRUN" test --model net.prototxt --iterations 1
+  expect_err "the blob has no shape yet"; reject_err "does not broadcast"
+}
+
+# An exception class with a 2 000-character name: the layer's message arrives, the name cut.
+case_long_exception_name() {
+  py_net LongExceptionName
+  for w in 1 0; do
+    run 1 "$NETRUN" --py-workers $w test --model net.prototxt --iterations 1
+    expect_err "the layer said why"; expect_err "EEEEEEEE"
+    reject_err "invalid"; reject_err "killed"
+  done
+}
+
 "case_$1"
 if [ "$failures" -gt 0 ]; then echo "$1: $failures failure(s)" >&2; exit 1; fi
 echo "$1: ok"

@@ -41,3 +41,55 @@ class Ones(caffe.Layer):
 
     def backward(self, top, propagate_down, bottom):
         pass
+
+
+class AssignNone(caffe.Layer):
+    """Assigns a non-numeric value to its top in forward (param_str: none, str, obj):
+    pycaffe raises there; NumPy alone would store NaN and the run would go on."""
+
+    def setup(self, bottom, top):
+        self.value = {'none': None, 'str': 'abc', 'obj': object()}[self.param_str]
+
+    def reshape(self, bottom, top):
+        top[0].reshape(2, 3)
+
+    def forward(self, bottom, top):
+        top[0].data = self.value
+
+    def backward(self, top, propagate_down, bottom):
+        pass
+
+
+class LongExceptionName(caffe.Layer):
+    """Raises an exception whose class name is 2 000 characters long: the layer's own
+    message must reach the user (the core treated the reply as invalid and killed the
+    worker)."""
+
+    def setup(self, bottom, top):
+        pass
+
+    def reshape(self, bottom, top):
+        top[0].reshape(1)
+
+    def forward(self, bottom, top):
+        cls = type('E' * 2000, (Exception,), {})
+        raise cls('the layer said why')
+
+    def backward(self, top, propagate_down, bottom):
+        pass
+
+
+class ScalarToUnshaped(caffe.Layer):
+    """Assigns a scalar to a top it never reshaped: the message must say so."""
+
+    def setup(self, bottom, top):
+        pass
+
+    def reshape(self, bottom, top):
+        pass
+
+    def forward(self, bottom, top):
+        top[0].data = 1.0
+
+    def backward(self, top, propagate_down, bottom):
+        pass
