@@ -73,7 +73,7 @@ static int build(const char *cmd, const run_opts *o, int default_phase, FILE *lo
     no.alloc = nr_runtime_allocator(b->py);
   }
   if (st == NR_OK) st = nr_net_create(param, &no, &b->net, err);
-  if (st == NR_OK && o->weights) st = nr_net_load_weights(b->net, o->weights, err);
+  if (st == NR_OK && o->weights) st = nr_net_load_weights(b->net, o->weights, nr_cli_log(), err);
   protobuf_c_message_free_unpacked(&param->base, NULL);
   free(dir);
   if (st != NR_OK) {

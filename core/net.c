@@ -856,25 +856,40 @@ nr_status nr_net_share_trained(nr_net *dst, const nr_net *src, nr_error *err) {
   return NR_OK;
 }
 
-nr_status nr_net_copy_from(nr_net *n, const Caffe__NetParameter *weights, nr_error *err) {
+nr_status nr_net_copy_from(nr_net *n, const Caffe__NetParameter *weights, const char *source,
+                           FILE *log, nr_error *err) {
+  int copied = 0, with_params = 0;
   for (size_t i = 0; i < weights->n_layer; i++) {
     const Caffe__LayerParameter *sl = weights->layer[i];
     if (!sl->name) continue;
+    with_params += sl->n_blobs > 0;
     int li = nr_net_layer_index(n, sl->name);
-    if (li < 0) continue; /* Caffe: "Ignoring source layer" */
+    if (li < 0) {
+      if (log) fprintf(log, "Ignoring source layer %s\n", sl->name);
+      continue;
+    }
     nr_layer *l = n->layers[li];
     if (sl->n_blobs == 0) continue;
     if (sl->n_blobs != (size_t)l->nblobs)
       return nr_err_set(err, NR_ERR_INPUT,
                         "layer '%s': the weights have %zu parameter blobs, the net has %d",
                         l->name, sl->n_blobs, l->nblobs);
+    if (log) fprintf(log, "Copying source layer %s\n", sl->name);
     for (int j = 0; j < l->nblobs; j++)
       NR_TRY(nr_weights_blob_from_proto(l->blobs[j], sl->blobs[j], l->name, j, err));
+    copied++;
   }
+  if (log && source && copied == 0)
+    fprintf(log, "Warning: %s copied no weights into net '%s': %s; every layer keeps the "
+            "values its fillers gave it\n", source, n->name,
+            weights->n_layer == 0 ? "the file holds no layer (is it empty?)"
+            : with_params == 0   ? "no layer in the file has parameters"
+                                 : "no layer name of the file is a layer of the net with "
+                                   "parameters (renamed layers?)");
   return NR_OK;
 }
 
-nr_status nr_net_load_weights(nr_net *n, const char *paths, nr_error *err) {
+nr_status nr_net_load_weights(nr_net *n, const char *paths, FILE *log, nr_error *err) {
   char *copy = strdup(paths ? paths : "");
   if (!copy) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
   nr_status st = NR_OK;
@@ -882,7 +897,7 @@ nr_status nr_net_load_weights(nr_net *n, const char *paths, nr_error *err) {
   for (char *p = strtok_r(copy, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
     Caffe__NetParameter *w = NULL;
     if ((st = nr_weights_load(p, &w, err)) != NR_OK) break;
-    st = nr_net_copy_from(n, w, err);
+    st = nr_net_copy_from(n, w, p, log, err);
     protobuf_c_message_free_unpacked(&w->base, NULL);
     if (st != NR_OK) {
       nr_err_prefix(err, "%s", p);

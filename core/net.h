@@ -99,10 +99,13 @@ int nr_net_layer_index(const nr_net *n, const char *name);
 nr_status nr_net_share_trained(nr_net *dst, const nr_net *src, nr_error *err);
 /* Copies parameters by layer name from a NetParameter carrying blobs (Caffe's
  * CopyTrainedLayersFrom): layers absent from it keep their values; a shape mismatch is an
- * error naming the layer and both shapes. */
-nr_status nr_net_copy_from(nr_net *n, const Caffe__NetParameter *weights, nr_error *err);
-/* Loads one or more comma-separated .caffemodel files. */
-nr_status nr_net_load_weights(nr_net *n, const char *paths, nr_error *err);
+ * error naming the layer and both shapes. With a log (may be NULL) it logs Caffe's
+ * "Copying source layer X" / "Ignoring source layer X" and, when source (the file's name;
+ * may be NULL) is given and nothing was copied, a warning saying why. */
+nr_status nr_net_copy_from(nr_net *n, const Caffe__NetParameter *weights, const char *source,
+                           FILE *log, nr_error *err);
+/* Loads one or more comma-separated .caffemodel files (nr_net_copy_from each). */
+nr_status nr_net_load_weights(nr_net *n, const char *paths, FILE *log, nr_error *err);
 /* Serializes the net's layers with their parameter blobs (diffs too if write_diff).
  * *out is new; free with protobuf_c_message_free_unpacked(..., NULL). */
 nr_status nr_net_to_proto(const nr_net *n, bool write_diff, Caffe__NetParameter **out,

@@ -18,6 +18,7 @@
 
 #include "binary.h"
 #include "nr_math.h"
+#include "snapshot_prefix.h"
 #include "textformat.h"
 #include "upgrade.h"
 #include "weights.h"
@@ -53,6 +54,7 @@ struct nr_solver {
   char *last_snapshot_state;
   bool snapshot_failed;
   bool requested_early_exit;
+  int prefix_lock; /* fd holding the snapshot_prefix lock, -1 = none */
 
   /* Display timing. */
   double timer_start;
@@ -411,6 +413,7 @@ nr_status nr_solver_create(const Caffe__SolverParameter *param, const nr_solver_
   if (opts) s->opts = *opts;
   s->log = s->opts.log ? s->opts.log : stderr;
   s->last_snapshot_iter = -1;
+  s->prefix_lock = -1;
   s->param = (Caffe__SolverParameter *)copy_message(&param->base);
   if (!s->param) {
     st = nr_err_set(err, NR_ERR_NOMEM, "out of memory copying the solver parameters");
@@ -435,8 +438,17 @@ nr_status nr_solver_create(const Caffe__SolverParameter *param, const nr_solver_
     slog(s, "snapshot_format HDF5 is not supported: snapshots are written as BINARYPROTO "
             "(.caffemodel / .solverstate)");
 
-  if (s->param->snapshot > 0 || s->param->snapshot_after_train)
+  if (s->param->snapshot > 0 || s->param->snapshot_after_train) {
     if ((st = probe_snapshot_dir(s, err)) != NR_OK) goto fail;
+    if (string_set(s->param->snapshot_prefix)) {
+      if (s->opts.exclusive_prefix &&
+          (st = nr_snapshot_lock(s->param->snapshot_prefix, &s->prefix_lock, err)) != NR_OK)
+        goto fail;
+      if ((st = nr_snapshot_remove_stale(s->param->snapshot_prefix, s->log, err)) != NR_OK)
+        goto fail;
+      fflush(s->log);
+    }
+  }
 
   s->seed = s->param->random_seed >= 0 ? (uint64_t)s->param->random_seed : clock_seed();
   if ((st = create_nets(s, err)) != NR_OK) goto fail;
@@ -479,6 +491,7 @@ void nr_solver_destroy(nr_solver *s) {
   free(s->hist);
   free(s->losses);
   free(s->last_snapshot_state);
+  if (s->param) nr_snapshot_unlock(s->param->snapshot_prefix, s->prefix_lock);
   if (s->param) protobuf_c_message_free_unpacked(&s->param->base, NULL);
   free(s);
 }
@@ -501,9 +514,10 @@ nr_status nr_solver_load_weights(nr_solver *s, const char *comma_paths, nr_error
   for (char *p = strtok_r(copy, ",", &save); p && st == NR_OK; p = strtok_r(NULL, ",", &save)) {
     Caffe__NetParameter *w = NULL;
     if ((st = nr_weights_load(p, &w, err)) != NR_OK) break;
-    st = nr_net_copy_from(s->net, w, err);
+    st = nr_net_copy_from(s->net, w, p, s->log, err);
     for (int k = 0; k < s->ntest && st == NR_OK; k++)
-      st = nr_net_copy_from(s->test_nets[k], w, err);
+      st = nr_net_copy_from(s->test_nets[k], w, NULL, s->log, err);
+    fflush(s->log);
     protobuf_c_message_free_unpacked(&w->base, NULL);
     if (st != NR_OK) nr_err_prefix(err, "loading weights from %s", p);
   }
@@ -651,7 +665,7 @@ nr_status nr_solver_restore(nr_solver *s, const char *path, nr_error *err) {
   if (string_set(ss->learned_net)) {
     if (!(learned = resolve_learned_net(ss->learned_net, path))) goto nomem;
     if ((st = nr_weights_load(learned, &w, err)) != NR_OK ||
-        (st = nr_net_copy_from(s->net, w, err)) != NR_OK) {
+        (st = nr_net_copy_from(s->net, w, learned, s->log, err)) != NR_OK) {
       nr_err_prefix(err, "learned_net %s", learned);
       goto fail;
     }

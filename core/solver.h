@@ -59,6 +59,11 @@ typedef struct nr_solver_opts {
   /* Draw one live status line on stderr (iteration, rate, ETA), redrawn with \r at most
    * a few times a second and erased before each log line. Only for terminals. */
   bool live_line;
+  /* Hold an exclusive lock on snapshot_prefix for the solver's life (core/snapshot_prefix.h):
+   * creating a second solver with the same prefix, in another process or this one, fails
+   * with a message naming the holder. The CLI sets it; a program that runs several solvers
+   * on one prefix on purpose leaves it false. */
+  bool exclusive_prefix;
 } nr_solver_opts;
 
 /* Builds the solver: validates the parameters (exactly one train net source; one
@@ -67,7 +72,9 @@ typedef struct nr_solver_opts {
  * as AdaGrad without momentum), seeds (random_seed >= 0: deterministic, else from the
  * clock), builds the nets (paths relative to the current directory) with train_state /
  * test_state merged over each net's own state, shares the train net's weights with the
- * test nets, loads the solver's `weights` files, and allocates the history.
+ * test nets, loads the solver's `weights` files, and allocates the history. When snapshots
+ * will be written it checks the prefix's directory is writable, removes temp files that
+ * killed runs left there and, with opts->exclusive_prefix, locks the prefix.
  * param is borrowed. *out is new (nr_solver_destroy). Errors: NR_ERR_INPUT with the field
  * at fault ("solver: ..."), net build errors prefixed with the net's role, NR_ERR_NOMEM. */
 nr_status nr_solver_create(const Caffe__SolverParameter *param, const nr_solver_opts *opts,

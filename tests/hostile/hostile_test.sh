@@ -81,6 +81,67 @@ case_long_exception_name() {
   done
 }
 
+# lenet_solver MAX_ITER: the e2e DummyData LeNet (no Python) with snapshots under snap/.
+lenet_solver() {
+  cp "$NR_SOURCE_DIR"/tests/e2e/nets/lenet_dummy_*.prototxt .
+  sed -i "s/^max_iter: .*/max_iter: $1/" lenet_dummy_solver.prototxt
+  mkdir -p snap
+}
+
+# kill -9 during a snapshot leaves <prefix>_iter_N.caffemodel.tmp.PID: the next run with that
+# prefix removes it (and says so); a temp file of a live process is left alone.
+case_stale_snapshot_temps() {
+  lenet_solver 20
+  (exit 0) & local dead=$!; wait $dead   # a pid that has just ended
+  echo partial > snap/lenet_dummy_iter_10.caffemodel.tmp.$dead
+  echo partial > snap/lenet_dummy_iter_10.solverstate.tmp.$dead
+  echo mine > snap/lenet_dummy_iter_10.caffemodel.tmp.$$   # this shell: alive
+  echo other > snap/other_iter_10.caffemodel.tmp.$dead    # another prefix
+  run 0 "$NETRUN" train --solver lenet_dummy_solver.prototxt
+  expect_err "Removed snap/lenet_dummy_iter_10.caffemodel.tmp.$dead"
+  [ ! -e snap/lenet_dummy_iter_10.caffemodel.tmp.$dead ] || fail "stale .caffemodel temp kept"
+  [ ! -e snap/lenet_dummy_iter_10.solverstate.tmp.$dead ] || fail "stale .solverstate temp kept"
+  [ -e snap/lenet_dummy_iter_10.caffemodel.tmp.$$ ] || fail "a live process's temp file removed"
+  [ -e snap/other_iter_10.caffemodel.tmp.$dead ] || fail "another prefix's file removed"
+  [ -e snap/lenet_dummy_iter_20.caffemodel ] || fail "no final snapshot"
+}
+
+# Two trainings with one snapshot_prefix: the second fails at start naming the first's pid;
+# after the first ends (even by SIGKILL) the prefix is free again.
+case_snapshot_prefix_lock() {
+  lenet_solver 100000
+  setsid "$NETRUN" train --solver lenet_dummy_solver.prototxt >first.out 2>first.err &
+  local first=$! i
+  for i in $(seq 1 200); do grep -q "Solver scaffolding done" first.err && break; sleep 0.05; done
+  run 1 "$NETRUN" train --solver lenet_dummy_solver.prototxt
+  expect_err "snapshot_prefix \"snap/lenet_dummy\" is in use by another running training (pid $first"
+  reject_err "Iteration 0"
+  kill -9 $first; wait $first 2>/dev/null
+  sed -i "s/^max_iter: .*/max_iter: 5/" lenet_dummy_solver.prototxt
+  run 0 "$NETRUN" train --solver lenet_dummy_solver.prototxt
+  expect_err "Optimization Done."
+  [ ! -e snap/lenet_dummy.lock ] || fail "the lock file outlived its run"
+}
+
+# Weights that copy nothing say so (a renamed layer silently kept its random start values;
+# an empty .caffemodel was accepted without a word); copied and ignored layers are logged.
+case_weights_match_nothing() {
+  lenet_solver 5
+  run 0 "$NETRUN" train --solver lenet_dummy_solver.prototxt
+  local model=snap/lenet_dummy_iter_5.caffemodel
+  run 0 "$NETRUN" test --model lenet_dummy_train.prototxt --weights $model --iterations 1
+  expect_err "Copying source layer conv1"; reject_err "copied no weights"
+  sed 's/"conv1"/"convA"/g; s/"ip1"/"ipA"/g; s/"ip2"/"ipB"/g' lenet_dummy_train.prototxt > renamed.prototxt
+  run 0 "$NETRUN" test --model renamed.prototxt --weights $model --iterations 1
+  expect_err "Ignoring source layer conv1"
+  expect_err "Warning: $model copied no weights into net 'LeNetDummy'"; expect_err "renamed layers?"
+  : > empty.caffemodel
+  run 0 "$NETRUN" test --model lenet_dummy_train.prototxt --weights empty.caffemodel --iterations 1
+  expect_err "empty.caffemodel copied no weights"; expect_err "the file holds no layer (is it empty?)"
+  run 0 "$NETRUN" train --solver lenet_dummy_solver.prototxt --weights empty.caffemodel
+  expect_err "empty.caffemodel copied no weights"
+}
+
 "case_$1"
 if [ "$failures" -gt 0 ]; then echo "$1: $failures failure(s)" >&2; exit 1; fi
 echo "$1: ok"

@@ -201,7 +201,7 @@ static void test_weights_roundtrip(void) {
   /* different seed state: fill m's weights with junk, then copy */
   nr_layer *ml = m->layers[nr_net_layer_index(m, "ip")];
   for (int64_t i = 0; i < ml->blobs[0]->count; i++) ml->blobs[0]->data[i] = 42;
-  CHECK_OK(nr_net_copy_from(m, w, &err), &err);
+  CHECK_OK(nr_net_copy_from(m, w, NULL, NULL, &err), &err);
   nr_layer *nl = n->layers[nr_net_layer_index(n, "ip")];
   for (int64_t i = 0; i < nl->blobs[0]->count; i++)
     CHECK_NEAR(ml->blobs[0]->data[i], nl->blobs[0]->data[i], 0);
