@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "glog.h"
 #include "runtime.h"
 
 nr_global_opts nr_cli_global = {-1, 0, 0, 3, NULL, 0};
@@ -34,52 +35,9 @@ static const nr_flag global_flags[] = {
 
 /* ---- logging ---------------------------------------------------------------------------- */
 
-static ssize_t log_write(void *cookie, const char *buf, size_t size) {
-  (void)cookie;
-  static int at_line_start = 1;
-  size_t i = 0;
-  char out[8192];
-  while (i < size) {
-    size_t o = 0;
-    if (at_line_start) {
-      struct timeval tv;
-      gettimeofday(&tv, NULL);
-      struct tm tm;
-      localtime_r(&tv.tv_sec, &tm);
-      o = (size_t)snprintf(out, sizeof out, "I%02d%02d %02d:%02d:%02d.%06ld %5d netrun] ",
-                           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                           (long)tv.tv_usec, (int)getpid());
-      at_line_start = 0;
-    }
-    while (i < size && o < sizeof out - 1) {
-      out[o++] = buf[i];
-      if (buf[i++] == '\n') {
-        at_line_start = 1;
-        break;
-      }
-    }
-    /* One write per line so lines from several processes never interleave mid-line. */
-    size_t off = 0;
-    while (off < o) {
-      ssize_t w = write(2, out + off, o - off);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        return (ssize_t)size;
-      }
-      off += (size_t)w;
-    }
-  }
-  return (ssize_t)size;
-}
-
 FILE *nr_cli_log(void) {
   static FILE *log;
-  if (!log) {
-    cookie_io_functions_t io = {NULL, log_write, NULL, NULL};
-    log = fopencookie(NULL, "w", io);
-    if (!log) return stderr;
-    setvbuf(log, NULL, _IOLBF, 1 << 16);
-  }
+  if (!log && !(log = nr_glog_open(2))) return stderr;
   return log;
 }
 

@@ -26,11 +26,17 @@ static const nr_allocator nr__malloc_allocator = {NULL, malloc_alloc, malloc_fre
 
 const nr_allocator *nr_allocator_malloc(void) { return &nr__malloc_allocator; }
 
-static void buf_release(nr_buf *buf) {
-  if (!buf || --buf->refs > 0) return;
+nr_buf *nr_buf_retain(nr_buf *buf) {
+  if (buf) __atomic_add_fetch(&buf->refs, 1, __ATOMIC_RELAXED);
+  return buf;
+}
+
+void nr_buf_release(nr_buf *buf) {
+  if (!buf || __atomic_sub_fetch(&buf->refs, 1, __ATOMIC_ACQ_REL) > 0) return;
   buf->alloc->free(buf->alloc->ctx, buf->base, buf->handle);
   free(buf);
 }
+
 
 nr_status nr_blob_create(const char *name, const nr_allocator *alloc, nr_blob **out,
                          nr_error *err) {
@@ -47,7 +53,7 @@ nr_status nr_blob_create(const char *name, const nr_allocator *alloc, nr_blob **
 
 void nr_blob_destroy(nr_blob *b) {
   if (!b) return;
-  buf_release(b->buf);
+  nr_buf_release(b->buf);
   free(b->name);
   free(b);
 }
@@ -92,7 +98,7 @@ nr_status nr_blob_reshape(nr_blob *b, int naxes, const int64_t *dims, nr_error *
     nb->base = ptr;
     nb->handle = handle;
     nb->alloc = b->alloc;
-    buf_release(b->buf);
+    nr_buf_release(b->buf);
     b->buf = nb;
     b->data = nb->base;
     b->diff = nb->base + count;
@@ -119,8 +125,8 @@ nr_status nr_blob_reshape4(nr_blob *b, int64_t n, int64_t c, int64_t h, int64_t 
 
 void nr_blob_share(nr_blob *dst, nr_blob *src) {
   if (dst == src) return;
-  if (src->buf) src->buf->refs++;
-  buf_release(dst->buf);
+  nr_buf_retain(src->buf);
+  nr_buf_release(dst->buf);
   dst->buf = src->buf;
   dst->data = src->data;
   dst->diff = src->diff;

@@ -40,6 +40,10 @@ typedef struct nr_allocator {
 const nr_allocator *nr_allocator_malloc(void);
 
 /* One allocation: `capacity` floats of data then `capacity` floats of diff. */
+/* A buffer (data and diff of `capacity` floats each) shared by the blobs that alias it and
+ * by anyone else who retained it (a front-end's array views): freed with the allocator
+ * that made it when the last reference goes. The count is atomic: references may be
+ * dropped from another thread than the one running the net. */
 typedef struct nr_buf {
   int refs;
   int64_t capacity;
@@ -63,6 +67,9 @@ typedef struct nr_blob {
 } nr_blob;
 
 /* New unshaped blob. name is copied (may be NULL); alloc NULL = malloc allocator. */
+nr_buf *nr_buf_retain(nr_buf *buf);  /* +1 reference; returns buf (NULL is a no-op) */
+void nr_buf_release(nr_buf *buf);      /* -1 reference; frees at 0 (NULL is a no-op) */
+
 nr_status nr_blob_create(const char *name, const nr_allocator *alloc, nr_blob **out,
                          nr_error *err);
 void nr_blob_destroy(nr_blob *b);

@@ -535,6 +535,7 @@ nr_status nr_net_create(const Caffe__NetParameter *param, const nr_net_opts *opt
   n->ctx.alloc = opts->alloc ? opts->alloc : nr_allocator_malloc();
   n->ctx.py = opts->py;
   n->ctx.log = opts->log;
+  n->interrupt = opts->interrupt;
   /* no iteration while the net is built: an error in a layer's setup is not one of an
    * iteration (set at the end, for the calls the solver makes) */
   n->ctx.iter = NULL;
@@ -753,8 +754,14 @@ static nr_status layer_fail(nr_net *n, nr_layer *l, const char *what, nr_error *
   return nr_err_prefix(err, "layer %d '%s' (%s) %s", l->index, l->name, l->type->name, what);
 }
 
+static nr_status interrupted(const nr_net *n, const nr_layer *l, const char *pass,
+                             nr_error *err) {
+  return nr_err_set(err, NR_ERR_INTERRUPT, "interrupted before layer '%s' (%s)", l->name, pass);
+}
+
 nr_status nr_net_forward_layer(nr_net *n, int i, float *loss, nr_error *err) {
   nr_layer *l = n->layers[i];
+  if (n->interrupt && *n->interrupt) return interrupted(n, l, "forward", err);
   if (l->type->reshape && l->type->reshape(l, err) != NR_OK)
     return layer_fail(n, l, "reshape", err);
   if (l->type->forward(l, err) != NR_OK) return layer_fail(n, l, "forward", err);
@@ -787,6 +794,7 @@ nr_status nr_net_forward(nr_net *n, float *loss, nr_error *err) {
 nr_status nr_net_backward_layer(nr_net *n, int i, nr_error *err) {
   nr_layer *l = n->layers[i];
   if (!n->layer_need_backward[i] || !l->type->backward) return NR_OK;
+  if (n->interrupt && *n->interrupt) return interrupted(n, l, "backward", err);
   for (int t = 0; t < l->ntop; t++) {
     float wgt = n->blob_loss_weight[n->top_blob[i][t]];
     if (wgt != 0) nr_set(l->top[t]->count, wgt, l->top[t]->diff);

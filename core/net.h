@@ -13,6 +13,7 @@
 #ifndef NR_NET_H
 #define NR_NET_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -32,6 +33,9 @@ typedef struct nr_net_opts {
   const int64_t *iter;         /* (optional) solver iteration for messages */
   const char *source_dir;      /* (optional) directory of the prototxt; the net keeps a copy */
   FILE *log;                   /* (optional) Caffe-style build log ("Creating Layer conv1") */
+  /* (optional) Polled before each layer's forward and backward: non-zero stops the pass
+   * with NR_ERR_INTERRUPT ("interrupted"). Set from a signal handler (Ctrl-C). */
+  volatile sig_atomic_t *interrupt;
 } nr_net_opts;
 
 typedef struct nr_net {
@@ -67,6 +71,7 @@ typedef struct nr_net {
                                   a Python layer set up again after a worker restart needs it
                                   long after the caller freed its string */
   double last_forward_loss;
+  volatile sig_atomic_t *interrupt; /* borrowed from the options */
 } nr_net;
 
 /* Builds a net. param is borrowed (copied). Errors name the net and the layer:

@@ -209,6 +209,7 @@ static nr_status build_net(nr_solver *s, const Caffe__NetParameter *np, const ch
   no.py = s->opts.py;
   no.seed = seed;
   no.iter = &s->iter64;
+  no.interrupt = s->opts.interrupt;
   no.source_dir = dir;
   no.log = s->log;
   live_clear(s);
@@ -450,7 +451,9 @@ nr_status nr_solver_create(const Caffe__SolverParameter *param, const nr_solver_
     }
   }
 
-  s->seed = s->param->random_seed >= 0 ? (uint64_t)s->param->random_seed : clock_seed();
+  s->seed = s->param->random_seed >= 0 ? (uint64_t)s->param->random_seed
+            : s->opts.default_seed ? s->opts.default_seed
+                                   : clock_seed();
   if ((st = create_nets(s, err)) != NR_OK) goto fail;
 
   {
@@ -694,6 +697,8 @@ out:
   return st;
 }
 
+static void apply_update(nr_solver *s);
+
 /* ---- the loop ----------------------------------------------------------------------------- */
 
 /* "    <Train|Test> net output #i: name = v (* w = l loss)" */
@@ -780,6 +785,8 @@ static void update_smoothed_loss(nr_solver *s, double loss, int start_iter) {
 
 /* SGDSolver::ApplyUpdate: rate, clip, then per parameter normalize / regularize / compute
  * the update value into the diff, then data -= diff. */
+void nr_solver_apply_update(nr_solver *s) { apply_update(s); }
+
 static void apply_update(nr_solver *s) {
   const Caffe__SolverParameter *p = s->param;
   nr_net *n = s->net;

@@ -64,6 +64,11 @@ typedef struct nr_solver_opts {
    * with a message naming the holder. The CLI sets it; a program that runs several solvers
    * on one prefix on purpose leaves it false. */
   bool exclusive_prefix;
+  /* (optional) Polled by the nets between layers: non-zero stops the running pass with
+   * NR_ERR_INTERRUPT (Ctrl-C in a Python caller). */
+  volatile sig_atomic_t *interrupt;
+  /* Seed when the solver's random_seed is unset (< 0); 0 = from the clock. */
+  uint64_t default_seed;
 } nr_solver_opts;
 
 /* Builds the solver: validates the parameters (exactly one train net source; one
@@ -117,6 +122,11 @@ nr_status nr_solver_snapshot(nr_solver *s, nr_error *err);
 /* Runs test net `test_net_id` for its test_iter batches and logs the mean of every output
  * element ("    Test net output #i: name = v (* w = l loss)"). */
 nr_status nr_solver_test(nr_solver *s, int test_net_id, nr_error *err);
+
+/* One update from the current parameter diffs, as at the end of an iteration (learning
+ * rate, clipping, decay, the type's rule, data -= diff), without counting an iteration
+ * (pycaffe's apply_update). */
+void nr_solver_apply_update(nr_solver *s);
 
 /* The train net (borrowed), and the number of completed updates. */
 nr_net *nr_solver_net(nr_solver *s);
