@@ -754,8 +754,10 @@ static nr_status layer_fail(nr_net *n, nr_layer *l, const char *what, nr_error *
   return nr_err_prefix(err, "layer %d '%s' (%s) %s", l->index, l->name, l->type->name, what);
 }
 
+/* The stop request is consumed by the error that reports it. */
 static nr_status interrupted(const nr_net *n, const nr_layer *l, const char *pass,
                              nr_error *err) {
+  *n->interrupt = 0;
   return nr_err_set(err, NR_ERR_INTERRUPT, "interrupted before layer '%s' (%s)", l->name, pass);
 }
 

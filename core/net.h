@@ -34,7 +34,8 @@ typedef struct nr_net_opts {
   const char *source_dir;      /* (optional) directory of the prototxt; the net keeps a copy */
   FILE *log;                   /* (optional) Caffe-style build log ("Creating Layer conv1") */
   /* (optional) Polled before each layer's forward and backward: non-zero stops the pass
-   * with NR_ERR_INTERRUPT ("interrupted"). Set from a signal handler (Ctrl-C). */
+   * with NR_ERR_INTERRUPT ("interrupted") and is reset to 0 (the error reports it). Set
+   * from a signal handler (Ctrl-C). */
   volatile sig_atomic_t *interrupt;
 } nr_net_opts;
 

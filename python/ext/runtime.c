@@ -41,10 +41,10 @@ void ext_rt_release_buf(ext_runtime *r, nr_buf *buf) {
 }
 
 /* ---- Ctrl-C. While the main thread is in the engine, SIGINT sets ext_interrupted, which
- * nets poll between layers (NR_ERR_INTERRUPT, raised as KeyboardInterrupt) and solvers
- * between iterations. Python's own handler is back before any Python code runs again; a
- * SIGINT that arrived after the engine's last poll is handed to Python (PyErr_SetInterrupt)
- * so it is never lost. ---- */
+ * nets poll between layers: the pass stops with NR_ERR_INTERRUPT (raised as
+ * KeyboardInterrupt) and the net resets the flag. Python's own handler is back before any
+ * Python code runs again; a SIGINT that arrived after the engine's last poll is handed to
+ * Python (PyErr_SetInterrupt) so it is never lost. ---- */
 
 static struct sigaction saved_int;
 static int armed;

@@ -62,7 +62,10 @@ static PyObject *solver_new(PyTypeObject *t, PyObject *args, PyObject *kw) {
   ext_rt_enter(r, &ts);
   nr_status s = nr_proto_load_solver_text(PyBytes_AS_STRING(path), &sp, &err);
   if (s == NR_OK && type) {
-    free(sp->type);
+    /* an unset string field points at the schema's default: never free that one */
+    const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field_by_name(
+        &caffe__solver_parameter__descriptor, "type");
+    if (sp->type && (!fd || (const void *)sp->type != fd->default_value)) free(sp->type);
     sp->type = strdup(type);
     if (!sp->type) s = nr_err_set(&err, NR_ERR_NOMEM, "out of memory");
     /* the legacy enum field must not contradict the type string */
@@ -104,20 +107,15 @@ static PyObject *solver_new(PyTypeObject *t, PyObject *args, PyObject *kw) {
 }
 
 /* Runs fn on the solver with the GIL released; a Ctrl-C during it raises KeyboardInterrupt
- * (the solver stops between iterations or the net between layers, its state consistent). */
+ * (the net stops between layers: the iteration is not counted and no update is applied,
+ * so the solver stays consistent). */
 static PyObject *run(ext_solver *o, nr_status (*fn)(ext_solver *, void *, nr_error *),
                      void *arg) {
   static __thread nr_error err;
   PyThreadState *ts;
   ext_rt_enter(o->r, &ts);
   nr_status s = fn(o, arg, &err);
-  const int interrupted = ext_interrupted;
-  ext_rt_leave(o->r, ts);
-  if (s == NR_OK && interrupted) { /* stopped between iterations */
-    PyErr_Clear();
-    PyErr_SetNone(PyExc_KeyboardInterrupt);
-    return NULL;
-  }
+  ext_rt_leave(o->r, ts); /* a Ctrl-C no layer reported is handed to Python here */
   if (s != NR_OK) return ext_raise(s, &err);
   Py_RETURN_NONE;
 }
