@@ -191,7 +191,7 @@ static PyObject *blob_reshape(ext_blob *o, PyObject *args) {
   }
   static __thread nr_error err;
   PyThreadState *ts;
-  ext_rt_enter(o->r, &ts);
+  if (ext_rt_enter(o->r, &ts) < 0) return NULL;
   nr_status s = nr_blob_reshape(o->b, (int)nd, dims, &err);
   ext_rt_leave(o->r, ts);
   if (s != NR_OK) return ext_raise(s, &err);

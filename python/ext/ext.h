@@ -38,6 +38,7 @@ typedef struct ext_runtime {
   pthread_mutex_t pending_mu;  /* guards pending */
   struct ext_pending *pending; /* buffers to free at the next engine call */
   int py_workers;
+  pid_t owner_pid;             /* the process that made it (a forked child does not own it) */
   PyObject *weakrefs;
 } ext_runtime;
 
@@ -47,8 +48,11 @@ extern PyTypeObject ext_runtime_type;
 ext_runtime *ext_rt_new(int py_workers, double py_timeout, int py_restarts, int py_prefetch,
                         long long max_blob_bytes);
 /* Enter the engine: releases the GIL (saved in *ts), takes the runtime's lock, frees
- * what views released meanwhile, and arms Ctrl-C (ext_interrupted). Leave: the reverse. */
-void ext_rt_enter(ext_runtime *r, PyThreadState **ts);
+ * what views released meanwhile, and arms Ctrl-C (ext_interrupted). Leave: the reverse.
+ * Entering a runtime made by the parent of a forked child is a RuntimeError. */
+int ext_rt_enter(ext_runtime *r, PyThreadState **ts); /* -1: exception set (forked child) */
+/* True in a child forked after r was made: nothing of r may be used or freed there. */
+int ext_rt_foreign(const ext_runtime *r);
 void ext_rt_leave(ext_runtime *r, PyThreadState *ts);
 /* Set by SIGINT while the main thread is in the engine; nets and solvers poll it. */
 extern volatile sig_atomic_t ext_interrupted;

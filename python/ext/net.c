@@ -96,9 +96,9 @@ static void net_dealloc(ext_net *o) {
   PyObject_GC_UnTrack(o);
   if (o->weakrefs) PyObject_ClearWeakRefs((PyObject *)o);
   net_clear(o);
-  if (o->net && !o->owner && o->r) {
+  if (o->net && !o->owner && o->r && !ext_rt_foreign(o->r)) {
     PyThreadState *ts;
-    ext_rt_enter(o->r, &ts);
+    (void)ext_rt_enter(o->r, &ts);
     nr_net_destroy(o->net);
     ext_rt_leave(o->r, ts);
   }
@@ -158,7 +158,7 @@ static int net_init(ext_net *o, PyObject *args, PyObject *kw) {
   static __thread nr_error err;
   nr_status s;
   PyThreadState *ts;
-  ext_rt_enter(r, &ts);
+  if (ext_rt_enter(r, &ts) < 0) goto out;
   s = nr_proto_load_net_text(model, &param, &err);
   if (s == NR_OK) {
     nr_net_opts no = {0};
@@ -182,7 +182,7 @@ static int net_init(ext_net *o, PyObject *args, PyObject *kw) {
   ext_rt_leave(r, ts);
   if (s != NR_OK) {
     if (o->net) {
-      ext_rt_enter(r, &ts);
+      (void)ext_rt_enter(r, &ts); /* this process: cannot fail */
       nr_net_destroy(o->net);
       ext_rt_leave(r, ts);
       o->net = NULL;
@@ -250,7 +250,7 @@ static PyObject *net_forward(ext_net *o, PyObject *args) {
   nr_status s = NR_OK;
   double loss = 0;
   PyThreadState *ts;
-  ext_rt_enter(o->r, &ts);
+  if (ext_rt_enter(o->r, &ts) < 0) return NULL;
   for (int i = start; i <= end && s == NR_OK; i++) {
     float l = 0;
     if ((s = nr_net_forward_layer(o->net, i, &l, &err)) != NR_OK)
@@ -272,7 +272,7 @@ static PyObject *net_backward(ext_net *o, PyObject *args) {
   static __thread nr_error err;
   nr_status s = NR_OK;
   PyThreadState *ts;
-  ext_rt_enter(o->r, &ts);
+  if (ext_rt_enter(o->r, &ts) < 0) return NULL;
   for (int i = start; i >= end && s == NR_OK; i--)
     if ((s = nr_net_backward_layer(o->net, i, &err)) != NR_OK)
       nr_err_prefix(&err, "net '%s'", o->net->name);
@@ -285,7 +285,7 @@ static PyObject *net_reshape(ext_net *o, PyObject *unused) {
   if (ready(o)) return NULL;
   static __thread nr_error err;
   PyThreadState *ts;
-  ext_rt_enter(o->r, &ts);
+  if (ext_rt_enter(o->r, &ts) < 0) return NULL;
   nr_status s = nr_net_reshape(o->net, &err);
   ext_rt_leave(o->r, ts);
   if (s != NR_OK) return ext_raise(s, &err);
@@ -295,7 +295,7 @@ static PyObject *net_reshape(ext_net *o, PyObject *unused) {
 static PyObject *net_clear_param_diffs(ext_net *o, PyObject *unused) {
   if (ready(o)) return NULL;
   PyThreadState *ts;
-  ext_rt_enter(o->r, &ts);
+  if (ext_rt_enter(o->r, &ts) < 0) return NULL;
   nr_net_clear_param_diffs(o->net);
   ext_rt_leave(o->r, ts);
   Py_RETURN_NONE;
@@ -306,7 +306,7 @@ static PyObject *net_copy_from(ext_net *o, PyObject *arg) {
   if (ready(o) || !PyUnicode_FSConverter(arg, &path)) return NULL;
   static __thread nr_error err;
   PyThreadState *ts;
-  ext_rt_enter(o->r, &ts);
+  if (ext_rt_enter(o->r, &ts) < 0) return NULL;
   nr_status s = nr_net_load_weights(o->net, PyBytes_AS_STRING(path), NULL, &err);
   ext_rt_leave(o->r, ts);
   Py_DECREF(path);
@@ -321,7 +321,7 @@ static PyObject *net_save(ext_net *o, PyObject *args) {
     return NULL;
   static __thread nr_error err;
   PyThreadState *ts;
-  ext_rt_enter(o->r, &ts);
+  if (ext_rt_enter(o->r, &ts) < 0) return NULL;
   Caffe__NetParameter *m = NULL;
   nr_status s = nr_net_to_proto(o->net, diff, &m, &err);
   if (s == NR_OK) s = nr_proto_save_binary(PyBytes_AS_STRING(path), &m->base, &err);
@@ -343,7 +343,7 @@ static PyObject *net_share_with(ext_net *o, PyObject *arg) {
                         "(their parameters live in its memory)");
   static __thread nr_error err;
   PyThreadState *ts;
-  ext_rt_enter(o->r, &ts);
+  if (ext_rt_enter(o->r, &ts) < 0) return NULL;
   nr_status s = nr_net_share_trained(o->net, src->net, &err);
   ext_rt_leave(o->r, ts);
   if (s != NR_OK) return ext_raise(s, &err);

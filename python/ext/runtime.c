@@ -3,6 +3,7 @@
 #include "ext.h"
 
 #include <string.h>
+#include <unistd.h>
 
 volatile sig_atomic_t ext_interrupted;
 unsigned long ext_main_thread; /* set at import (module.c) */
@@ -26,6 +27,7 @@ static void drain(ext_runtime *r) {
 }
 
 void ext_rt_release_buf(ext_runtime *r, nr_buf *buf) {
+  if (ext_rt_foreign(r)) return; /* the parent's memory: a forked child leaves it be */
   if (pthread_mutex_trylock(&r->lock) == 0) {
     nr_buf_release(buf);
     pthread_mutex_unlock(&r->lock);
@@ -54,7 +56,15 @@ static void on_sigint(int sig) {
   ext_interrupted = 1;
 }
 
-void ext_rt_enter(ext_runtime *r, PyThreadState **ts) {
+int ext_rt_foreign(const ext_runtime *r) { return r->owner_pid != getpid(); }
+
+int ext_rt_enter(ext_runtime *r, PyThreadState **ts) {
+  if (ext_rt_foreign(r)) {
+    PyErr_Format(PyExc_RuntimeError, "this net or solver belongs to process %d, which made "
+                 "it before os.fork(): a forked child must make nets of its own",
+                 (int)r->owner_pid);
+    return -1;
+  }
   const int main_thread = PyThread_get_thread_ident() == ext_main_thread;
   if (main_thread && !armed) {
     struct sigaction sa;
@@ -67,6 +77,7 @@ void ext_rt_enter(ext_runtime *r, PyThreadState **ts) {
   *ts = PyEval_SaveThread();
   pthread_mutex_lock(&r->lock);
   drain(r);
+  return 0;
 }
 
 void ext_rt_leave(ext_runtime *r, PyThreadState *ts) {
@@ -92,6 +103,7 @@ ext_runtime *ext_rt_new(int py_workers, double py_timeout, int py_restarts, int 
   r->weakrefs = NULL;
   r->pending = NULL;
   r->py_workers = py_workers;
+  r->owner_pid = getpid();
   pthread_mutex_init(&r->lock, NULL);
   pthread_mutex_init(&r->pending_mu, NULL);
   nr_pool_opts o = {0};
@@ -115,7 +127,7 @@ ext_runtime *ext_rt_new(int py_workers, double py_timeout, int py_restarts, int 
 
 static void rt_dealloc(ext_runtime *r) {
   if (r->weakrefs) PyObject_ClearWeakRefs((PyObject *)r);
-  if (r->rt) {
+  if (r->rt && !ext_rt_foreign(r)) { /* a forked child must not end the parent's workers */
     Py_BEGIN_ALLOW_THREADS
     pthread_mutex_lock(&r->lock);
     drain(r);

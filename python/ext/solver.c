@@ -30,9 +30,9 @@ static int solver_clear(ext_solver *o) {
 static void solver_dealloc(ext_solver *o) {
   PyObject_GC_UnTrack(o);
   solver_clear(o);
-  if (o->s) {
+  if (o->s && !ext_rt_foreign(o->r)) {
     PyThreadState *ts;
-    ext_rt_enter(o->r, &ts);
+    (void)ext_rt_enter(o->r, &ts);
     nr_solver_destroy(o->s);
     ext_rt_leave(o->r, ts);
   }
@@ -59,7 +59,11 @@ static PyObject *solver_new(PyTypeObject *t, PyObject *args, PyObject *kw) {
   static __thread nr_error err;
   Caffe__SolverParameter *sp = NULL;
   PyThreadState *ts;
-  ext_rt_enter(r, &ts);
+  if (ext_rt_enter(r, &ts) < 0) {
+    Py_DECREF(o);
+    Py_DECREF(path);
+    return NULL;
+  }
   nr_status s = nr_proto_load_solver_text(PyBytes_AS_STRING(path), &sp, &err);
   if (s == NR_OK && type) {
     /* an unset string field points at the schema's default: never free that one */
@@ -113,7 +117,7 @@ static PyObject *run(ext_solver *o, nr_status (*fn)(ext_solver *, void *, nr_err
                      void *arg) {
   static __thread nr_error err;
   PyThreadState *ts;
-  ext_rt_enter(o->r, &ts);
+  if (ext_rt_enter(o->r, &ts) < 0) return NULL;
   nr_status s = fn(o, arg, &err);
   ext_rt_leave(o->r, ts); /* a Ctrl-C no layer reported is handed to Python here */
   if (s != NR_OK) return ext_raise(s, &err);

@@ -259,6 +259,27 @@ class TestLifetimes(SolverFiles):
         net.blobs['data'].data[...] = 1
         np.testing.assert_array_equal(net.forward()['two'], np.full((2, 3), 100, np.float32))
 
+    @needs_workers
+    def test_fork_child_leaves_parent_nets_alone(self):
+        net = caffe.Net(self.net_file(chain_net()), caffe.TRAIN)
+        net.blobs['data'].data[...] = 1
+        net.forward()
+        pid = os.fork()
+        if pid == 0:  # the child: using the parent's net is refused; dropping it is harmless
+            code = 4
+            try:
+                net.forward()
+                code = 1
+            except RuntimeError as e:
+                code = 0 if 'os.fork()' in str(e) else 2
+            finally:
+                del net
+                gc.collect()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        np.testing.assert_array_equal(net.forward()['two'], np.full((2, 3), 100, np.float32))
+
     def test_gil_released_during_forward(self):
         net = caffe.Net(self.net_file(write(NATIVE_NET.replace('dim: 4 dim: 5',
                                                                'dim: 256 dim: 4096')
