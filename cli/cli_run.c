@@ -7,8 +7,8 @@
 
 #include "binary.h"
 #include "cli.h"
+#include "load.h"
 #include "pylayer.h"
-#include "upgrade.h"
 
 typedef struct run_opts {
   const char *model;

@@ -12,9 +12,9 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "load.h"
 #include "pylayer.h"
 #include "solver.h"
-#include "upgrade.h"
 
 static volatile sig_atomic_t stop_flag, snapshot_flag;
 static int sigint_action, sighup_action; /* 0 none, 1 stop, 2 snapshot */

@@ -25,21 +25,22 @@
  * __builtin_cpu_supports, which also checks that the OS saves the wider registers). Without
  * either (other architectures, old CPUs) nr_gemm calls cblas_sgemm.
  *
- * Threads. A product with enough work is split between the calling thread and helper
- * threads (as many threads in total as OpenBLAS is configured for, so OPENBLAS_NUM_THREADS
- * keeps governing netrun's math), along N in NR-wide strips or along M in MR-tall strips.
+ * Threads. A product with enough work is split between the calling thread and the helper
+ * threads of parallel.h (as many threads in total as OpenBLAS is configured for, so
+ * OPENBLAS_NUM_THREADS keeps governing netrun's math), along N in NR-wide strips or along M
+ * in MR-tall strips.
  * Each element of C is computed by exactly one thread with the same blocking, so results
  * are bit-identical whatever the thread count. Packing buffers are per thread; nr_gemm may
  * be called from several threads at once.
  */
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "nr_math.h"
+#include "parallel.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -434,175 +435,6 @@ static bool gemm_part(const gemm_args *g, int64_t i0, int64_t i1, int64_t j0, in
   return true;
 }
 
-/* ---- helper threads ----------------------------------------------------------------- */
-
-/* One pool per process: helpers sleep on a condition variable between jobs. A job is
- * split into `parts` parts that the caller and the woken helpers claim one at a time from
- * a shared counter, so the caller never waits for a helper that has not been scheduled
- * yet (on a busy machine it may take them all); it waits only for parts a helper has
- * started. The pool serves one job at a time (a mutex); a caller that finds it busy
- * (another thread's job, or a call from inside a part) runs every part itself. Used by
- * the GEMM and, through nr__parallel_for, by the layers' loops. */
-#define NR_GEMM_MAX_THREADS 16
-#define NR_POOL_MAX_PARTS 64
-/* Parts per thread: more than one, so that a caller whose helper is descheduled (the
- * machine is shared) takes over most of the work instead of waiting for it. */
-#define NR_POOL_PARTS_PER_THREAD 4
-
-typedef bool (*part_fn)(void *ctx, int part, int parts);
-
-typedef struct pool_job {
-  part_fn fn;
-  void *ctx;
-  int parts;
-} pool_job;
-
-static struct {
-  pthread_mutex_t busy; /* held by the caller that owns the pool for one job */
-  pthread_mutex_t mu;
-  pthread_cond_t wake, done_cv;
-  int nhelpers;
-  uint64_t gen;         /* bumped for each job (under mu) */
-  pool_job job;         /* the current job (under mu) */
-  int done;             /* parts finished (under mu) */
-  uint64_t failed;      /* parts that returned false on a helper (under mu) */
-  _Atomic uint64_t claim; /* gen << 8 | next part to claim */
-} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-          PTHREAD_COND_INITIALIZER, 0, 0, {0}, 0, 0, 0};
-
-/* Claims the next part of job generation `gen`: its index, or -1 when all are taken or
- * the job is no longer current. */
-static int pool_claim(uint64_t gen, int parts) {
-  uint64_t v = atomic_load(&pool.claim);
-  for (;;) {
-    if (v >> 8 != (gen & (UINT64_MAX >> 8))) return -1;
-    const int p = (int)(v & 0xff);
-    if (p >= parts) return -1;
-    if (atomic_compare_exchange_weak(&pool.claim, &v, v + 1)) return p;
-  }
-}
-
-static void *helper_main(void *arg) {
-  (void)arg;
-  pthread_mutex_lock(&pool.mu);
-  uint64_t seen = pool.gen; /* registered before the job that needs it is posted */
-  pool.nhelpers++;
-  pthread_cond_broadcast(&pool.done_cv);
-  for (;;) {
-    while (pool.gen == seen) pthread_cond_wait(&pool.wake, &pool.mu);
-    seen = pool.gen;
-    const pool_job job = pool.job;
-    pthread_mutex_unlock(&pool.mu);
-    int p;
-    while ((p = pool_claim(seen, job.parts)) >= 0) {
-      /* A claimed part keeps the job current: its caller waits for it. */
-      const bool ok = job.fn(job.ctx, p, job.parts);
-      pthread_mutex_lock(&pool.mu);
-      if (!ok) pool.failed |= (uint64_t)1 << p;
-      if (++pool.done == job.parts) pthread_cond_signal(&pool.done_cv);
-      pthread_mutex_unlock(&pool.mu);
-    }
-    pthread_mutex_lock(&pool.mu);
-  }
-  return NULL;
-}
-
-/* Grows the pool to `want` helpers (called with pool.busy held). Returns how many exist. */
-static int pool_grow(int want) {
-  pthread_mutex_lock(&pool.mu);
-  int have = pool.nhelpers;
-  pthread_mutex_unlock(&pool.mu);
-  while (have < want) {
-    pthread_t t;
-    pthread_attr_t at;
-    pthread_attr_init(&at);
-    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    /* Helpers must not take the caller's signals (the CLI handles SIGINT in main). */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&t, &at, helper_main, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&at);
-    if (rc != 0) break;
-    pthread_mutex_lock(&pool.mu); /* wait until it has registered (see helper_main) */
-    while (pool.nhelpers < have + 1) pthread_cond_wait(&pool.done_cv, &pool.mu);
-    have = pool.nhelpers;
-    pthread_mutex_unlock(&pool.mu);
-  }
-  return have;
-}
-
-static int pool_threads(void);
-
-/* Runs fn(ctx, p, parts) for every p < parts (at most NR_POOL_MAX_PARTS) on the caller
- * and up to pool_threads() - 1 helpers (see the pool above). A part that fails on a
- * helper is run again on the caller. True if every part finally returned true. */
-static bool pool_run(part_fn fn, void *ctx, int parts) {
-  bool ok = true;
-  if (parts < 2 || pthread_mutex_trylock(&pool.busy) != 0) {
-    for (int p = 0; p < parts; p++) ok = fn(ctx, p, parts) && ok;
-    return ok;
-  }
-  pool_grow(pool_threads() - 1);
-  pthread_mutex_lock(&pool.mu);
-  pool.gen++;
-  const uint64_t gen = pool.gen;
-  pool.job = (pool_job){fn, ctx, parts};
-  pool.done = 0;
-  pool.failed = 0;
-  atomic_store(&pool.claim, (gen & (UINT64_MAX >> 8)) << 8);
-  pthread_cond_broadcast(&pool.wake);
-  pthread_mutex_unlock(&pool.mu);
-  int p, mine = 0;
-  while ((p = pool_claim(gen, parts)) >= 0) {
-    ok = fn(ctx, p, parts) && ok;
-    mine++;
-  }
-  pthread_mutex_lock(&pool.mu);
-  pool.done += mine;
-  while (pool.done < parts) pthread_cond_wait(&pool.done_cv, &pool.mu);
-  const uint64_t failed = pool.failed;
-  pthread_mutex_unlock(&pool.mu);
-  for (p = 0; p < parts; p++)
-    if (failed & ((uint64_t)1 << p)) ok = fn(ctx, p, parts) && ok;
-  pthread_mutex_unlock(&pool.busy);
-  return ok;
-}
-
-static int pool_threads(void) {
-  const int t = openblas_get_num_threads();
-  return t < 1 ? 1 : t > NR_GEMM_MAX_THREADS ? NR_GEMM_MAX_THREADS : t;
-}
-
-typedef struct pfor_ctx {
-  int64_t n;
-  void (*fn)(void *ctx, int64_t lo, int64_t hi);
-  void *ctx;
-} pfor_ctx;
-
-static bool pfor_part(void *ctx, int p, int parts) {
-  const pfor_ctx *c = ctx;
-  const int64_t lo = c->n * p / parts, hi = c->n * (p + 1) / parts;
-  if (lo < hi) c->fn(c->ctx, lo, hi);
-  return true;
-}
-
-void nr__parallel_for(int64_t n, int64_t grain, void (*fn)(void *ctx, int64_t lo, int64_t hi),
-                      void *ctx) {
-  if (n <= 0) return;
-  int64_t parts = grain > 0 ? n / grain : n;
-  const int threads = pool_threads();
-  if (threads < 2) parts = 1;
-  if (parts > NR_POOL_PARTS_PER_THREAD * threads) parts = NR_POOL_PARTS_PER_THREAD * threads;
-  if (parts < 2) {
-    fn(ctx, 0, n);
-    return;
-  }
-  pfor_ctx c = {n, fn, ctx};
-  pool_run(pfor_part, &c, (int)parts);
-}
-
 /* ---- threaded products ---------------------------------------------------------------- */
 
 typedef struct gemm_job {
@@ -635,7 +467,7 @@ static bool gemm_job_part(void *ctx, int p, int parts) {
  * caller instead. */
 static bool gemm_run(const gemm_args *g) {
   if (!pack_buffer(pack_floats(g->isa))) return false;
-  const int threads = pool_threads();
+  const int threads = nr__parallel_threads();
   const int64_t nstrips = (g->n + g->isa->nr - 1) / g->isa->nr;
   const int64_t mstrips = (g->m + g->isa->mr - 1) / g->isa->mr;
   if (threads < 2 || g->m * g->n * g->k < NR_GEMM_MT_MIN_FMAS || (nstrips < 2 && mstrips < 2))
@@ -644,8 +476,8 @@ static bool gemm_run(const gemm_args *g) {
    * every thread pack all of op(B)). */
   gemm_job job = {g, nstrips >= 2 * threads || nstrips >= mstrips, 0};
   job.units = job.split_n ? nstrips : mstrips;
-  const int64_t most = NR_POOL_PARTS_PER_THREAD * threads;
-  return pool_run(gemm_job_part, &job, (int)(job.units < most ? job.units : most));
+  const int64_t most = NR_PARALLEL_PARTS_PER_THREAD * threads;
+  return nr__parallel_run(gemm_job_part, &job, (int)(job.units < most ? job.units : most));
 }
 
 /* ---- entry points ----------------------------------------------------------------------- */

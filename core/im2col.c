@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "nr_math.h"
+#include "parallel.h"
 
 #ifdef __SSE2__
 #include <emmintrin.h>

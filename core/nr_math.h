@@ -15,8 +15,8 @@
 /* C = alpha * op(A) * op(B) + beta * C, all row-major and packed (lda = K or M, ldb = N
  * or K, ldc = N). beta = 0 overwrites C without reading it. Runs netrun's own packed FMA
  * kernels (core/gemm.c; AVX-512 or AVX2, chosen once from the CPU), threaded over
- * openblas_get_num_threads() threads for large products, else cblas_sgemm. The result does
- * not depend on the thread count. Safe to call from several threads. */
+ * openblas_get_num_threads() threads (parallel.h) for large products, else cblas_sgemm.
+ * The result does not depend on the thread count. Safe to call from several threads. */
 void nr_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
              const float *a, const float *b, float beta, float *c);
 /* Where a matrix's elements are, for nr__gemm_strided: element (r, col) is at
@@ -46,14 +46,6 @@ const char *nr__gemm_kernel_name(void);
 /* For tests and benchmarks: make nr_gemm use kernel set `name` ("avx512", "avx2", "cblas",
  * or "auto" = the CPU's best) in every thread. False if this CPU cannot run it. */
 bool nr__gemm_use(const char *name);
-
-/* Calls fn(ctx, lo, hi) over a partition of [0, n) into contiguous ranges, one per thread
- * (openblas_get_num_threads() of them, nr_gemm's helper threads), each at least `grain`
- * long; the calling thread takes the first range and returns when all are done. Runs
- * everything on the caller when the pool is busy (e.g. when called from inside fn). For
- * loops whose iterations write disjoint memory, so results do not depend on threads. */
-void nr__parallel_for(int64_t n, int64_t grain, void (*fn)(void *ctx, int64_t lo, int64_t hi),
-                      void *ctx);
 
 /* y = alpha * op(A) * x + beta * y, A is m x n. */
 static inline void nr_gemv(bool trans_a, int64_t m, int64_t n, float alpha, const float *a,

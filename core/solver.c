@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "binary.h"
+#include "load.h"
 #include "nr_math.h"
 #include "snapshot_prefix.h"
 #include "textformat.h"

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "binary.h"
+#include "load.h"
 
 nr_status nr_weights_blob_from_proto(nr_blob *b, const Caffe__BlobProto *bp, const char *layer,
                                      int index, nr_error *err) {

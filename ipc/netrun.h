@@ -1,8 +1,9 @@
 /* netrun.h: the engine library (libnetrun), one header for a program that uses it.
  *
  * The floors, each with its own header (read them for the rules of each type):
- *   proto   nr_status.h (errors), textformat.h (prototxt), upgrade.h (old formats, file
- *           loaders), binary.h (.caffemodel / .solverstate), caffe.pb-c.h (the schema)
+ *   proto   nr_status.h (errors), textformat.h (prototxt), binary.h (.caffemodel /
+ *           .solverstate), upgrade.h (old formats), load.h (file loaders: read, parse,
+ *           upgrade), caffe.pb-c.h (the schema)
  *   core    blob.h, layer.h, net.h (build, forward, backward), filler.h, weights.h,
  *           solver.h (train, test, snapshot, restore), pylayer.h (the Python-layer hook)
  *   ipc     pool.h (Python layers in worker processes), runtime.h (pool or in process)
@@ -22,6 +23,7 @@
 #include "blob.h"
 #include "filler.h"
 #include "layer.h"
+#include "load.h"
 #include "net.h"
 #include "nr_status.h"
 #include "pool.h"

@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include "textformat.h"
-#include "upgrade.h"
 
 #define NR_WIRE_MAX_DEPTH 100
 
@@ -205,19 +204,6 @@ nr_status nr_proto_load_binary(const char *path, const ProtobufCMessageDescripto
   nr_status s = nr_proto_unpack((const uint8_t *)buf, len, path, desc, out, err);
   free(buf);
   return s;
-}
-
-nr_status nr_proto_load_net_binary(const char *path, Caffe__NetParameter **out, nr_error *err) {
-  ProtobufCMessage *m = NULL;
-  NR_TRY(nr_proto_load_binary(path, &caffe__net_parameter__descriptor, &m, err));
-  nr_status s = nr_upgrade_net((Caffe__NetParameter *)m, NULL, err);
-  if (s != NR_OK) {
-    nr_err_prefix(err, "%s", path);
-    protobuf_c_message_free_unpacked(m, NULL);
-    return s;
-  }
-  *out = (Caffe__NetParameter *)m;
-  return NR_OK;
 }
 
 nr_status nr_proto_load_solverstate(const char *path, Caffe__SolverState **out, nr_error *err) {

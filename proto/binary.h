@@ -44,10 +44,6 @@ nr_status nr_proto_unpack(const uint8_t *buf, size_t len, const char *name,
 nr_status nr_proto_load_binary(const char *path, const ProtobufCMessageDescriptor *desc,
                                ProtobufCMessage **out, nr_error *err);
 
-/* A .caffemodel (or binary net): load_binary + nr_upgrade_net (V1/V0 layers, inputs,
- * BatchNorm, legacy blob dims), as Caffe does after every net read. */
-nr_status nr_proto_load_net_binary(const char *path, Caffe__NetParameter **out, nr_error *err);
-
 /* A .solverstate. */
 nr_status nr_proto_load_solverstate(const char *path, Caffe__SolverState **out, nr_error *err);
 

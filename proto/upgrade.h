@@ -1,6 +1,6 @@
 /* upgrade.h: bring legacy Caffe nets and solvers up to the current schema, as Caffe's
- * UpgradeNetAsNeeded / UpgradeSolverAsNeeded do after every read, plus the text loaders
- * the rest of netrun uses.
+ * UpgradeNetAsNeeded / UpgradeSolverAsNeeded do after every read. The upgraders work on
+ * messages in memory; the loaders that read, parse and upgrade a file are in load.h.
  *
  * Net upgrade steps, in Caffe's order (see docs/prototxt.md):
  *   1. V0 layers (a `layers` entry with the inner `layer` message) -> V1, folding
@@ -17,13 +17,10 @@
  * Solver: enum `solver_type` -> string `type`; nets embedded in the solver upgraded too.
  * Upgrading an upgraded message changes nothing (*changed = 0).
  *
- * Ownership: the upgraders modify the message in place (legacy parts are freed); loaders
- * return new messages (free with protobuf_c_message_free_unpacked(msg, NULL)).
+ * Ownership: the upgraders modify the message in place (legacy parts are freed).
  */
 #ifndef NR_UPGRADE_H
 #define NR_UPGRADE_H
-
-#include <stdio.h>
 
 #include "caffe.pb-c.h"
 #include "nr_status.h"
@@ -42,19 +39,6 @@ nr_status nr_upgrade_solver(Caffe__SolverParameter *solver, int *changed, nr_err
  * path without extension; an existing directory -> "<dir>/<solver file stem>". */
 nr_status nr_solver_default_snapshot_prefix(Caffe__SolverParameter *solver,
                                             const char *solver_path, nr_error *err);
-
-/* Reads, parses and upgrades a prototxt net (path "-" = stdin). */
-nr_status nr_proto_load_net_text(const char *path, Caffe__NetParameter **out, nr_error *err);
-
-/* Reads, parses and upgrades a solver prototxt, then applies
- * nr_solver_default_snapshot_prefix (as Caffe's ReadSolverParamsFromTextFileOrDie). */
-nr_status nr_proto_load_solver_text(const char *path, Caffe__SolverParameter **out,
-                                    nr_error *err);
-
-/* `netrun upgrade IN [OUT]`: reads a prototxt that may be a net or a solver (whichever
- * parses; if neither, the error gives both reasons), upgrades it (no snapshot_prefix
- * defaulting) and prints the current-format text to out. */
-nr_status nr_upgrade_text_file(const char *in_path, FILE *out, nr_error *err);
 
 /* The type string of a V1 LayerType enum value ("" for NONE, NULL if unknown). */
 const char *nr_v1_layer_type_name(int v1_type);

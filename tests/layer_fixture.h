@@ -1,4 +1,4 @@
-/* layer_fixture.h: the fixture of the layer tests (tests/layers_a, tests/layers_b): one
+/* layer_fixture.h: the fixture of the layer tests (tests/layers/<family>, tests/filler): one
  * standalone layer built from the body of a prototxt `layer { }`, with its own bottoms, tops,
  * rng and ctx, and the checks they share (shapes, gradients). */
 #ifndef NR_LAYER_FIXTURE_H

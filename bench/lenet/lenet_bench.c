@@ -27,10 +27,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "load.h"
 #include "net.h"
 #include "nr_math.h"
 #include "solver.h"
-#include "upgrade.h"
 
 #ifndef NR_BENCH_DIR
 #define NR_BENCH_DIR "."

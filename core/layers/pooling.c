@@ -24,7 +24,7 @@
 #include <string.h>
 
 #include "layer.h"
-#include "nr_math.h"
+#include "parallel.h"
 
 #ifdef __SSE2__
 #include <emmintrin.h>

@@ -2,7 +2,8 @@
  * set this CPU can run (avx512, avx2, cblas), all four transpose combinations, shapes from
  * 1 to 300 per dimension (odd sizes, edge tiles, several K and M blocks, an N block), alpha
  * and beta including beta = 0 over NaN garbage (which must be overwritten, as in BLAS),
- * and bit-identical results with 1 and 2 threads. */
+ * and bit-identical results with 1 and 2 threads; and nr__parallel_for (parallel.h), the
+ * helper-thread pool the threaded products run on. */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -12,6 +13,7 @@
 
 #include "nr_math.h"
 #include "nr_test.h"
+#include "parallel.h"
 
 static uint64_t rng_state = 88172645463325252ull;
 static uint64_t rnd(void) {

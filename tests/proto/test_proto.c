@@ -11,6 +11,7 @@
 
 #include "binary.h"
 #include "caffe.pb-c.h"
+#include "load.h"
 #include "nr_test.h"
 #include "textformat.h"
 #include "upgrade.h"

@@ -1,88 +1,6 @@
-/* BatchNorm, Softmax, SoftmaxWithLoss, EuclideanLoss, SigmoidCrossEntropyLoss, Accuracy:
- * values against direct formulas, normalization modes, errors, gradient checks. */
+/* Loss layers: SoftmaxWithLoss, EuclideanLoss, SigmoidCrossEntropyLoss, and Accuracy:
+ * values against direct formulas, normalization modes, ignore_label, errors, gradient checks. */
 #include "layer_fixture.h"
-
-static void test_batch_norm_train(void) {
-  lf *f = lf_new("name: 'bn' type: 'BatchNorm' batch_norm_param { moving_average_fraction: 0.5 "
-                 "eps: 0.001 }", 1, 1);
-  CHECK(f);
-  LF_SHAPE(f->bottom[0], 3, 2, 2, 2);
-  nr_gradcheck_fill_gaussian(f->bottom[0], 1, 2, 31);
-  CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
-  CHECK_INT_EQ(f->l->nblobs, 3);
-  CHECK_INT_EQ(f->l->blobs[0]->shape[0], 2);
-  CHECK_INT_EQ(f->l->blobs[2]->count, 1);
-  CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
-  const float *x = f->bottom[0]->data, *y = f->top[0]->data;
-  for (int c = 0; c < 2; c++) {
-    double mu = 0, var = 0;
-    for (int n = 0; n < 3; n++)
-      for (int s = 0; s < 4; s++) mu += x[(n * 2 + c) * 4 + s];
-    mu /= 12;
-    for (int n = 0; n < 3; n++)
-      for (int s = 0; s < 4; s++) var += pow(x[(n * 2 + c) * 4 + s] - mu, 2);
-    var /= 12;
-    for (int n = 0; n < 3; n++)
-      for (int s = 0; s < 4; s++)
-        CHECK_NEAR(y[(n * 2 + c) * 4 + s], (x[(n * 2 + c) * 4 + s] - mu) / sqrt(var + 0.001), 1e-4);
-    CHECK_NEAR(f->l->blobs[0]->data[c], mu, 1e-5);            /* 0·0.5 + μ */
-    CHECK_NEAR(f->l->blobs[1]->data[c], var * 12 / 11, 1e-4); /* unbiased */
-  }
-  CHECK_NEAR(f->l->blobs[2]->data[0], 1, 0);
-  CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
-  CHECK_NEAR(f->l->blobs[2]->data[0], 1.5, 0);
-  LF_GRAD(f, 1e-2f, 1e-3f, -1, NR_GC_EXHAUSTIVE);
-  lf_free(f);
-}
-
-static void test_batch_norm_global(void) {
-  /* phase TEST defaults to the stored statistics */
-  lf *f = lf_new("name: 'bn' type: 'BatchNorm' phase: TEST", 1, 1);
-  CHECK(f);
-  LF_SHAPE(f->bottom[0], 2, 3);
-  nr_gradcheck_fill_gaussian(f->bottom[0], 0, 1, 32);
-  CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
-  for (int c = 0; c < 3; c++) {
-    f->l->blobs[0]->data[c] = 2.0f * (float)c;  /* stored sums, normaliser 2 */
-    f->l->blobs[1]->data[c] = 2.0f * (float)(c + 1);
-  }
-  f->l->blobs[2]->data[0] = 2;
-  CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
-  for (int n = 0; n < 2; n++)
-    for (int c = 0; c < 3; c++)
-      CHECK_NEAR(f->top[0]->data[n * 3 + c],
-                 (f->bottom[0]->data[n * 3 + c] - c) / sqrt(c + 1 + 1e-5), 1e-5);
-  CHECK_NEAR(f->l->blobs[2]->data[0], 2, 0); /* not updated */
-  int nb = f->l->nblobs;
-  f->l->nblobs = 0; /* the stored statistics have no gradient: check the bottom only */
-  nr_gradcheck_config c = nr_gradcheck_defaults(1e-2f, 1e-3f);
-  nr_status s = nr_gradcheck_layer(f->l, &c, 0, NR_GC_EXHAUSTIVE, &f->err);
-  f->l->nblobs = nb;
-  CHECK_OK(s, &f->err);
-  lf_free(f);
-}
-
-static void test_softmax(void) {
-  lf *f = lf_new("name: 's' type: 'Softmax' softmax_param { axis: 1 }", 1, 1);
-  CHECK(f);
-  LF_SHAPE(f->bottom[0], 2, 4, 3);
-  nr_gradcheck_fill_gaussian(f->bottom[0], 0, 3, 33);
-  f->bottom[0]->data[0] = 80; /* large values stay finite */
-  CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
-  CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
-  const float *x = f->bottom[0]->data, *y = f->top[0]->data;
-  for (int n = 0; n < 2; n++)
-    for (int s = 0; s < 3; s++) {
-      double mx = -1e30, z = 0;
-      for (int c = 0; c < 4; c++) mx = fmax(mx, x[(n * 4 + c) * 3 + s]);
-      for (int c = 0; c < 4; c++) z += exp(x[(n * 4 + c) * 3 + s] - mx);
-      for (int c = 0; c < 4; c++)
-        CHECK_NEAR(y[(n * 4 + c) * 3 + s], exp(x[(n * 4 + c) * 3 + s] - mx) / z, 1e-6);
-    }
-  f->bottom[0]->data[0] = 0.5f;
-  LF_GRAD(f, 1e-2f, 1e-3f, -1, NR_GC_EXHAUSTIVE);
-  lf_free(f);
-}
 
 static lf *loss_layer(const char *proto, int nt, int64_t n, int64_t c, int64_t s) {
   lf *f = lf_new(proto, 2, nt);
@@ -288,9 +206,6 @@ static void test_accuracy(void) {
 }
 
 int main(void) {
-  NR_RUN(test_batch_norm_train);
-  NR_RUN(test_batch_norm_global);
-  NR_RUN(test_softmax);
   NR_RUN(test_softmax_loss);
   NR_RUN(test_softmax_loss_spatial_ignore);
   NR_RUN(test_softmax_loss_errors);

@@ -1,5 +1,5 @@
-/* Pooling and LRN: Caffe's output-size formula (ceil, pad corner case, floor, global),
- * MAX/AVE values and masks, LRN against direct formulas, errors, gradient checks. */
+/* Pooling: Caffe's output-size formula (ceil, pad corner case, floor, global), MAX/AVE
+ * values and masks, errors, gradient checks. */
 #include "layer_fixture.h"
 
 static lf *pool_layer(const char *params, int nt, int64_t n, int64_t c, int64_t h, int64_t w) {
@@ -138,80 +138,11 @@ static void test_pool_gradient(void) {
   }
 }
 
-/* Direct LRN formulas. */
-static float lrn_across_ref(const float *x, int C, int S, int n, int c, int s, int size,
-                            float alpha, float beta, float k) {
-  int pre = (size - 1) / 2;
-  double sum = 0;
-  for (int cc = c - pre; cc <= c + pre; cc++)
-    if (cc >= 0 && cc < C) sum += (double)x[(n * C + cc) * S + s] * x[(n * C + cc) * S + s];
-  return (float)(x[(n * C + c) * S + s] * pow(k + alpha / size * sum, -beta));
-}
-
-static void test_lrn_values(void) {
-  lf *f = lf_new("name: 'n' type: 'LRN' lrn_param { local_size: 3 alpha: 0.5 beta: 0.75 k: 2 }",
-                 1, 1);
-  CHECK(f);
-  LF_SHAPE(f->bottom[0], 2, 5, 2, 3);
-  nr_gradcheck_fill_gaussian(f->bottom[0], 0, 1, 21);
-  CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
-  CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
-  for (int n = 0; n < 2; n++)
-    for (int c = 0; c < 5; c++)
-      for (int s = 0; s < 6; s++)
-        CHECK_NEAR(f->top[0]->data[(n * 5 + c) * 6 + s],
-                   lrn_across_ref(f->bottom[0]->data, 5, 6, n, c, s, 3, 0.5f, 0.75f, 2), 1e-5);
-  lf_free(f);
-
-  /* WITHIN_CHANNEL: 1 + α · (Σ window x²) / (window area counting padding) */
-  f = lf_new("name: 'n' type: 'LRN' lrn_param { local_size: 3 alpha: 0.9 beta: 0.5 "
-             "norm_region: WITHIN_CHANNEL }", 1, 1);
-  CHECK(f);
-  LF_SHAPE(f->bottom[0], 1, 1, 3, 3);
-  for (int i = 0; i < 9; i++) f->bottom[0]->data[i] = (float)(i + 1) * 0.1f;
-  CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
-  CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
-  const float *x = f->bottom[0]->data;
-  double corner = (x[0] * x[0] + x[1] * x[1] + x[3] * x[3] + x[4] * x[4]) / 9.0;
-  CHECK_NEAR(f->top[0]->data[0], x[0] * pow(1 + 0.9 * corner, -0.5), 1e-6);
-  double all = 0;
-  for (int i = 0; i < 9; i++) all += x[i] * x[i];
-  CHECK_NEAR(f->top[0]->data[4], x[4] * pow(1 + 0.9 * all / 9.0, -0.5), 1e-6);
-  lf_free(f);
-
-  f = lf_new("name: 'n' type: 'LRN' lrn_param { local_size: 4 }", 1, 1);
-  CHECK(f);
-  LF_SHAPE(f->bottom[0], 1, 1, 3, 3);
-  CHECK_INT_EQ(nr_layer_setup(f->l, &f->err), NR_ERR_INPUT);
-  CHECK_CONTAINS(f->err.msg, "local_size must be odd");
-  lf_free(f);
-}
-
-static void test_lrn_gradient(void) {
-  const char *protos[] = {
-      "name: 'n' type: 'LRN' lrn_param { local_size: 3 alpha: 0.5 beta: 0.75 k: 1.5 }",
-      "name: 'n' type: 'LRN' lrn_param { local_size: 5 alpha: 1 beta: 0.75 }",
-      "name: 'n' type: 'LRN' lrn_param { local_size: 3 alpha: 0.5 beta: 0.75 "
-      "norm_region: WITHIN_CHANNEL }",
-  };
-  for (size_t i = 0; i < sizeof protos / sizeof protos[0]; i++) {
-    lf *f = lf_new(protos[i], 1, 1);
-    CHECK(f);
-    LF_SHAPE(f->bottom[0], 2, 7, 3, 3);
-    nr_gradcheck_fill_gaussian(f->bottom[0], 0, 1, 22);
-    CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
-    LF_GRAD(f, 1e-2f, 1e-2f, -1, NR_GC_EXHAUSTIVE);
-    lf_free(f);
-  }
-}
-
 int main(void) {
   NR_RUN(test_pool_shapes);
   NR_RUN(test_pool_max_values);
   NR_RUN(test_pool_ave_values);
   NR_RUN(test_pool_errors);
   NR_RUN(test_pool_gradient);
-  NR_RUN(test_lrn_values);
-  NR_RUN(test_lrn_gradient);
   return NR_TEST_EXIT();
 }

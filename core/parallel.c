@@ -1,0 +1,162 @@
+/* parallel.c: the helper-thread pool of parallel.h: the pool's state, the helpers' loop,
+ * nr__parallel_run (one job over the caller and the helpers) and nr__parallel_for on top.
+ *
+ * A job is published under a new generation number: helpers sleep until the generation
+ * changes, then claim parts through pool.claim (generation << 8 | next part), so a helper
+ * that wakes late, after its job is over, finds a stale generation and claims nothing. */
+#include "parallel.h"
+
+#include <cblas.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+
+typedef struct pool_job {
+  nr_parallel_part_fn fn;
+  void *ctx;
+  int parts;
+} pool_job;
+
+static struct {
+  pthread_mutex_t busy; /* held by the caller that owns the pool for one job */
+  pthread_mutex_t mu;
+  pthread_cond_t wake, done_cv;
+  int nhelpers;
+  uint64_t gen;         /* bumped for each job (under mu) */
+  pool_job job;         /* the current job (under mu) */
+  int done;             /* parts finished (under mu) */
+  uint64_t failed;      /* parts that returned false on a helper (under mu) */
+  _Atomic uint64_t claim; /* gen << 8 | next part to claim */
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+          PTHREAD_COND_INITIALIZER, 0, 0, {0}, 0, 0, 0};
+
+/* Claims the next part of job generation `gen`: its index, or -1 when all are taken or
+ * the job is no longer current. */
+static int pool_claim(uint64_t gen, int parts) {
+  uint64_t v = atomic_load(&pool.claim);
+  for (;;) {
+    if (v >> 8 != (gen & (UINT64_MAX >> 8))) return -1;
+    const int p = (int)(v & 0xff);
+    if (p >= parts) return -1;
+    if (atomic_compare_exchange_weak(&pool.claim, &v, v + 1)) return p;
+  }
+}
+
+static void *helper_main(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&pool.mu);
+  uint64_t seen = pool.gen; /* registered before the job that needs it is posted */
+  pool.nhelpers++;
+  pthread_cond_broadcast(&pool.done_cv);
+  for (;;) {
+    while (pool.gen == seen) pthread_cond_wait(&pool.wake, &pool.mu);
+    seen = pool.gen;
+    const pool_job job = pool.job;
+    pthread_mutex_unlock(&pool.mu);
+    int p;
+    while ((p = pool_claim(seen, job.parts)) >= 0) {
+      /* A claimed part keeps the job current: its caller waits for it. */
+      const bool ok = job.fn(job.ctx, p, job.parts);
+      pthread_mutex_lock(&pool.mu);
+      if (!ok) pool.failed |= (uint64_t)1 << p;
+      if (++pool.done == job.parts) pthread_cond_signal(&pool.done_cv);
+      pthread_mutex_unlock(&pool.mu);
+    }
+    pthread_mutex_lock(&pool.mu);
+  }
+  return NULL;
+}
+
+/* Grows the pool to `want` helpers (called with pool.busy held). Returns how many exist. */
+static int pool_grow(int want) {
+  pthread_mutex_lock(&pool.mu);
+  int have = pool.nhelpers;
+  pthread_mutex_unlock(&pool.mu);
+  while (have < want) {
+    pthread_t t;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    /* Helpers must not take the caller's signals (the CLI handles SIGINT in main). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&t, &at, helper_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&at);
+    if (rc != 0) break;
+    pthread_mutex_lock(&pool.mu); /* wait until it has registered (see helper_main) */
+    while (pool.nhelpers < have + 1) pthread_cond_wait(&pool.done_cv, &pool.mu);
+    have = pool.nhelpers;
+    pthread_mutex_unlock(&pool.mu);
+  }
+  return have;
+}
+
+int nr__parallel_threads(void) {
+  const int t = openblas_get_num_threads();
+  return t < 1 ? 1 : t > NR_PARALLEL_MAX_THREADS ? NR_PARALLEL_MAX_THREADS : t;
+}
+
+/* The caller takes pool.busy for the whole job, posts it under a new generation, claims
+ * parts like a helper, then waits for the parts helpers have claimed. A part that failed
+ * on a helper (out of memory for that thread's own buffers, say) is rerun on the caller. */
+bool nr__parallel_run(nr_parallel_part_fn fn, void *ctx, int parts) {
+  bool ok = true;
+  if (parts < 2 || pthread_mutex_trylock(&pool.busy) != 0) {
+    for (int p = 0; p < parts; p++) ok = fn(ctx, p, parts) && ok;
+    return ok;
+  }
+  pool_grow(nr__parallel_threads() - 1);
+  pthread_mutex_lock(&pool.mu);
+  pool.gen++;
+  const uint64_t gen = pool.gen;
+  pool.job = (pool_job){fn, ctx, parts};
+  pool.done = 0;
+  pool.failed = 0;
+  atomic_store(&pool.claim, (gen & (UINT64_MAX >> 8)) << 8);
+  pthread_cond_broadcast(&pool.wake);
+  pthread_mutex_unlock(&pool.mu);
+  int p, mine = 0;
+  while ((p = pool_claim(gen, parts)) >= 0) {
+    ok = fn(ctx, p, parts) && ok;
+    mine++;
+  }
+  pthread_mutex_lock(&pool.mu);
+  pool.done += mine;
+  while (pool.done < parts) pthread_cond_wait(&pool.done_cv, &pool.mu);
+  const uint64_t failed = pool.failed;
+  pthread_mutex_unlock(&pool.mu);
+  for (p = 0; p < parts; p++)
+    if (failed & ((uint64_t)1 << p)) ok = fn(ctx, p, parts) && ok;
+  pthread_mutex_unlock(&pool.busy);
+  return ok;
+}
+
+typedef struct pfor_ctx {
+  int64_t n;
+  void (*fn)(void *ctx, int64_t lo, int64_t hi);
+  void *ctx;
+} pfor_ctx;
+
+static bool pfor_part(void *ctx, int p, int parts) {
+  const pfor_ctx *c = ctx;
+  const int64_t lo = c->n * p / parts, hi = c->n * (p + 1) / parts;
+  if (lo < hi) c->fn(c->ctx, lo, hi);
+  return true;
+}
+
+void nr__parallel_for(int64_t n, int64_t grain, void (*fn)(void *ctx, int64_t lo, int64_t hi),
+                      void *ctx) {
+  if (n <= 0) return;
+  int64_t parts = grain > 0 ? n / grain : n;
+  const int threads = nr__parallel_threads();
+  if (threads < 2) parts = 1;
+  if (parts > NR_PARALLEL_PARTS_PER_THREAD * threads) parts = NR_PARALLEL_PARTS_PER_THREAD * threads;
+  if (parts < 2) {
+    fn(ctx, 0, n);
+    return;
+  }
+  pfor_ctx c = {n, fn, ctx};
+  nr__parallel_run(pfor_part, &c, (int)parts);
+}

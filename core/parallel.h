@@ -1,0 +1,58 @@
+/* parallel.h: netrun's helper threads, one pool per process that splits a loop between
+ * the calling thread and the helpers. nr_gemm's products (gemm.c), im2col / col2im and the
+ * bias loops (im2col.c) and pooling run on it.
+ *
+ * Concept. A job is `parts` calls fn(ctx, part, parts), part = 0 .. parts-1. The caller
+ * and the helpers it wakes claim parts one at a time from a shared counter, so the caller
+ * never waits for a helper that has not been scheduled yet (on a busy, shared machine it
+ * may run every part itself); it waits only for parts a helper has started. A part must
+ * write memory no other part writes and compute the same bits whichever thread runs it,
+ * so that results do not depend on the thread count. nr__parallel_for is the common case:
+ * contiguous ranges of [0, n).
+ *
+ * Threads. As many in total (caller included) as OpenBLAS is configured for
+ * (openblas_get_num_threads(), at most NR_PARALLEL_MAX_THREADS), so OPENBLAS_NUM_THREADS
+ * keeps governing netrun's math. Helpers are started on first need, detached and with
+ * every signal blocked (signals such as the CLI's SIGINT go to the program's own
+ * threads); they sleep on a condition variable between jobs and live as long as the
+ * process. Nothing is owned by the caller and nothing needs freeing.
+ *
+ * Who may call, thread safety. Any thread, at any time, also from inside a part. The pool
+ * serves one job at a time: a caller that finds it busy (another thread's job, or a call
+ * from inside a part) runs all its parts itself, in order, on its own thread.
+ */
+#ifndef NR_PARALLEL_H
+#define NR_PARALLEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Most threads a job runs on, caller included. */
+#define NR_PARALLEL_MAX_THREADS 16
+/* Most parts a job may have (nr__parallel_run). */
+#define NR_PARALLEL_MAX_PARTS 64
+/* Parts per thread a job is cut into: more than one, so that a caller whose helper is
+ * descheduled (the machine is shared) takes over most of the work instead of waiting. */
+#define NR_PARALLEL_PARTS_PER_THREAD 4
+
+/* One part of a job: does part `part` of `parts`; false if it failed (out of memory). */
+typedef bool (*nr_parallel_part_fn)(void *ctx, int part, int parts);
+
+/* How many threads a job may use now: openblas_get_num_threads() clamped to
+ * [1, NR_PARALLEL_MAX_THREADS]. */
+int nr__parallel_threads(void);
+
+/* Runs fn(ctx, p, parts) for every p < parts (at most NR_PARALLEL_MAX_PARTS) on the
+ * caller and up to nr__parallel_threads() - 1 helpers, and returns when all are done. A
+ * part that fails on a helper is run again on the caller. True if every part finally
+ * returned true. ctx is borrowed for the call. */
+bool nr__parallel_run(nr_parallel_part_fn fn, void *ctx, int parts);
+
+/* Calls fn(ctx, lo, hi) over a partition of [0, n) into contiguous ranges, each at least
+ * `grain` long (grain <= 0: 1) and at most NR_PARALLEL_PARTS_PER_THREAD per thread, run as
+ * the parts of one job (nr__parallel_run), and returns when all are done. With one thread, or a single range, fn(ctx, 0, n) runs on the
+ * caller. For loops whose iterations write disjoint memory. */
+void nr__parallel_for(int64_t n, int64_t grain, void (*fn)(void *ctx, int64_t lo, int64_t hi),
+                      void *ctx);
+
+#endif

@@ -1,0 +1,103 @@
+/* load.c: the file loaders (load.h): read a file, parse it as prototxt or binary
+ * protobuf, upgrade it. They sit above textformat.c, binary.c and upgrade.c, so the
+ * parsers and the upgrader never call one another. */
+#include "load.h"
+
+#include <stdlib.h>
+
+#include "binary.h"
+#include "textformat.h"
+#include "upgrade.h"
+
+#define NOMEM(err) nr_err_set((err), NR_ERR_NOMEM, "out of memory upgrading")
+
+nr_status nr_proto_load_net_text(const char *path, Caffe__NetParameter **out, nr_error *err) {
+  char *buf = NULL;
+  size_t len = 0;
+  ProtobufCMessage *m = NULL;
+  NR_TRY(nr_proto_read_file(path, &buf, &len, err));
+  nr_status s = nr_text_parse(buf, len, path, &caffe__net_parameter__descriptor, &m, err);
+  free(buf);
+  if (s != NR_OK) return s;
+  s = nr_upgrade_net((Caffe__NetParameter *)m, NULL, err);
+  if (s != NR_OK) {
+    nr_err_prefix(err, "%s", path);
+    nr_text_free(m);
+    return s;
+  }
+  *out = (Caffe__NetParameter *)m;
+  return NR_OK;
+}
+
+nr_status nr_proto_load_solver_text(const char *path, Caffe__SolverParameter **out, nr_error *err) {
+  char *buf = NULL;
+  size_t len = 0;
+  ProtobufCMessage *m = NULL;
+  NR_TRY(nr_proto_read_file(path, &buf, &len, err));
+  nr_status s = nr_text_parse(buf, len, path, &caffe__solver_parameter__descriptor, &m, err);
+  free(buf);
+  if (s != NR_OK) return s;
+  s = nr_upgrade_solver((Caffe__SolverParameter *)m, NULL, err);
+  if (s == NR_OK) s = nr_solver_default_snapshot_prefix((Caffe__SolverParameter *)m, path, err);
+  if (s != NR_OK) {
+    nr_err_prefix(err, "%s", path);
+    nr_text_free(m);
+    return s;
+  }
+  *out = (Caffe__SolverParameter *)m;
+  return NR_OK;
+}
+
+nr_status nr_proto_load_net_binary(const char *path, Caffe__NetParameter **out, nr_error *err) {
+  ProtobufCMessage *m = NULL;
+  NR_TRY(nr_proto_load_binary(path, &caffe__net_parameter__descriptor, &m, err));
+  nr_status s = nr_upgrade_net((Caffe__NetParameter *)m, NULL, err);
+  if (s != NR_OK) {
+    nr_err_prefix(err, "%s", path);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return s;
+  }
+  *out = (Caffe__NetParameter *)m;
+  return NR_OK;
+}
+
+nr_status nr_upgrade_text_file(const char *in_path, FILE *out, nr_error *err) {
+  char *buf = NULL;
+  size_t len = 0;
+  ProtobufCMessage *m = NULL;
+  nr_error *net_err = NULL, *solver_err = NULL;
+  nr_status s;
+  NR_TRY(nr_proto_read_file(in_path, &buf, &len, err));
+  net_err = malloc(sizeof *net_err);
+  solver_err = malloc(sizeof *solver_err);
+  if (!net_err || !solver_err) {
+    s = NOMEM(err);
+    goto done;
+  }
+  s = nr_text_parse(buf, len, in_path, &caffe__net_parameter__descriptor, &m, net_err);
+  if (s == NR_OK) {
+    s = nr_upgrade_net((Caffe__NetParameter *)m, NULL, err);
+  } else if (s == NR_ERR_INPUT) {
+    s = nr_text_parse(buf, len, in_path, &caffe__solver_parameter__descriptor, &m, solver_err);
+    if (s == NR_OK) {
+      s = nr_upgrade_solver((Caffe__SolverParameter *)m, NULL, err);
+    } else if (s == NR_ERR_INPUT) {
+      nr_err_set(err, NR_ERR_INPUT, "neither a net nor a solver: as a net: %s; as a solver: %s", net_err->msg,
+                 solver_err->msg);
+    } else {
+      if (err) *err = *solver_err;
+    }
+  } else {
+    if (err) *err = *net_err;
+  }
+  if (s == NR_OK) {
+    s = nr_text_print(m, out);
+    if (s != NR_OK) nr_err_set(err, s, "cannot write the upgraded text");
+  }
+done:
+  if (m) nr_text_free(m);
+  free(net_err);
+  free(solver_err);
+  free(buf);
+  return s;
+}
