@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "textformat.h"
@@ -196,8 +197,23 @@ nr_status nr_proto_unpack(const uint8_t *buf, size_t len, const char *name,
   return NR_OK;
 }
 
+static const char *file_kind(mode_t m) {
+  return S_ISDIR(m) ? "a directory" : S_ISCHR(m) ? "a character device"
+         : S_ISBLK(m) ? "a block device" : S_ISFIFO(m) ? "a pipe"
+         : S_ISSOCK(m) ? "a socket" : "not a regular file";
+}
+
 nr_status nr_proto_load_binary(const char *path, const ProtobufCMessageDescriptor *desc,
                                ProtobufCMessage **out, nr_error *err) {
+  /* Weights and solver states are files of a known size: anything else (a device such as
+   * /dev/urandom, a pipe) is refused before a byte is read, not after gigabytes. */
+  struct stat st;
+  if (stat(path, &st) != 0)
+    return nr_err_set(err, NR_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+  if (!S_ISREG(st.st_mode))
+    return nr_err_set(err, NR_ERR_INPUT, "'%s' is %s, not a %s file", path,
+                      file_kind(st.st_mode), desc == &caffe__solver_state__descriptor
+                                                 ? ".solverstate" : ".caffemodel");
   char *buf = NULL;
   size_t len = 0;
   NR_TRY(nr_proto_read_file(path, &buf, &len, err));

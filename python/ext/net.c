@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "binary.h"
-#include "upgrade.h"
+#include "load.h"
 
 /* ---- Layer: a layer of a net (type, name, its parameter blobs) ---- */
 

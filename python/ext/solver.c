@@ -5,7 +5,7 @@
 
 #include <string.h>
 
-#include "upgrade.h"
+#include "load.h"
 
 typedef struct {
   PyObject_HEAD

@@ -142,6 +142,21 @@ case_weights_match_nothing() {
   expect_err "empty.caffemodel copied no weights"
 }
 
+# Weights and solver states that are not regular files are refused before reading (a device
+# such as /dev/urandom was read to the 2 GB limit: 16 s and 4 GB of memory).
+case_weights_not_a_file() {
+  lenet_solver 5
+  run 1 "$NETRUN" test --model lenet_dummy_train.prototxt --weights /dev/urandom
+  expect_err "'/dev/urandom' is a character device, not a .caffemodel file"
+  [ "$run_ms" -lt 5000 ] || fail "refusing /dev/urandom took $run_ms ms"
+  mkdir adir
+  run 1 "$NETRUN" train --solver lenet_dummy_solver.prototxt --snapshot adir
+  expect_err "'adir' is a directory, not a .solverstate file"
+  mkfifo fifo
+  run 1 "$NETRUN" test --model lenet_dummy_train.prototxt --weights fifo
+  expect_err "'fifo' is a pipe"
+}
+
 "case_$1"
 if [ "$failures" -gt 0 ]; then echo "$1: $failures failure(s)" >&2; exit 1; fi
 echo "$1: ok"
