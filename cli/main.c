@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "descendants.h"
 #include "glog.h"
 #include "runtime.h"
 
@@ -280,7 +281,20 @@ static void usage(FILE *f) {
   fprintf(f, "\n`netrun <command> --help` lists a command's flags.\n");
 }
 
+static int run_main(int argc, char **argv);
+
+/* netrun adopts what its Python layers start (with --py-workers 0 they run here; orphans of
+ * a worker that was killed come back here too) and ends all of it before it exits: nothing
+ * a layer started outlives the run (ipc/descendants.h). */
 int main(int argc, char **argv) {
+  nr_adopt_descendants();
+  int r = run_main(argc, argv);
+  fflush(NULL);
+  nr_end_descendants();
+  return r;
+}
+
+static int run_main(int argc, char **argv) {
   /* Global flags may come before the command: consume them here. */
   int i = 1;
   while (i < argc && argv[i][0] == '-') {

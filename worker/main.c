@@ -17,6 +17,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "descendants.h"
 #include "server.h"
 
 #ifndef NR_PYTHON_PKG_DIR
@@ -38,6 +39,7 @@ static void flush_python(void) {
 static void leave(int code) {
   flush_python();
   fflush(NULL);
+  nr_end_descendants();
   _exit(code);
 }
 
@@ -93,6 +95,10 @@ int main(int argc, char **argv) {
   pid_t parent = (pid_t)atol(argv[1]);
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) nr_server_die("prctl");
   if (getppid() != parent) _exit(0); /* the core died before prctl */
+  /* Orphans of what a layer starts come back to this worker, which ends them (leave); its
+   * own process group lets the core end the rest when the worker itself was killed. */
+  nr_adopt_descendants();
+  setpgid(0, 0);
   signal(SIGINT, SIG_IGN);
   signal(SIGPIPE, SIG_IGN);
   fcntl(NR_FD_SOCK, F_SETFD, FD_CLOEXEC);

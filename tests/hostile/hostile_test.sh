@@ -157,6 +157,25 @@ case_weights_not_a_file() {
   expect_err "'fifo' is a pipe"
 }
 
+# Processes a layer starts (fork, double fork, setsid) end with the run, in a worker and in
+# netrun itself (--py-workers 0): they outlived a run that exited 0.
+case_descendants() {
+  py_net Forker fork,double,setsid
+  local w m pid
+  for w in 1 0; do
+    rm -f ./*.pid
+    run 0 "$NETRUN" --py-workers $w test --model net.prototxt --iterations 2
+    for m in fork double setsid; do
+      [ -s $m.pid ] || { fail "workers $w: the layer wrote no $m.pid"; continue; }
+      pid=$(cat $m.pid)
+      if kill -0 "$pid" 2>/dev/null && ! grep -q '^State:.*Z' /proc/"$pid"/status 2>/dev/null; then
+        fail "workers $w: the $m process $pid outlived the run"
+        kill -9 "$pid"
+      fi
+    done
+  done
+}
+
 "case_$1"
 if [ "$failures" -gt 0 ]; then echo "$1: $failures failure(s)" >&2; exit 1; fi
 echo "$1: ok"
