@@ -33,6 +33,7 @@ typedef struct nr_global_opts {
   int py_prefetch;
   const char *log_file;
   double py_max_blob_bytes; /* largest blob a worker may ask for/report; 0 = default 4 GiB */
+  const char *gpu;          /* Caffe's -gpu: accepted everywhere, noted, ignored */
 } nr_global_opts;
 
 extern nr_global_opts nr_cli_global;
@@ -62,6 +63,7 @@ int nr_cmd_check(int argc, char **argv);
 int nr_cmd_upgrade(int argc, char **argv);
 int nr_cmd_convert_mnist(int argc, char **argv);
 int nr_cmd_plot(int argc, char **argv);
+int nr_cmd_device_query(int argc, char **argv);
 
 /* Parses argv against flags (and the global flags); positional arguments are returned in
  * pos (borrowed from argv). Returns 0, or 2 after printing a usage error. --help prints the

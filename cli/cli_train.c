@@ -44,7 +44,7 @@ static int parse_effect(const char *name, const char *v, int *out) {
 
 int nr_cmd_train(int argc, char **argv) {
   const char *solver_path = NULL, *weights = NULL, *snapshot = NULL, *stage = NULL;
-  const char *sigint_effect = "stop", *sighup_effect = "snapshot", *gpu = NULL;
+  const char *sigint_effect = "stop", *sighup_effect = "snapshot";
   int level = 0;
   const nr_flag flags[] = {
       {"solver", NR_FLAG_STR, &solver_path, "the solver prototxt (required)"},
@@ -57,7 +57,6 @@ int nr_cmd_train(int argc, char **argv) {
        "what Ctrl-C does: stop (after a snapshot), snapshot, none (default stop)"},
       {"sighup_effect", NR_FLAG_STR, &sighup_effect,
        "what SIGHUP does: stop, snapshot, none (default snapshot)"},
-      {"gpu", NR_FLAG_STR, &gpu, "accepted for Caffe compatibility; netrun runs on the CPU"},
       {NULL, 0, NULL, NULL}};
   const char *pos[1];
   int npos;
@@ -80,7 +79,6 @@ int nr_cmd_train(int argc, char **argv) {
       (r = parse_effect("sighup_effect", sighup_effect, &sighup_action)))
     return r;
   FILE *log = nr_cli_log();
-  if (gpu) fprintf(log, "netrun runs on the CPU; ignoring --gpu %s\n", gpu);
 
   static nr_error err;
   Caffe__SolverParameter *sp = NULL;

@@ -16,9 +16,17 @@
 #include "glog.h"
 #include "runtime.h"
 
-nr_global_opts nr_cli_global = {-1, 0, 0, 3, NULL, 0};
+nr_global_opts nr_cli_global = {-1, 0, 0, 3, NULL, 0, NULL};
+
+/* Commands that build nets: their help lists the Python-runtime flags. */
+static bool runs_nets(const char *cmd) {
+  return !strcmp(cmd, "train") || !strcmp(cmd, "test") || !strcmp(cmd, "time") ||
+         !strcmp(cmd, "check");
+}
 
 static const nr_flag global_flags[] = {
+    {"gpu", NR_FLAG_STR, &nr_cli_global.gpu,
+     "accepted for Caffe compatibility: netrun runs on the CPU (a note says so)"},
     {"py-workers", NR_FLAG_INT, &nr_cli_global.py_workers,
      "Python worker processes, 0 to 64 (default -1: one per Python layer, at most the core "
      "count; 0 = run Python layers inside netrun)"},
@@ -161,8 +169,10 @@ int nr_cli_parse(const char *cmd, const char *usage, const nr_flag *flags, int a
     if (!strcmp(name, "help") || !strcmp(name, "h")) {
       printf("usage: %s\n\nflags:\n", usage);
       print_flags(stdout, flags);
-      printf("\nglobal flags:\n");
-      print_flags(stdout, global_flags);
+      if (runs_nets(cmd)) {
+        printf("\nPython-layer flags (before or after the command):\n");
+        print_flags(stdout, global_flags + 1);
+      }
       return 3;
     }
     const char *eq = strchr(name, '=');
@@ -191,6 +201,10 @@ int nr_cli_parse(const char *cmd, const char *usage, const nr_flag *flags, int a
     }
     int r = set_flag(cmd, f, v);
     if (r) return r;
+  }
+  if (nr_cli_global.gpu) {
+    fprintf(nr_cli_log(), "netrun runs on the CPU; ignoring -gpu %s\n", nr_cli_global.gpu);
+    nr_cli_global.gpu = NULL; /* said once */
   }
   return check_global_flags(cmd);
 }
@@ -268,6 +282,7 @@ static const nr_command commands[] = {
     {"upgrade", nr_cmd_upgrade, "rewrite an old net or solver prototxt in the current format"},
     {"convert-mnist", nr_cmd_convert_mnist, "write an IDX data set (MNIST format) into an LMDB"},
     {"plot", nr_cmd_plot, "draw training loss and test accuracy from a training log"},
+    {"device_query", nr_cmd_device_query, "describe the processor netrun computes on"},
     {NULL, NULL, NULL}};
 
 static void usage(FILE *f) {
@@ -278,7 +293,8 @@ static void usage(FILE *f) {
     fprintf(f, "  %-14s %s\n", commands[i].name, commands[i].summary);
   fprintf(f, "\nglobal flags (before or after the command):\n");
   print_flags(f, global_flags);
-  fprintf(f, "\n`netrun <command> --help` lists a command's flags.\n");
+  fprintf(f, "\n`netrun help <command>` (or `netrun <command> --help`) lists a command's flags;"
+             " `netrun --version` says which netrun this is.\n");
 }
 
 static int run_main(int argc, char **argv);
@@ -304,6 +320,11 @@ static int run_main(int argc, char **argv) {
       usage(stdout);
       return 0;
     }
+    if (!strcmp(name, "version")) {
+      printf("netrun %s (Caffe 1.0 compatible: caffe.proto, prototxt, caffemodel, CLI)\n",
+             NR_VERSION);
+      return 0;
+    }
     const char *eq = strchr(name, '=');
     size_t len = eq ? (size_t)(eq - name) : strlen(name);
     const nr_flag *f = find_flag(global_flags, name, len);
@@ -324,12 +345,28 @@ static int run_main(int argc, char **argv) {
     return 2;
   }
   const char *cmd = argv[i];
+  if (!strcmp(cmd, "help")) { /* netrun help [command] */
+    if (i + 1 >= argc) {
+      usage(stdout);
+      return 0;
+    }
+    cmd = argv[++i];
+    for (int c = 0; commands[c].name; c++)
+      if (!strcmp(commands[c].name, cmd)) {
+        char *help[] = {(char *)"--help", NULL};
+        int r = commands[c].run(1, help);
+        return r == 3 ? 0 : r;
+      }
+    nr_cli_error("help: unknown command '%s' (see netrun help)", cmd);
+    return 2;
+  }
   for (int c = 0; commands[c].name; c++)
     if (!strcmp(commands[c].name, cmd)) {
       int r = commands[c].run(argc - i - 1, argv + i + 1);
       fflush(nr_cli_log());
       return r == 3 ? 0 : r;
     }
-  nr_cli_error("unknown command '%s' (commands: train, test, time, check, upgrade, plot, convert-mnist)", cmd);
+  nr_cli_error("unknown command '%s' (commands: train, test, time, check, upgrade, plot, "
+               "convert-mnist, device_query, help)", cmd);
   return 2;
 }

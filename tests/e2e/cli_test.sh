@@ -15,6 +15,28 @@ case_help() {
   run 0 "$NETRUN" check -help; expect_out "--model"
 }
 
+# What a Caffe user types: --version, help [command], device_query, -gpu on every command
+# (noted, ignored), per-command help listing only the flags that command takes, and
+# `netrun test` printing per-batch lines only with --verbose.
+case_caffe_cli() {
+  run 0 "$NETRUN" --version; expect_out "netrun "
+  run 0 "$NETRUN" help; expect_out "usage: netrun"
+  run 0 "$NETRUN" help train; expect_out "--solver"; expect_out "--py-workers"
+  run 0 "$NETRUN" help upgrade; expect_out "netrun upgrade"
+  grep -q -- "--py-workers" "$WORK/out" && fail "upgrade's help lists the Python-layer flags"
+  run 2 "$NETRUN" help frobnicate; expect_err "unknown command 'frobnicate'"
+  run 0 "$NETRUN" device_query; expect_err "CPU only"; expect_err "Cores online: "
+  expect_err "SIMD: "
+  cp "$HERE"/nets/lenet_dummy_*.prototxt .
+  run 0 "$NETRUN" test -gpu 0 --model lenet_dummy_train.prototxt --iterations 2
+  expect_err "netrun runs on the CPU; ignoring -gpu 0"; expect_err "loss = "
+  grep -q "Batch 1, " "$WORK/err" && fail "netrun test printed per-batch lines without --verbose"
+  run 0 "$NETRUN" test --verbose --model lenet_dummy_train.prototxt --iterations 2
+  expect_err "Batch 1, loss = "
+  run 0 "$NETRUN" time -gpu all --model lenet_dummy_train.prototxt --iterations 1
+  expect_err "ignoring -gpu all"; expect_err "Average Forward-Backward"
+}
+
 case_usage_errors() {
   run 2 "$NETRUN"
   run 2 "$NETRUN" frobnicate; expect_err "unknown command 'frobnicate'"
