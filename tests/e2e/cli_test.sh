@@ -115,7 +115,7 @@ case_bad_prototxt_location() {
 
 case_test_without_weights() {
   cp "$HERE/nets/lenet_dummy_train.prototxt" net.prototxt
-  run 0 "$NETRUN" test --model net.prototxt --iterations 3
+  run 0 "$NETRUN" test --verbose --model net.prototxt --iterations 3
   expect_err "Batch 0, accuracy = "; expect_err "Batch 2, loss = "
   expect_err "] accuracy = "; expect_err "loss = "; expect_err "(* 1 = "
 }
