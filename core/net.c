@@ -112,6 +112,27 @@ static bool strv_add(char ***v, size_t *n, const char *s) {
   return true;
 }
 
+/* Caffe's AutoTopBlobs: a loss layer written without a top gets one, so its loss counts
+ * (Caffe's pascal finetune net relies on it). Named "(automatic)", then "(automatic)#2", ...
+ * (Caffe leaves them anonymous; a name keeps them apart in the net's blob list). Unknown
+ * types are left for the layer build to report. */
+static nr_status auto_tops(Caffe__NetParameter *p, nr_error *err) {
+  int made = 0;
+  for (size_t i = 0; i < p->n_layer; i++) {
+    Caffe__LayerParameter *l = p->layer[i];
+    const nr_layer_type *t = l->type ? nr_layer_type_find(l->type) : NULL;
+    if (!t || !t->is_loss) continue;
+    while ((int)l->n_top < t->min_tops) {
+      char name[64];
+      snprintf(name, sizeof name, made ? "(automatic)#%d" : "(automatic)", made + 1);
+      if (!strv_add(&l->top, &l->n_top, name))
+        return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
+      made++;
+    }
+  }
+  return NR_OK;
+}
+
 /* Inserts Caffe's Split layers. Producers are tracked per (layer, top index); a later layer
  * producing the same name (in-place) supersedes the earlier producer. */
 static nr_status insert_splits(Caffe__NetParameter *p, nr_error *err) {
@@ -564,6 +585,7 @@ nr_status nr_net_create(const Caffe__NetParameter *param, const nr_net_opts *opt
   logf_(log, "Initializing net '%s' (phase %s)", n->name, phase_name(n->phase));
   /* 2, 3 */
   if ((st = filter_layers(n->param, state, err)) != NR_OK) goto fail;
+  if ((st = auto_tops(n->param, err)) != NR_OK) goto fail;
   if ((st = insert_splits(n->param, err)) != NR_OK) goto fail;
 
   /* 4. layers */

@@ -37,6 +37,25 @@ case_caffe_cli() {
   expect_err "ignoring -gpu all"; expect_err "Average Forward-Backward"
 }
 
+# Caffe's AutoTopBlobs: a loss layer written without a top gets one (it was refused with
+# "takes 1 to 2 top blobs, got 0"), its loss counted with weight 1.
+case_auto_top() {
+  cat > auto.prototxt <<'P'
+name: "auto"
+layer { name: "d" type: "DummyData" top: "x" top: "y"
+  dummy_data_param { shape { dim: 4 dim: 3 } shape { dim: 4 }
+    data_filler { type: "gaussian" } data_filler { type: "constant" value: 1 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "x" top: "ip"
+  inner_product_param { num_output: 3 weight_filler { type: "gaussian" } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "y" }
+layer { name: "l2" type: "EuclideanLoss" bottom: "ip" bottom: "ip" }
+P
+  run 0 "$NETRUN" test --model auto.prototxt --iterations 2
+  expect_err "] (automatic) = "; expect_err "] (automatic)#2 = 0 (* 1 = 0 loss)"
+  reject_err "top blobs, got 0"
+  run 0 "$NETRUN" check --model auto.prototxt; expect_out "(automatic)"
+}
+
 case_usage_errors() {
   run 2 "$NETRUN"
   run 2 "$NETRUN" frobnicate; expect_err "unknown command 'frobnicate'"
