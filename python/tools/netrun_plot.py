@@ -60,26 +60,38 @@ def main(argv):
         print('netrun: error: plot needs matplotlib: apt-get install python3-matplotlib',
               file=sys.stderr)
         return 1
+    series = [(k, v) for k, v in sorted(tests.items()) if k[1] == args.test_output]
+    if tests and not series:
+        names = sorted({name for _, name in tests})
+        print('netrun: error: plot: %s has no test output named %r (it has: %s); choose one '
+              'with --test-output' % (args.log, args.test_output, ', '.join(names)),
+              file=sys.stderr)
+        return 1
     fig, ax = plt.subplots(figsize=(8, 4.5))
     if train:
         ax.plot([i for i, _ in train], [l for _, l in train], color='tab:blue', lw=1,
                 label='training loss')
     ax.set_xlabel('iteration')
     ax.set_ylabel('training loss', color='tab:blue')
-    series = [(k, v) for k, v in sorted(tests.items()) if k[1] == args.test_output]
     if series:
         ax2 = ax.twinx()
         for (net, name), pts in series:
             ax2.plot([i for i, _ in pts], [v for _, v in pts], 'o-', color='tab:orange',
                      label='test net #%d %s' % (net, name))
+            # right-aligned at the last point, so the frame never cuts the label
             ax2.annotate('%.4f' % pts[-1][1], pts[-1], textcoords='offset points',
-                         xytext=(-10, 6), color='tab:orange')
+                         xytext=(-4, 6), ha='right', color='tab:orange')
         ax2.set_ylabel('test ' + args.test_output, color='tab:orange')
         lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
         ax.legend(lines, [l.get_label() for l in lines], loc='center right')
     ax.set_title(args.log)
     fig.tight_layout()
-    fig.savefig(args.output, dpi=110)
+    try:
+        fig.savefig(args.output, dpi=110)
+    except (OSError, ValueError) as e:
+        print('netrun: error: plot: cannot write %s: %s'
+              % (args.output, getattr(e, 'strerror', None) or e), file=sys.stderr)
+        return 1
     print('wrote %s (%d training points, %d test points)'
           % (args.output, len(train), sum(len(p) for _, p in series)))
     return 0

@@ -198,6 +198,11 @@ case_plot() {
   expect_out "wrote curves.png (4 training points, 3 test points)"
   [ "$(head -c 4 curves.png | od -An -c | tr -d ' ')" = "211PNG" ] || fail "curves.png is not a PNG"
   run 1 "$NETRUN" plot missing.log; expect_err "cannot read missing.log"
+  run 1 "$NETRUN" plot train.log --test-output nosuch -o x.png
+  expect_err "has no test output named 'nosuch' (it has: accuracy, loss)"
+  [ -e x.png ] && fail "plot wrote a picture of nothing"
+  run 1 "$NETRUN" plot train.log -o /nonexistent/dir/c.png
+  expect_err "cannot write /nonexistent/dir/c.png"; reject_err "Traceback"
   run 2 "$NETRUN" plot; expect_err "give the training log"
 }
 
