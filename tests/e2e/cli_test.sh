@@ -184,6 +184,12 @@ case_weights_mismatch() {
   sed 's/num_output: 32/num_output: 16/' lenet_dummy_train.prototxt > other.prototxt
   run 1 "$NETRUN" test --model other.prototxt --weights snap/lenet_dummy_iter_40.caffemodel --iterations 1
   expect_err "ip1"; expect_err "shape mismatch"
+  run 1 "$NETRUN" test --model lenet_dummy_train.prototxt --weights snap/lenet_dummy_iter_40.solverstate
+  expect_err "this file is a .solverstate, not weights"; expect_err "--snapshot"
+  run 1 "$NETRUN" test --model lenet_dummy_solver.prototxt
+  expect_err "this file is a solver, not a net"; expect_err "--solver"
+  run 1 "$NETRUN" train --solver lenet_dummy_train.prototxt
+  expect_err "this file is a net, not a solver"
   head -c 1000 snap/lenet_dummy_iter_40.caffemodel > truncated.caffemodel
   run 1 "$NETRUN" test --model lenet_dummy_train.prototxt --weights truncated.caffemodel --iterations 1
   expect_err "truncated.caffemodel"
