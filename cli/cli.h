@@ -31,7 +31,7 @@ typedef struct nr_global_opts {
   double py_timeout; /* seconds; 0 = none */
   int py_restarts;
   int py_prefetch;
-  const char *log_file;
+  const char *log_dir;      /* glog's -log_dir: also write the log to a file there */
   double py_max_blob_bytes; /* largest blob a worker may ask for/report; 0 = default 4 GiB */
   const char *gpu;          /* Caffe's -gpu: accepted everywhere, noted, ignored */
 } nr_global_opts;

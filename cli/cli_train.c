@@ -109,6 +109,7 @@ int nr_cmd_train(int argc, char **argv) {
     so.stop_flag = &stop_flag;
     so.snapshot_flag = &snapshot_flag;
     so.live_line = isatty(2);
+    so.progress_lines = !so.live_line;
     so.exclusive_prefix = true; /* two runs on one snapshot_prefix: the second fails */
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

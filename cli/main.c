@@ -17,6 +17,7 @@
 #include "runtime.h"
 
 nr_global_opts nr_cli_global = {-1, 0, 0, 3, NULL, 0, NULL};
+static int log_file_fd = -1; /* -log_dir's file (owned by the log stream once it exists) */
 
 /* Commands that build nets: their help lists the Python-runtime flags. */
 static bool runs_nets(const char *cmd) {
@@ -27,6 +28,9 @@ static bool runs_nets(const char *cmd) {
 static const nr_flag global_flags[] = {
     {"gpu", NR_FLAG_STR, &nr_cli_global.gpu,
      "accepted for Caffe compatibility: netrun runs on the CPU (a note says so)"},
+    {"log_dir", NR_FLAG_STR, &nr_cli_global.log_dir,
+     "also write the log to a file in this folder, named as glog names it "
+     "(netrun.<host>.<user>.log.INFO.<date>-<time>.<pid>, and a netrun.INFO link)"},
     {"py-workers", NR_FLAG_INT, &nr_cli_global.py_workers,
      "Python worker processes, 0 to 64 (default -1: one per Python layer, at most the core "
      "count; 0 = run Python layers inside netrun)"},
@@ -46,18 +50,32 @@ static const nr_flag global_flags[] = {
 
 FILE *nr_cli_log(void) {
   static FILE *log;
-  if (!log && !(log = nr_glog_open(2))) return stderr;
+  if (!log && !(log = nr_glog_open(2, log_file_fd))) return stderr;
   return log;
+}
+
+/* -log_dir: create the log file before anything is logged (flags are all read by then). */
+static int open_log_file(const char *cmd) {
+  if (!nr_cli_global.log_dir || log_file_fd >= 0) return 0;
+  char path[4200];
+  log_file_fd = nr_glog_create_file(nr_cli_global.log_dir, "netrun", path, sizeof path);
+  if (log_file_fd < 0) {
+    nr_cli_error("%s: -log_dir: cannot create a log file in '%s': %s", cmd,
+                 nr_cli_global.log_dir, strerror(errno));
+    return 2;
+  }
+  return 0;
 }
 
 void nr_cli_error(const char *fmt, ...) {
   fflush(nr_cli_log());
   va_list ap;
   va_start(ap, fmt);
-  fputs("netrun: error: ", stderr);
-  vfprintf(stderr, fmt, ap);
+  char msg[NR_ERROR_MAX + 64];
+  vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  fputc('\n', stderr);
+  fprintf(stderr, "netrun: error: %s\n", msg);
+  if (log_file_fd >= 0) dprintf(log_file_fd, "E netrun: error: %s\n", msg);
 }
 
 /* ---- flags ------------------------------------------------------------------------------ */
@@ -169,9 +187,12 @@ int nr_cli_parse(const char *cmd, const char *usage, const nr_flag *flags, int a
     if (!strcmp(name, "help") || !strcmp(name, "h")) {
       printf("usage: %s\n\nflags:\n", usage);
       print_flags(stdout, flags);
+      printf("\nglobal flags (before or after the command):\n");
+      for (int k = 0; k < 2; k++) /* -gpu, -log_dir: every command */
+        printf("  --%-16s %s\n", global_flags[k].name, global_flags[k].help);
       if (runs_nets(cmd)) {
         printf("\nPython-layer flags (before or after the command):\n");
-        print_flags(stdout, global_flags + 1);
+        print_flags(stdout, global_flags + 2);
       }
       return 3;
     }
@@ -202,6 +223,7 @@ int nr_cli_parse(const char *cmd, const char *usage, const nr_flag *flags, int a
     int r = set_flag(cmd, f, v);
     if (r) return r;
   }
+  if (open_log_file(cmd)) return 2;
   if (nr_cli_global.gpu) {
     fprintf(nr_cli_log(), "netrun runs on the CPU; ignoring -gpu %s\n", nr_cli_global.gpu);
     nr_cli_global.gpu = NULL; /* said once */

@@ -8,8 +8,13 @@
 
 #include <stdio.h>
 
-/* The stream for descriptor fd (line-buffered; new; fclose it, or keep it for the life of
- * the process), or NULL when out of memory. */
-FILE *nr_glog_open(int fd);
+/* The stream for descriptor fd, and also for tee_fd when it is >= 0 (a log file; it is
+ * closed with the stream). Line-buffered; new: fclose it, or keep it for the life of the
+ * process. NULL when out of memory. */
+FILE *nr_glog_open(int fd, int tee_fd);
+/* glog's log file name in dir for program prog ("<dir>/<prog>.<host>.<user>.log.INFO.
+ * <yyyymmdd-hhmmss>.<pid>"), created (mode 0644) with a "<prog>.INFO" symlink to it beside;
+ * the descriptor, or -1 with errno set. */
+int nr_glog_create_file(const char *dir, const char *prog, char *path, size_t len);
 
 #endif

@@ -850,6 +850,15 @@ static void log_display(nr_solver *s) {
     for (int64_t e = 0; e < b->count; e++)
       log_output(s, "Train", index++, b->name ? b->name : "?", b->data[e], w);
   }
+  if (s->opts.progress_lines && s->iter > s->live_iter0) {
+    /* Off a terminal (no live line), the log says how far the run is and when it ends. */
+    const double rate = (s->iter - s->live_iter0) / fmax(t - s->live_t0, 1e-9);
+    const int left = s->live_target - s->iter;
+    const long eta = (long)(left / fmax(rate, 1e-9) + 0.5);
+    slog(s, "Progress: iteration %d of %d (%.1f%%), %.3g iter/s, ETA %ldh%02ldm%02lds", s->iter,
+         s->live_target, 100.0 * s->iter / (s->live_target ? s->live_target : 1), rate,
+         eta / 3600, eta / 60 % 60, eta % 60);
+  }
 }
 
 static nr_status step_impl(nr_solver *s, int iters, nr_error *err) {

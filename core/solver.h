@@ -59,6 +59,9 @@ typedef struct nr_solver_opts {
   /* Draw one live status line on stderr (iteration, rate, ETA), redrawn with \r at most
    * a few times a second and erased before each log line. Only for terminals. */
   bool live_line;
+  /* Without a live line (a log to a file or a pipe): after each display, a log line with
+   * the iteration, the share of the run done, the rate and the time left. */
+  bool progress_lines;
   /* Hold an exclusive lock on snapshot_prefix for the solver's life (core/snapshot_prefix.h):
    * creating a second solver with the same prefix, in another process or this one, fails
    * with a message naming the holder. The CLI sets it; a program that runs several solvers

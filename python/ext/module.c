@@ -53,7 +53,7 @@ static PyObject *set_random_seed(PyObject *m, PyObject *arg) {
 
 FILE *ext_log(void) {
   static FILE *log;
-  if (!log && !(log = nr_glog_open(2))) return stderr;
+  if (!log && !(log = nr_glog_open(2, -1))) return stderr;
   return log;
 }
 

@@ -35,6 +35,16 @@ case_caffe_cli() {
   expect_err "Batch 1, loss = "
   run 0 "$NETRUN" time -gpu all --model lenet_dummy_train.prototxt --iterations 1
   expect_err "ignoring -gpu all"; expect_err "Average Forward-Backward"
+  # -log_dir: glog's file name, the log lines in it, a netrun.INFO link
+  mkdir -p logs snap
+  run 0 "$NETRUN" train -log_dir logs --solver lenet_dummy_solver.prototxt
+  local f; f=$(ls logs/netrun.*.log.INFO.* 2>/dev/null | head -1)
+  [ -n "$f" ] || fail "-log_dir wrote no netrun.<host>.<user>.log.INFO.<date>.<pid> file"
+  grep -q "Optimization Done." "$f" || fail "the log file lacks the training log"
+  grep -q "Progress: iteration 10 of 40" "$f" || fail "no progress line in a log off a terminal"
+  [ -L logs/netrun.INFO ] || fail "no netrun.INFO link"
+  run 2 "$NETRUN" test -log_dir /nonexistent/logs --model lenet_dummy_train.prototxt
+  expect_err "-log_dir: cannot create a log file in '/nonexistent/logs'"
 }
 
 # Caffe's AutoTopBlobs: a loss layer written without a top gets one (it was refused with
