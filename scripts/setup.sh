@@ -10,6 +10,9 @@ PACKAGES=(
   python3 python3-dev python3-numpy libpython3.11
   dataset-fashion-mnist liblmdb-dev libhdf5-dev zlib1g-dev python3-matplotlib valgrind
   python3-pil # examples/tutorial: the image-list data layer reads images with PIL
+  # pycaffe's pure-Python half (python/caffe: caffe_pb2, io, draw; tests/pycaffe_py; six:
+  # Caffe's own pycaffe test suite)
+  protobuf-compiler python3-protobuf python3-six python3-skimage python3-pydot graphviz
 )
 # Optional extras by environment variable: NR_WITH_BENCH=1 (PyTorch peer), NR_WITH_CLANG=1.
 [ "${NR_WITH_BENCH:-0}" = 1 ] && PACKAGES+=(python3-torch)

@@ -41,6 +41,7 @@ def init(pkg_dir, layer_types):
         sys.path.insert(pos, cwd)
     _insert_at = sys.path.index(cwd) + 1
     import caffe
+    caffe._in_worker = True
     if layer_types:
         caffe._layer_types = sorted(set(layer_types.split(', ')) | {'Python'})
     if not sys.argv:
