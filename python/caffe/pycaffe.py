@@ -25,8 +25,15 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import _caffe
+# First: without the extension (a worker's copy of the package) this raises
+# ModuleNotFoundError for caffe._caffe, which caffe/__init__.py expects.
 from ._caffe import LayerError, LayerRaised, WorkerError  # noqa: F401 (re-exported)
+from . import _caffe
+
+__all__ = ['Net', 'Solver', 'SGDSolver', 'NesterovSolver', 'AdaGradSolver', 'RMSPropSolver',
+           'AdaDeltaSolver', 'AdamSolver', 'get_solver', 'LayerError', 'LayerRaised',
+           'WorkerError', 'set_py_workers', 'set_py_timeout', 'set_py_restarts',
+           'set_py_prefetch', 'set_random_seed', 'layer_type_list']
 
 TRAIN = 0
 TEST = 1
