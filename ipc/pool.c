@@ -1301,33 +1301,6 @@ typedef struct pf {
 
 static int nr__pf_replicas(const pf *f) { return f->R; }
 
-static void blob_swap(nr_blob *a, nr_blob *b) {
-  nr_buf *buf = a->buf;
-  a->buf = b->buf;
-  b->buf = buf;
-  float *d = a->data;
-  a->data = b->data;
-  b->data = d;
-  d = a->diff;
-  a->diff = b->diff;
-  b->diff = d;
-  int na = a->num_axes;
-  a->num_axes = b->num_axes;
-  b->num_axes = na;
-  int64_t sh[NR_MAX_AXES];
-  memcpy(sh, a->shape, sizeof sh);
-  memcpy(a->shape, b->shape, sizeof sh);
-  memcpy(b->shape, sh, sizeof sh);
-  int64_t c = a->count;
-  a->count = b->count;
-  b->count = c;
-  bool sd = a->shaped;
-  a->shaped = b->shaped;
-  b->shaped = sd;
-  a->generation++;
-  b->generation++;
-}
-
 static void pset_clear_failure(pset *s) {
   callres_clear(&s->cr);
   free(s->err);
@@ -1617,7 +1590,7 @@ static nr_status pf_forward(nr_pool *p, pf *f, nr_error *err) {
     if (!t0) t0 = nr_wire_now_ns();
     pthread_cond_wait(&f->cv, &f->mu);
   }
-  for (int t = 0; t < l->ntop; t++) blob_swap(l->top[t], s->b[t]);
+  for (int t = 0; t < l->ntop; t++) nr_blob_swap(l->top[t], s->b[t]);
   s->st = PS_FREE;
   f->taken++;
   pthread_cond_broadcast(&f->cv);
