@@ -9,19 +9,14 @@
 #include "layer.h"
 #include "pylayer.h"
 
-static inline const char *nr__py_method_str(int m) {
-  static const char *const n[] = {"setup", "reshape", "forward", "backward"};
-  return m >= 0 && m < 4 ? n[m] : "?";
-}
-
 static inline void nr__py_describe(const nr_layer *l, int m, char *buf, size_t len) {
   const Caffe__PythonParameter *pp = l->param ? l->param->python_param : NULL;
   char iter[48] = "";
   if (l->ctx && l->ctx->iter) snprintf(iter, sizeof iter, ", iteration %lld", (long long)*l->ctx->iter);
   snprintf(buf, len, "%s.%s.%s (layer '%s', phase %s%s)",
            pp && pp->module ? pp->module : "?", pp && pp->layer ? pp->layer : "?",
-           nr__py_method_str(m), l->name ? l->name : "", l->phase == NR_TEST ? "TEST" : "TRAIN",
-           iter);
+           nr_py_method_name((nr_py_method)m), l->name ? l->name : "",
+           l->phase == NR_TEST ? "TEST" : "TRAIN", iter);
 }
 
 #endif
