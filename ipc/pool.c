@@ -1015,10 +1015,12 @@ static void worker_fail(nr_pool *p, worker *w, const char *why) {
   pthread_mutex_unlock(&w->io);
 }
 
-/* Copies of a layer's parameters (data and diff), to survive a re-setup. */
+/* Copies of a layer's parameters, to survive a re-setup: data and diff, or the diff only
+ * (diff_only: what a replayed backward needs). */
 typedef struct psave {
   int n;
-  float **v;
+  bool diff_only;
+  float **v;       /* per parameter: its data then its diff, or its diff only */
   int64_t *cnt;
 } psave;
 
@@ -1031,6 +1033,7 @@ static void psave_free(psave *s) {
 
 static nr_status psave_take(nr_layer *l, psave *s, bool diff_only, nr_error *err) {
   memset(s, 0, sizeof *s);
+  s->diff_only = diff_only;
   if (!l->nblobs) return NR_OK;
   s->v = calloc((size_t)l->nblobs, sizeof *s->v);
   s->cnt = calloc((size_t)l->nblobs, sizeof *s->cnt);
@@ -1038,25 +1041,27 @@ static nr_status psave_take(nr_layer *l, psave *s, bool diff_only, nr_error *err
   s->n = l->nblobs;
   for (int i = 0; i < l->nblobs; i++) {
     nr_blob *b = l->blobs[i];
+    size_t bytes = (size_t)b->count * sizeof(float);
     s->cnt[i] = b->count;
     if (!b->count || !b->data) continue;
-    if (!(s->v[i] = malloc((size_t)b->count * 2 * sizeof(float)))) goto nomem;
-    memcpy(s->v[i], b->data, (size_t)b->count * sizeof(float));
-    memcpy(s->v[i] + b->count, b->diff, (size_t)b->count * sizeof(float));
+    if (!(s->v[i] = malloc(diff_only ? bytes : 2 * bytes))) goto nomem;
+    if (!diff_only) memcpy(s->v[i], b->data, bytes);
+    memcpy(diff_only ? s->v[i] : s->v[i] + b->count, b->diff, bytes);
   }
-  (void)diff_only;
   return NR_OK;
 nomem:
   psave_free(s);
   return nr_err_set(err, NR_ERR_NOMEM, "out of memory saving parameters for a restart");
 }
 
-static void psave_restore(nr_layer *l, const psave *s, bool data, bool diff) {
+/* Puts back what s holds (a parameter whose size changed since is left alone). */
+static void psave_restore(nr_layer *l, const psave *s) {
   for (int i = 0; i < s->n && i < l->nblobs; i++) {
     nr_blob *b = l->blobs[i];
+    size_t bytes = (size_t)b->count * sizeof(float);
     if (!s->v[i] || b->count != s->cnt[i]) continue;
-    if (data) memcpy(b->data, s->v[i], (size_t)b->count * sizeof(float));
-    if (diff) memcpy(b->diff, s->v[i] + b->count, (size_t)b->count * sizeof(float));
+    if (!s->diff_only) memcpy(b->data, s->v[i], bytes);
+    memcpy(b->diff, s->diff_only ? s->v[i] : s->v[i] + b->count, bytes);
   }
 }
 
@@ -1086,7 +1091,7 @@ static nr_status restart_worker(nr_pool *p, worker *w, nr_error *err) {
       bm = NR_PY_SETUP;
       st = call_once(p, q, bm, &cr, err);
       if (st == NR_OK && cr.r == WR_OK) st = call_once(p, q, bm = NR_PY_RESHAPE, &cr, err);
-      psave_restore(q->l, &sv, true, true); /* also when it failed: the next try starts clean */
+      psave_restore(q->l, &sv); /* also when it failed: the next try starts clean */
       psave_free(&sv);
       if (st == NR_OK && cr.r != WR_OK) bad = q;
     }
@@ -1141,7 +1146,7 @@ static nr_status pl_call(nr_pool *p, pl *q, nr_py_method m, nr_error *err) {
     callres_clear(&cr);
     s = restart_worker(p, w, err);
     if (s != NR_OK) break;
-    if (bsave.n) psave_restore(l, &bsave, false, true);
+    if (bsave.n) psave_restore(l, &bsave);
   }
   if (s == NR_OK && cr.r != WR_OK) s = call_error(p, q, m, &cr, err);
   if (s == NR_OK && m == NR_PY_SETUP) q->established = true;
