@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <msgpack.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -439,8 +438,22 @@ static void worker_kill_hung(worker *w) {
  * restarted (a buggy or hostile worker would do it again), and the call fails. */
 typedef enum { WR_OK, WR_PYERR, WR_DEAD, WR_TIMEOUT, WR_GONE, WR_PROTO } wres;
 
-static nr_status need_seg(nr_pool *p, worker *w, nr_blob *b, nr_seg **out, int **fds,
-                          uint32_t **ids, int *nfd, int *capfd, nr_error *err) {
+/* Descriptors to send to a worker before a message, with their segment ids. */
+typedef struct fdlist {
+  int *fds;
+  uint32_t *ids;
+  int n, cap;
+} fdlist;
+
+static void fdlist_free(fdlist *f) {
+  free(f->fds);
+  free(f->ids);
+}
+
+/* Blob b's segment (*out; NULL for a blob without memory), queued in fl when it is new to
+ * worker w. */
+static nr_status need_seg(nr_pool *p, worker *w, nr_blob *b, nr_seg **out, fdlist *fl,
+                          nr_error *err) {
   *out = NULL;
   if (!b->buf) return NR_OK;
   if (b->buf->alloc != &p->alloc)
@@ -455,37 +468,19 @@ static nr_status need_seg(nr_pool *p, worker *w, nr_blob *b, nr_seg **out, int *
   s->known |= bit; /* marked now; the caller fails the whole request otherwise */
   pthread_mutex_unlock(&p->seg_mu);
   if (known) return NR_OK;
-  if (*nfd == *capfd) {
-    int nc = *capfd ? 2 * *capfd : 16;
-    int *nf = realloc(*fds, (size_t)nc * sizeof *nf);
-    if (nf) *fds = nf;
-    uint32_t *ni = realloc(*ids, (size_t)nc * sizeof *ni);
-    if (ni) *ids = ni;
+  if (fl->n == fl->cap) {
+    int nc = fl->cap ? 2 * fl->cap : 16;
+    int *nf = realloc(fl->fds, (size_t)nc * sizeof *nf);
+    if (nf) fl->fds = nf;
+    uint32_t *ni = realloc(fl->ids, (size_t)nc * sizeof *ni);
+    if (ni) fl->ids = ni;
     if (!nf || !ni) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
-    *capfd = nc;
+    fl->cap = nc;
   }
-  (*fds)[*nfd] = s->fd;
-  (*ids)[*nfd] = s->id;
-  (*nfd)++;
+  fl->fds[fl->n] = s->fd;
+  fl->ids[fl->n] = s->id;
+  fl->n++;
   return NR_OK;
-}
-
-static void pack_str(msgpack_packer *pk, const char *s) {
-  size_t n = s ? strlen(s) : 0;
-  msgpack_pack_str(pk, n);
-  msgpack_pack_str_body(pk, s ? s : "", n);
-}
-
-static void pack_desc(msgpack_packer *pk, int kind, int idx, const nr_blob *b, const nr_seg *s) {
-  msgpack_pack_array(pk, 6);
-  msgpack_pack_int(pk, kind);
-  msgpack_pack_int(pk, idx);
-  msgpack_pack_uint32(pk, s ? s->id : 0);
-  msgpack_pack_int64(pk, b->buf ? b->buf->capacity : 0);
-  if (b->shaped) msgpack_pack_true(pk);
-  else msgpack_pack_false(pk);
-  msgpack_pack_array(pk, (size_t)b->num_axes);
-  for (int i = 0; i < b->num_axes; i++) msgpack_pack_int64(pk, b->shape[i]);
 }
 
 static slot *slot_of(pl *q, int kind, int idx) {
@@ -539,33 +534,11 @@ static int64_t shape_bytes(int nd, const int64_t *dims) {
   return n;
 }
 
-/* Decodes the worker's message in c (opcode op) with the validating decoder. The length is
- * read once and checked against the block, and the payload is copied first: the worker
- * shares the block and could change it while the decoder reads. 0, EPROTO or ENOMEM (*why
- * says what was wrong; r is always safe to clear). */
-static int decode_rep(nr_ctl *c, uint32_t op, nr_wire_reply *r, const char **why) {
-  memset(r, 0, sizeof *r);
-  uint32_t len = *(volatile uint32_t *)&c->len;
-  if (len > NR_CTL_BUF_MAX) {
-    *why = "payload length past the end of the control block";
-    return EPROTO;
-  }
-  char *copy = NULL;
-  if (len) {
-    if (!(copy = malloc(len))) {
-      *why = "out of memory";
-      return ENOMEM;
-    }
-    memcpy(copy, c->buf, len);
-  }
-  int rc = nr_wire_decode_reply(op, copy, len, r, why);
-  free(copy);
-  return rc;
-}
-
-/* Posts the message prepared in w->ctl (op, layer, len...) after sending nfd descriptors. */
-static bool post(worker *w, const int *fds, const uint32_t *ids, int nfd) {
-  if (nfd && nr_wire_send_fds(w->sock, fds, ids, nfd)) return false;
+/* Posts the message prepared in w->ctl (op, layer, len...) after sending the descriptors
+ * in fl (NULL: none). */
+static bool post(worker *w, const fdlist *fl) {
+  int nfd = fl ? fl->n : 0;
+  if (nfd && nr_wire_send_fds(w->sock, fl->fds, fl->ids, nfd)) return false;
   w->ctl->nsegs = (uint32_t)nfd;
   atomic_fetch_add_explicit(&w->ctl->req_seq, 1, memory_order_release);
   sem_post(&w->ctl->req);
@@ -601,7 +574,7 @@ static int serve_nested(nr_pool *p, worker *w, pl *q, uint32_t op, const char **
   nr_status st = NR_OK;
   nr_blob *b = NULL;
   nr_wire_reply r;
-  int rc = decode_rep(c, op, &r, bad);
+  int rc = nr_wire_read_reply(c, op, &r, bad);
   if (rc == ENOMEM) {
     st = nr_err_set(&e2, NR_ERR_NOMEM, "out of memory");
     exc = 1;
@@ -652,28 +625,25 @@ static int serve_nested(nr_pool *p, worker *w, pl *q, uint32_t op, const char **
     if (st == NR_ERR_NOMEM) exc = 1;
   }
   nr_wire_reply_clear(&r);
-  int *fds = NULL, nfd = 0, capfd = 0;
-  uint32_t *ids = NULL;
+  fdlist fl = {0};
   nr_seg *seg = NULL;
-  if (st == NR_OK) st = need_seg(p, w, b, &seg, &fds, &ids, &nfd, &capfd, &e2);
-  nr_wbuf wb = {c->buf, 0, NR_CTL_BUF_MAX, false};
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, &wb, nr_wbuf_write);
-  msgpack_pack_array(&pk, 2);
+  if (st == NR_OK) st = need_seg(p, w, b, &seg, &fl, &e2);
+  nr_wire_request a = {0};
   if (st == NR_OK) {
     mark_known(q, b);
-    msgpack_pack_uint32(&pk, seg ? seg->id : 0);
-    msgpack_pack_int64(&pk, b->buf ? b->buf->capacity : 0);
+    a.seg = seg ? seg->id : 0;
+    a.cap = b->buf ? b->buf->capacity : 0;
     c->op = NR_OP_NESTED_OK;
   } else {
-    msgpack_pack_int(&pk, exc);
-    pack_str(&pk, e2.msg);
+    a.exc = exc;
+    a.err_msg = e2.msg;
     c->op = NR_OP_NESTED_ERR;
   }
-  c->len = (uint32_t)wb.len;
-  bool ok = post(w, fds, ids, nfd);
-  free(fds);
-  free(ids);
+  size_t len = 0; /* a message of at most NR_ERROR_MAX bytes: it fits */
+  nr_wire_encode_request(c->op, &a, c->buf, NR_CTL_BUF_MAX, &len);
+  c->len = (uint32_t)len;
+  bool ok = post(w, &fl);
+  fdlist_free(&fl);
   return ok ? 0 : -1;
 }
 
@@ -702,6 +672,91 @@ static void callres_clear(callres *c) {
 
 static nr_status ensure_hello(nr_pool *p, worker *w, callres *cr, nr_error *err);
 
+/* Writes the payload of a call on q into w's control block: the segments w may forget,
+ * the creation arguments (create: a new Python object), and every slot whose blob changed
+ * since the worker last saw it, queueing in fl the descriptors of segments new to w. */
+static nr_status write_call(nr_pool *p, worker *w, pl *q, bool create, fdlist *fl,
+                            nr_error *err) {
+  nr_layer *l = q->l;
+  int npar_send = create ? q->npre : (q->bound < l->nblobs ? q->bound : l->nblobs);
+  /* Which slots changed since the worker last saw them? */
+  int nd = 0;
+  for (int i = 0; i < l->nbottom; i++) nd += slot_stale(&q->bot[i], l->bottom[i]);
+  for (int i = 0; i < l->ntop; i++) nd += slot_stale(&q->top[i], l->top[i]);
+  NR_TRY(grow_par(q, l->nblobs, err));
+  for (int i = 0; i < npar_send; i++) nd += slot_stale(&q->par[i], l->blobs[i]);
+  nr_status st = NR_OK;
+  nr_wire_request rq = {0};
+  if (create) {
+    const Caffe__PythonParameter *pp = l->param->python_param;
+    rq.create = true;
+    rq.name = l->name;
+    rq.module = pp->module;
+    rq.layer = pp->layer;
+    rq.param_str = pp->param_str;
+    rq.source_dir = l->ctx ? l->ctx->source_dir : NULL;
+    rq.phase = l->phase;
+    rq.nbottom = l->nbottom;
+    rq.ntop = l->ntop;
+    if (!(rq.aliases = calloc((size_t)l->ntop + 1, sizeof *rq.aliases))) goto nomem;
+    for (int i = 0; i < l->ntop; i++) {
+      int a = -1;
+      for (int j = 0; j < l->nbottom && a < 0; j++)
+        if (l->bottom[j] == l->top[i]) a = j;
+      rq.aliases[i] = a;
+    }
+    if (q->of) { /* a prefetched data layer: what caffe.get_worker_info() says in it */
+      rq.replica = q->replica;
+      rq.nreplicas = nr__pf_replicas(q->of);
+      rq.first_batch = q->first_batch;
+    }
+  }
+  if (nd) {
+    if (!(rq.blobs = calloc((size_t)nd, sizeof *rq.blobs))) goto nomem;
+    for (int kind = 0; kind < 3 && st == NR_OK; kind++) {
+      int n = kind == 0 ? l->nbottom : kind == 1 ? l->ntop : npar_send;
+      for (int i = 0; i < n && st == NR_OK; i++) {
+        nr_blob *b = blob_of(q, kind, i);
+        slot *s = slot_of(q, kind, i);
+        if (!slot_stale(s, b)) continue;
+        nr_seg *seg = NULL;
+        st = need_seg(p, w, b, &seg, fl, err);
+        nr_wire_blob *d = &rq.blobs[rq.nblobs++];
+        *d = (nr_wire_blob){{kind, i, b->num_axes, {0}}, seg ? seg->id : 0,
+                            b->buf ? b->buf->capacity : 0, b->shaped};
+        memcpy(d->shape.dims, b->shape, (size_t)b->num_axes * sizeof *b->shape);
+      }
+    }
+    for (int kind = 0; kind < 3; kind++) { /* mark after packing: aliases counted once each */
+      int n = kind == 0 ? l->nbottom : kind == 1 ? l->ntop : npar_send;
+      for (int i = 0; i < n; i++) {
+        nr_blob *b = blob_of(q, kind, i);
+        *slot_of(q, kind, i) = (slot){b, b->generation, true};
+      }
+    }
+  }
+  if (st == NR_OK) {
+    /* the segments freed since the last request, forgotten once it is written */
+    pthread_mutex_lock(&p->seg_mu);
+    rq.forget = w->forget;
+    rq.nforget = (uint32_t)w->nforget;
+    size_t len = 0;
+    if (nr_wire_encode_request(NR_OP_CALL, &rq, w->ctl->buf, NR_CTL_BUF_MAX, &len) == 0) {
+      w->ctl->len = (uint32_t)len;
+      w->nforget = 0;
+    } else {
+      st = nr_err_set(err, NR_ERR_INTERNAL, "request does not fit the control block");
+    }
+    pthread_mutex_unlock(&p->seg_mu);
+  }
+  free(rq.aliases);
+  free(rq.blobs);
+  return st;
+nomem:
+  free(rq.aliases);
+  return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
+}
+
 /* One request/reply exchange for method m of layer q (no restart logic). Returns NR_OK
  * with cr->r telling what happened, or an error of the core side itself. */
 static nr_status exchange(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_error *err) {
@@ -715,9 +770,7 @@ static nr_status exchange(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_err
     return NR_OK;
   }
   nr_ctl *c = w->ctl;
-  int *fds = NULL, nfd = 0, capfd = 0;
-  uint32_t *ids = NULL;
-  nr_status st = NR_OK;
+  fdlist fl = {0};
   bool create = m == NR_PY_SETUP && !q->created;
   if (create) {
     /* fresh object in this process: it knows no slot yet */
@@ -728,86 +781,7 @@ static nr_status exchange(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_err
     q->bound = q->npre;
     NR_TRY(grow_par(q, l->nblobs, err));
   }
-  int npar_send = create ? q->npre : (q->bound < l->nblobs ? q->bound : l->nblobs);
-  /* Which slots changed since the worker last saw them? */
-  int nd = 0;
-  for (int i = 0; i < l->nbottom; i++) nd += slot_stale(&q->bot[i], l->bottom[i]);
-  for (int i = 0; i < l->ntop; i++) nd += slot_stale(&q->top[i], l->top[i]);
-  NR_TRY(grow_par(q, l->nblobs, err));
-  for (int i = 0; i < npar_send; i++) nd += slot_stale(&q->par[i], l->blobs[i]);
-  pthread_mutex_lock(&p->seg_mu);
-  int nmap = (nd > 0) + (w->nforget > 0) + create + (create && q->of);
-  c->len = 0;
-  if (nmap) {
-    nr_wbuf wb = {c->buf, 0, NR_CTL_BUF_MAX, false};
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &wb, nr_wbuf_write);
-    msgpack_pack_map(&pk, (size_t)nmap);
-    if (w->nforget) {
-      pack_str(&pk, "forget");
-      msgpack_pack_array(&pk, w->nforget);
-      for (size_t i = 0; i < w->nforget; i++) msgpack_pack_uint32(&pk, w->forget[i]);
-      w->nforget = 0;
-    }
-    pthread_mutex_unlock(&p->seg_mu);
-    if (create) {
-      const Caffe__PythonParameter *pp = l->param->python_param;
-      pack_str(&pk, "create");
-      msgpack_pack_array(&pk, 9);
-      pack_str(&pk, l->name);
-      pack_str(&pk, pp->module);
-      pack_str(&pk, pp->layer);
-      pack_str(&pk, pp->param_str);
-      pack_str(&pk, l->ctx ? l->ctx->source_dir : NULL);
-      msgpack_pack_int(&pk, l->phase);
-      msgpack_pack_int(&pk, l->nbottom);
-      msgpack_pack_int(&pk, l->ntop);
-      msgpack_pack_array(&pk, (size_t)l->ntop);
-      for (int i = 0; i < l->ntop; i++) {
-        int a = -1;
-        for (int j = 0; j < l->nbottom && a < 0; j++)
-          if (l->bottom[j] == l->top[i]) a = j;
-        msgpack_pack_int(&pk, a);
-      }
-    }
-    if (create && q->of) {
-      /* "winfo": [replica, replicas, first batch] of a prefetched data layer, what
-       * caffe.get_worker_info() returns in it (a key of its own: a worker that does not
-       * know it skips it, and the replication tests fail loudly) */
-      pack_str(&pk, "winfo");
-      msgpack_pack_array(&pk, 3);
-      msgpack_pack_int(&pk, q->replica);
-      msgpack_pack_int(&pk, nr__pf_replicas(q->of));
-      msgpack_pack_int64(&pk, q->first_batch);
-    }
-    if (nd) {
-      pack_str(&pk, "blobs");
-      msgpack_pack_array(&pk, (size_t)nd);
-      for (int kind = 0; kind < 3 && st == NR_OK; kind++) {
-        int n = kind == 0 ? l->nbottom : kind == 1 ? l->ntop : npar_send;
-        for (int i = 0; i < n && st == NR_OK; i++) {
-          nr_blob *b = blob_of(q, kind, i);
-          slot *s = slot_of(q, kind, i);
-          if (!slot_stale(s, b)) continue;
-          nr_seg *seg = NULL;
-          st = need_seg(p, w, b, &seg, &fds, &ids, &nfd, &capfd, err);
-          if (st == NR_OK) pack_desc(&pk, kind, i, b, seg);
-        }
-      }
-      for (int kind = 0; kind < 3; kind++) { /* mark after packing: aliases counted once each */
-        int n = kind == 0 ? l->nbottom : kind == 1 ? l->ntop : npar_send;
-        for (int i = 0; i < n; i++) {
-          nr_blob *b = blob_of(q, kind, i);
-          *slot_of(q, kind, i) = (slot){b, b->generation, true};
-        }
-      }
-    }
-    if (st == NR_OK && wb.overflow)
-      st = nr_err_set(err, NR_ERR_INTERNAL, "request does not fit the control block");
-    c->len = (uint32_t)wb.len;
-  } else {
-    pthread_mutex_unlock(&p->seg_mu);
-  }
+  nr_status st = write_call(p, w, q, create, &fl, err);
   if (st != NR_OK) goto out;
   c->op = NR_OP_CALL;
   c->layer = q->id;
@@ -824,7 +798,7 @@ static nr_status exchange(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_err
   int64_t deadline = p->o.timeout_sec > 0
                          ? nr_wire_now_ns() + (int64_t)(p->o.timeout_sec * 1e9)
                          : 0;
-  if (!post(w, fds, ids, nfd)) {
+  if (!post(w, &fl)) {
     cr->r = WR_DEAD;
     goto out;
   }
@@ -853,7 +827,7 @@ static nr_status exchange(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_err
   if (op == NR_REP_OK || op == NR_REP_ERROR) {
     nr_wire_reply r;
     const char *why = NULL;
-    int rc = decode_rep(c, op, &r, &why);
+    int rc = nr_wire_read_reply(c, op, &r, &why);
     if (rc == ENOMEM) {
       st = nr_err_set(err, NR_ERR_NOMEM, "out of memory reading a Python worker's reply");
     } else if (rc) {
@@ -894,8 +868,7 @@ static nr_status exchange(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_err
     proto_fail(cr, "unexpected message (opcode %u) as the reply to a call", op);
   }
 out:
-  free(fds);
-  free(ids);
+  fdlist_free(&fl);
   return st;
 }
 
@@ -916,7 +889,7 @@ static nr_status ensure_hello(nr_pool *p, worker *w, callres *cr, nr_error *err)
   if (op == NR_REP_ERROR) {
     nr_wire_reply r;
     const char *why = NULL;
-    int rc = decode_rep(w->ctl, NR_REP_ERROR, &r, &why);
+    int rc = nr_wire_read_reply(w->ctl, NR_REP_ERROR, &r, &why);
     if (rc == EPROTO) {
       nr_wire_reply_clear(&r);
       proto_fail(cr, "start failure reply: %s", why);
@@ -1207,7 +1180,7 @@ static void pl_free(nr_pool *p, pl *q) {
     w->ctl->op = NR_OP_RELEASE;
     w->ctl->layer = q->id;
     w->ctl->len = 0;
-    if (post(w, NULL, NULL, 0)) {
+    if (post(w, NULL)) {
       uint32_t seq = atomic_load(&w->ctl->req_seq);
       wres r = wait_reply(p, w, seq, nr_wire_now_ns() + 5000000000LL);
       if (r != WR_OK) worker_finish(w, r);
@@ -1782,7 +1755,7 @@ void nr_pool_destroy(nr_pool *p) {
     if (!atomic_load(&w->dead)) {
       w->ctl->op = NR_OP_EXIT;
       w->ctl->len = 0;
-      post(w, NULL, NULL, 0);
+      post(w, NULL);
     }
     shutdown(w->sock, SHUT_RDWR);
   }
