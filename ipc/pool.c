@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "locate.h"
-#include "pydesc.h"
+#include "pybind.h"
 #include "wire.h"
 
 extern char **environ;
@@ -63,24 +63,14 @@ typedef struct worker {
   pthread_mutex_t io;
 } worker;
 
-typedef struct slot {
-  nr_blob *b;
-  uint64_t gen;
-  bool valid;
-} slot;
-
 /* Per Python layer, in nr_layer.priv. */
 typedef struct pl {
   nr_pool *pool;
-  nr_layer *l;
+  nr_pybind pb;     /* pb.l: the layer (a replica's is its own copy, `fake`) */
   uint32_t id;
   int w;
   bool created;     /* the object exists in the current worker process */
   bool established; /* setup succeeded once (re-set up on restart) */
-  int npre;         /* params existing before the first setup */
-  int bound;        /* params the worker's BlobVec holds */
-  slot *bot, *top, *par;
-  int npar_cap;
   struct pl *next;  /* pool's list, creation order */
   /* Prefetched data layers: the head replica (the net layer's priv) points at the
    * controller (pf); every replica points at it with `of`. A replica runs on its own copy
@@ -116,6 +106,10 @@ struct nr_pool {
 };
 
 static FILE *logf_(nr_pool *p) { return p->o.log; }
+
+/* What the Python-layer bindings (pybind.h) call in the engine. */
+static const nr_pybind_engine engine = {nr_blob_reshape, nr_layer_add_param,
+                                        nr_blob_shape_str};
 
 struct pf;
 static int nr__pf_replicas(const struct pf *f);
@@ -483,46 +477,6 @@ static nr_status need_seg(nr_pool *p, worker *w, nr_blob *b, nr_seg **out, fdlis
   return NR_OK;
 }
 
-static slot *slot_of(pl *q, int kind, int idx) {
-  nr_layer *l = q->l;
-  if (kind == NR_SLOT_BOTTOM) return idx >= 0 && idx < l->nbottom ? &q->bot[idx] : NULL;
-  if (kind == NR_SLOT_TOP) return idx >= 0 && idx < l->ntop ? &q->top[idx] : NULL;
-  return idx >= 0 && idx < l->nblobs && idx < q->npar_cap ? &q->par[idx] : NULL;
-}
-
-static nr_blob *blob_of(pl *q, int kind, int idx) {
-  nr_layer *l = q->l;
-  if (kind == NR_SLOT_BOTTOM) return idx >= 0 && idx < l->nbottom ? l->bottom[idx] : NULL;
-  if (kind == NR_SLOT_TOP) return idx >= 0 && idx < l->ntop ? l->top[idx] : NULL;
-  return idx >= 0 && idx < l->nblobs ? l->blobs[idx] : NULL;
-}
-
-static nr_status grow_par(pl *q, int n, nr_error *err) {
-  if (n <= q->npar_cap) return NR_OK;
-  int nc = n < 8 ? 8 : 2 * n;
-  slot *ns = realloc(q->par, (size_t)nc * sizeof *ns);
-  if (!ns) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
-  memset(ns + q->npar_cap, 0, (size_t)(nc - q->npar_cap) * sizeof *ns);
-  q->par = ns;
-  q->npar_cap = nc;
-  return NR_OK;
-}
-
-/* The worker now knows blob b as it is: every slot of q holding b is up to date. */
-static void mark_known(pl *q, nr_blob *b) {
-  nr_layer *l = q->l;
-  for (int i = 0; i < l->nbottom; i++)
-    if (l->bottom[i] == b) q->bot[i] = (slot){b, b->generation, true};
-  for (int i = 0; i < l->ntop; i++)
-    if (l->top[i] == b) q->top[i] = (slot){b, b->generation, true};
-  for (int i = 0; i < l->nblobs && i < q->npar_cap; i++)
-    if (l->blobs[i] == b) q->par[i] = (slot){b, b->generation, true};
-}
-
-static bool slot_stale(const slot *s, const nr_blob *b) {
-  return !s->valid || s->b != b || s->gen != b->generation;
-}
-
 /* Bytes of a blob of shape dims (count x sizeof(float)), saturating at INT64_MAX. */
 static int64_t shape_bytes(int nd, const int64_t *dims) {
   int64_t n = (int64_t)sizeof(float);
@@ -589,38 +543,23 @@ static int serve_nested(nr_pool *p, worker *w, pl *q, uint32_t op, const char **
     int kind = r.nested.kind, idx = r.nested.idx, nd = r.nested.nd;
     const int64_t *dims = r.nested.dims;
     int64_t bytes = shape_bytes(nd, dims);
-    if (op == NR_REP_GROW && !blob_of(q, kind, idx)) {
+    if (op == NR_REP_GROW && !nr__pybind_blob(&q->pb, kind, idx)) {
       nr_wire_reply_clear(&r);
       *bad = "grow request for a blob the layer does not have";
       return 1;
     }
     if (bytes > p->o.max_blob_bytes) {
       /* a layer asking for an absurd shape: its Python gets a ValueError */
-      nr_blob *nb = op == NR_REP_GROW ? blob_of(q, kind, idx) : NULL;
+      nr_blob *nb = op == NR_REP_GROW ? nr__pybind_blob(&q->pb, kind, idx) : NULL;
       st = nr_err_set(&e2, NR_ERR_INPUT, "%s%s%s of %lld bytes is too large (the limit is %lld "
                       "bytes, --py-max-blob-bytes)", nb ? "blob '" : "a new parameter",
                       nb && nb->name ? nb->name : "", nb ? "'" : "", (long long)bytes,
                       (long long)p->o.max_blob_bytes);
     } else if (op == NR_REP_GROW) {
-      b = blob_of(q, kind, idx);
+      b = nr__pybind_blob(&q->pb, kind, idx);
       st = nr_blob_reshape(b, nd, dims, &e2);
     } else { /* NR_REP_ADD_PARAM: bind the next existing parameter or append one */
-      nr_layer *l = q->l;
-      if (q->bound < l->nblobs) {
-        b = l->blobs[q->bound];
-        bool same = b->num_axes == nd;
-        for (int i = 0; same && i < nd; i++) same = b->shape[i] == dims[i];
-        if (!same) {
-          char sh[256];
-          st = nr_err_set(&e2, NR_ERR_INPUT,
-                          "add_blob: parameter %d has shape %s in the net, Python asks for "
-                          "%d axes", q->bound, nr_blob_shape_str(b, sh, sizeof sh), nd);
-        }
-      } else {
-        st = nr_layer_add_param(l, nd, dims, &b, &e2);
-      }
-      if (st == NR_OK) st = grow_par(q, l->nblobs, &e2);
-      if (st == NR_OK) q->bound++;
+      st = nr__pybind_add_param(&q->pb, &engine, nd, dims, &b, &e2);
     }
     if (st == NR_ERR_NOMEM) exc = 1;
   }
@@ -630,7 +569,7 @@ static int serve_nested(nr_pool *p, worker *w, pl *q, uint32_t op, const char **
   if (st == NR_OK) st = need_seg(p, w, b, &seg, &fl, &e2);
   nr_wire_request a = {0};
   if (st == NR_OK) {
-    mark_known(q, b);
+    nr__pybind_mark(&q->pb, b);
     a.seg = seg ? seg->id : 0;
     a.cap = b->buf ? b->buf->capacity : 0;
     c->op = NR_OP_NESTED_OK;
@@ -672,19 +611,35 @@ static void callres_clear(callres *c) {
 
 static nr_status ensure_hello(nr_pool *p, worker *w, callres *cr, nr_error *err);
 
+/* A call's blob descriptors being written (write_call). */
+typedef struct callblobs {
+  nr_pool *p;
+  worker *w;
+  nr_wire_request *rq; /* blobs: room for every stale slot */
+  uint32_t room;
+  fdlist *fl;
+} callblobs;
+
+/* One slot the worker has not seen as it is: its descriptor, its segment if new to w. */
+static nr_status describe_blob(void *arg, int kind, int idx, nr_blob *b, nr_error *err) {
+  callblobs *cb = arg;
+  if (cb->rq->nblobs == cb->room)
+    return nr_err_set(err, NR_ERR_INTERNAL, "more changed blobs than counted");
+  nr_seg *seg = NULL;
+  NR_TRY(need_seg(cb->p, cb->w, b, &seg, cb->fl, err));
+  nr_wire_blob *d = &cb->rq->blobs[cb->rq->nblobs++];
+  *d = (nr_wire_blob){{kind, idx, b->num_axes, {0}}, seg ? seg->id : 0,
+                      b->buf ? b->buf->capacity : 0, b->shaped};
+  memcpy(d->shape.dims, b->shape, (size_t)b->num_axes * sizeof *b->shape);
+  return NR_OK;
+}
+
 /* Writes the payload of a call on q into w's control block: the segments w may forget,
  * the creation arguments (create: a new Python object), and every slot whose blob changed
  * since the worker last saw it, queueing in fl the descriptors of segments new to w. */
 static nr_status write_call(nr_pool *p, worker *w, pl *q, bool create, fdlist *fl,
                             nr_error *err) {
-  nr_layer *l = q->l;
-  int npar_send = create ? q->npre : (q->bound < l->nblobs ? q->bound : l->nblobs);
-  /* Which slots changed since the worker last saw them? */
-  int nd = 0;
-  for (int i = 0; i < l->nbottom; i++) nd += slot_stale(&q->bot[i], l->bottom[i]);
-  for (int i = 0; i < l->ntop; i++) nd += slot_stale(&q->top[i], l->top[i]);
-  NR_TRY(grow_par(q, l->nblobs, err));
-  for (int i = 0; i < npar_send; i++) nd += slot_stale(&q->par[i], l->blobs[i]);
+  nr_layer *l = q->pb.l;
   nr_status st = NR_OK;
   nr_wire_request rq = {0};
   if (create) {
@@ -699,41 +654,18 @@ static nr_status write_call(nr_pool *p, worker *w, pl *q, bool create, fdlist *f
     rq.nbottom = l->nbottom;
     rq.ntop = l->ntop;
     if (!(rq.aliases = calloc((size_t)l->ntop + 1, sizeof *rq.aliases))) goto nomem;
-    for (int i = 0; i < l->ntop; i++) {
-      int a = -1;
-      for (int j = 0; j < l->nbottom && a < 0; j++)
-        if (l->bottom[j] == l->top[i]) a = j;
-      rq.aliases[i] = a;
-    }
+    nr__pybind_aliases(l, rq.aliases);
     if (q->of) { /* a prefetched data layer: what caffe.get_worker_info() says in it */
       rq.replica = q->replica;
       rq.nreplicas = nr__pf_replicas(q->of);
       rq.first_batch = q->first_batch;
     }
   }
+  int nd = nr__pybind_nstale(&q->pb); /* slots changed since the worker last saw them */
   if (nd) {
     if (!(rq.blobs = calloc((size_t)nd, sizeof *rq.blobs))) goto nomem;
-    for (int kind = 0; kind < 3 && st == NR_OK; kind++) {
-      int n = kind == 0 ? l->nbottom : kind == 1 ? l->ntop : npar_send;
-      for (int i = 0; i < n && st == NR_OK; i++) {
-        nr_blob *b = blob_of(q, kind, i);
-        slot *s = slot_of(q, kind, i);
-        if (!slot_stale(s, b)) continue;
-        nr_seg *seg = NULL;
-        st = need_seg(p, w, b, &seg, fl, err);
-        nr_wire_blob *d = &rq.blobs[rq.nblobs++];
-        *d = (nr_wire_blob){{kind, i, b->num_axes, {0}}, seg ? seg->id : 0,
-                            b->buf ? b->buf->capacity : 0, b->shaped};
-        memcpy(d->shape.dims, b->shape, (size_t)b->num_axes * sizeof *b->shape);
-      }
-    }
-    for (int kind = 0; kind < 3; kind++) { /* mark after packing: aliases counted once each */
-      int n = kind == 0 ? l->nbottom : kind == 1 ? l->ntop : npar_send;
-      for (int i = 0; i < n; i++) {
-        nr_blob *b = blob_of(q, kind, i);
-        *slot_of(q, kind, i) = (slot){b, b->generation, true};
-      }
-    }
+    callblobs cb = {p, w, &rq, (uint32_t)nd, fl};
+    st = nr__pybind_sync(&q->pb, describe_blob, &cb, err);
   }
   if (st == NR_OK) {
     /* the segments freed since the last request, forgotten once it is written */
@@ -761,7 +693,7 @@ nomem:
  * with cr->r telling what happened, or an error of the core side itself. */
 static nr_status exchange(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_error *err) {
   worker *w = &p->w[q->w];
-  nr_layer *l = q->l;
+  nr_layer *l = q->pb.l;
   cr->r = WR_OK;
   NR_TRY(ensure_hello(p, w, cr, err));
   if (cr->r != WR_OK) return NR_OK;
@@ -772,15 +704,7 @@ static nr_status exchange(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_err
   nr_ctl *c = w->ctl;
   fdlist fl = {0};
   bool create = m == NR_PY_SETUP && !q->created;
-  if (create) {
-    /* fresh object in this process: it knows no slot yet */
-    for (int i = 0; i < l->nbottom; i++) q->bot[i].valid = false;
-    for (int i = 0; i < l->ntop; i++) q->top[i].valid = false;
-    for (int i = 0; i < q->npar_cap; i++) q->par[i].valid = false;
-    if (!q->established) q->npre = l->nblobs;
-    q->bound = q->npre;
-    NR_TRY(grow_par(q, l->nblobs, err));
-  }
+  if (create) NR_TRY(nr__pybind_fresh(&q->pb, !q->established, err)); /* a new object */
   nr_status st = write_call(p, w, q, create, &fl, err);
   if (st != NR_OK) goto out;
   c->op = NR_OP_CALL;
@@ -837,7 +761,7 @@ static nr_status exchange(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_err
       for (uint32_t i = 0; i < r.nshapes && cr->r == WR_OK; i++) {
         const nr_wire_shape *x = &r.shapes[i];
         int64_t bytes = shape_bytes(x->nd, x->dims);
-        if (!blob_of(q, x->kind, x->idx))
+        if (!nr__pybind_blob(&q->pb, x->kind, x->idx))
           proto_fail(cr, "reply reshapes %s %d, which the layer does not have",
                      x->kind == NR_SLOT_BOTTOM ? "bottom" : x->kind == NR_SLOT_TOP ? "top"
                                                                                : "parameter",
@@ -849,10 +773,7 @@ static nr_status exchange(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_err
       }
       for (uint32_t i = 0; i < r.nshapes && cr->r == WR_OK && st == NR_OK; i++) {
         const nr_wire_shape *x = &r.shapes[i];
-        nr_blob *b = blob_of(q, x->kind, x->idx);
-        nr_buf *before = b->buf;
-        st = nr_blob_reshape(b, x->nd, x->dims, err);
-        if (st == NR_OK && b->buf == before) mark_known(q, b);
+        st = nr__pybind_apply_shape(&q->pb, &engine, x->kind, x->idx, x->nd, x->dims, err);
       }
     } else if (r.type && strlen(r.type) > 1024) {
       proto_fail(cr, "error reply: exception type name of %zu bytes", strlen(r.type));
@@ -912,7 +833,7 @@ static nr_status ensure_hello(nr_pool *p, worker *w, callres *cr, nr_error *err)
 /* A call on a layer whose worker failed for good earlier: name that first failure. */
 static nr_status gone_error(pl *q, nr_py_method m, const worker *w, nr_error *err) {
   char desc[1024];
-  nr__py_describe(q->l, (int)m, desc, sizeof desc);
+  nr__pybind_describe(q->pb.l, m, desc, sizeof desc);
   return nr_err_set(err, NR_ERR_WORKER, "%s: Python worker %d died earlier in this run, with "
                     "no restart left; the first failure: %s", desc, w->idx,
                     w->first_err ? w->first_err : "(see the first error)");
@@ -920,18 +841,11 @@ static nr_status gone_error(pl *q, nr_py_method m, const worker *w, nr_error *er
 
 /* Turns a failed exchange into the user's message. */
 static nr_status call_error(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_error *err) {
-  char desc[1024];
-  nr__py_describe(q->l, (int)m, desc, sizeof desc);
   worker *w = &p->w[q->w];
-  if (cr->r == WR_PYERR) {
-    const char *tb = cr->tb ? cr->tb : "";
-    size_t tl = strlen(tb);
-    return nr_err_set(err, NR_ERR_PYTHON, "%s raised %s: %s%s%.*s", desc,
-                      cr->type && *cr->type ? cr->type : "Exception", cr->msg ? cr->msg : "",
-                      tl ? "\n" : "", (int)(tl > 12000 ? 12000 : tl),
-                      tl > 12000 ? tb + tl - 12000 : tb);
-  }
+  if (cr->r == WR_PYERR) return nr__pybind_py_error(q->pb.l, m, cr->type, cr->msg, cr->tb, err);
   if (cr->r == WR_GONE) return gone_error(q, m, w, err);
+  char desc[1024];
+  nr__pybind_describe(q->pb.l, m, desc, sizeof desc);
   char how[400], stack[8192];
   if (cr->r == WR_PROTO)
     snprintf(how, sizeof how, "Python worker %d (pid %d) sent an invalid reply (%s); it was "
@@ -1060,11 +974,11 @@ static nr_status restart_worker(nr_pool *p, worker *w, nr_error *err) {
       q->created = false;
       if (!q->established) continue;
       psave sv;
-      if ((st = psave_take(q->l, &sv, false, err)) != NR_OK) break;
+      if ((st = psave_take(q->pb.l, &sv, false, err)) != NR_OK) break;
       bm = NR_PY_SETUP;
       st = call_once(p, q, bm, &cr, err);
       if (st == NR_OK && cr.r == WR_OK) st = call_once(p, q, bm = NR_PY_RESHAPE, &cr, err);
-      psave_restore(q->l, &sv); /* also when it failed: the next try starts clean */
+      psave_restore(q->pb.l, &sv); /* also when it failed: the next try starts clean */
       psave_free(&sv);
       if (st == NR_OK && cr.r != WR_OK) bad = q;
     }
@@ -1094,7 +1008,7 @@ static nr_status restart_worker(nr_pool *p, worker *w, nr_error *err) {
 /* Runs method m of one layer instance q in its worker, with the restart policy. Main
  * thread only. */
 static nr_status pl_call(nr_pool *p, pl *q, nr_py_method m, nr_error *err) {
-  nr_layer *l = q->l;
+  nr_layer *l = q->pb.l;
   worker *w = &p->w[q->w];
   if (w->failed) return gone_error(q, m, w, err);
   if (!w->pid) NR_TRY(worker_spawn(p, w, err));
@@ -1135,16 +1049,11 @@ static nr_status pl_call(nr_pool *p, pl *q, nr_py_method m, nr_error *err) {
 static nr_status pl_new(nr_pool *p, nr_layer *l, bool spread, pl **out, nr_error *err) {
   pl *q = calloc(1, sizeof *q);
   if (!q) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
-  q->bot = calloc((size_t)l->nbottom + 1, sizeof *q->bot);
-  q->top = calloc((size_t)l->ntop + 1, sizeof *q->top);
-  if (!q->bot || !q->top) {
-    free(q->bot);
-    free(q->top);
+  if (nr__pybind_init(&q->pb, l, err) != NR_OK) {
     free(q);
-    return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
+    return NR_ERR_NOMEM;
   }
   q->pool = p;
-  q->l = l;
   q->id = ++p->next_layer;
   /* placement: a new worker per layer up to the limit, then round-robin */
   bool all = p->o.nworkers > 0 || spread;
@@ -1194,9 +1103,7 @@ static void pl_free(nr_pool *p, pl *q) {
     *pp = q->next;
     if (p->layers_tail == q) p->layers_tail = prev;
   }
-  free(q->bot);
-  free(q->top);
-  free(q->par);
+  nr__pybind_free(&q->pb);
   free(q);
 }
 
@@ -1500,7 +1407,7 @@ static nr_status pf_start(nr_pool *p, pf *f, nr_error *err) {
     pl *q = f->rep[r];
     q->fake = *l;
     q->fake.priv = q;
-    q->l = &q->fake;
+    q->pb.l = &q->fake;
     if (r == 0) continue; /* set up already, on the net's tops */
     q->fake.top = f->scratch;
     nr_status s = pl_call(p, q, NR_PY_SETUP, err);
@@ -1793,10 +1700,8 @@ void nr_pool_destroy(nr_pool *p) {
   while (p->layers) {
     pl *q = p->layers;
     p->layers = q->next;
-    q->l->priv = NULL;
-    free(q->bot);
-    free(q->top);
-    free(q->par);
+    q->pb.l->priv = NULL;
+    nr__pybind_free(&q->pb);
     free(q);
   }
   if (p->wake[0] >= 0) close(p->wake[0]);
