@@ -73,13 +73,24 @@ typedef struct pl {
   bool established; /* setup succeeded once (re-set up on restart) */
   struct pl *next;  /* pool's list, creation order */
   /* Prefetched data layers: the head replica (the net layer's priv) points at the
-   * controller (pf); every replica points at it with `of`. A replica runs on its own copy
-   * of the layer (`fake`) whose tops are switched to the buffers it fills. */
-  struct pf *pf, *of;
-  int replica;
-  int64_t first_batch; /* told to the Python object when it is (re)created */
+   * controller (pf). A replica runs on its own copy of the layer (`fake`) whose tops are
+   * switched to the buffers it fills. When the Python object is (re)created it is told
+   * its replica index, the replica count and the first batch it produces
+   * (caffe.get_worker_info()). */
+  struct pf *pf;
+  int replica, nreplicas; /* nreplicas 0: not a replica of a prefetched data layer */
+  int64_t first_batch;
   nr_layer fake;
 } pl;
+
+/* What a restart does around replacing a worker, for the threads that share workers with
+ * the main thread: the prefetched data layers fill it in when they create their first
+ * (p->on_restart; NULL: nothing to do). Main thread only. */
+typedef struct restart_hooks {
+  void (*pause)(nr_pool *p);            /* stop every thread that calls into workers */
+  void (*before)(nr_pool *p, int widx); /* worker widx is about to be replaced */
+  void (*resume)(nr_pool *p);           /* the restart is over, done or failed for good */
+} restart_hooks;
 
 struct nr_pool {
   nr_pool_opts o;
@@ -93,6 +104,7 @@ struct nr_pool {
   uint32_t next_layer;
   pl *layers, *layers_tail;
   struct pf *pfs;   /* prefetched data layers */
+  const restart_hooks *on_restart;
   int restarts;
   /* Segment list, segment `known` bits and the workers' forget lists: touched by the
    * prefetch threads too. */
@@ -112,10 +124,6 @@ static const nr_pybind_engine engine = {nr_blob_reshape, nr_layer_add_param,
                                         nr_blob_shape_str};
 
 struct pf;
-static int nr__pf_replicas(const struct pf *f);
-static void pf_pause_all(nr_pool *p);
-static void pf_resume_all(nr_pool *p);
-static void pf_before_restart(nr_pool *p, int widx);
 static void pf_release(nr_pool *p, struct pf *f);
 
 /* ---------- shared-memory allocator ---------- */
@@ -655,9 +663,9 @@ static nr_status write_call(nr_pool *p, worker *w, pl *q, bool create, fdlist *f
     rq.ntop = l->ntop;
     if (!(rq.aliases = calloc((size_t)l->ntop + 1, sizeof *rq.aliases))) goto nomem;
     nr__pybind_aliases(l, rq.aliases);
-    if (q->of) { /* a prefetched data layer: what caffe.get_worker_info() says in it */
+    if (q->nreplicas) { /* a prefetched data layer: what caffe.get_worker_info() says */
       rq.replica = q->replica;
-      rq.nreplicas = nr__pf_replicas(q->of);
+      rq.nreplicas = q->nreplicas;
       rq.first_batch = q->first_batch;
     }
   }
@@ -955,13 +963,16 @@ static void psave_restore(nr_layer *l, const psave *s) {
 /* Restarts worker w and sets its established layers up again (setup + reshape), keeping
  * their parameter values. Prefetch threads are paused meanwhile (they share workers), and
  * the replicas of data layers that lived in w are re-created told the batch they must
- * produce next (pf_before_restart). A new worker that dies or hangs while its layers are
+ * produce next (p->on_restart). A new worker that dies or hangs while its layers are
  * set up again is restarted in turn while restarts are left (each one counts). When the
  * restart fails, w is failed for good (killed, reaped, closed) before the prefetch threads
  * resume, so none of them waits on it. Main thread only. */
 static nr_status restart_worker(nr_pool *p, worker *w, nr_error *err) {
-  pf_pause_all(p);
-  pf_before_restart(p, w->idx);
+  const restart_hooks *h = p->on_restart;
+  if (h) {
+    h->pause(p);
+    h->before(p, w->idx);
+  }
   nr_status st;
   for (;;) {
     worker_close(p, w);
@@ -1001,7 +1012,7 @@ static nr_status restart_worker(nr_pool *p, worker *w, nr_error *err) {
     nr_err_prefix(err, "setting layers up again after a restart");
     worker_fail(p, w, err->msg);
   }
-  pf_resume_all(p);
+  if (h) h->resume(p);
   return st;
 }
 
@@ -1184,8 +1195,6 @@ typedef struct pf {
   struct pf *next_pf;
 } pf;
 
-static int nr__pf_replicas(const pf *f) { return f->R; }
-
 static void pset_clear_failure(pset *s) {
   callres_clear(&s->cr);
   free(s->err);
@@ -1317,6 +1326,10 @@ static void pf_before_restart(nr_pool *p, int widx) {
   }
 }
 
+/* A restart pauses the prefetch threads, re-creates the replicas of the restarted worker
+ * at their next batch, and resumes the threads. */
+static const restart_hooks pf_restart_hooks = {pf_pause_all, pf_before_restart, pf_resume_all};
+
 static nr_status blobs_like(nr_pool *p, nr_layer *l, nr_blob ***out, nr_error *err) {
   nr_blob **b = calloc((size_t)l->ntop, sizeof *b);
   if (!b) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
@@ -1362,14 +1375,15 @@ static nr_status pf_create(nr_pool *p, nr_layer *l, nr_error *err) {
   f->arg = calloc((size_t)R, sizeof *f->arg);
   f->next_pf = p->pfs;
   p->pfs = f; /* listed first: pf_release frees it whatever happens next */
+  p->on_restart = &pf_restart_hooks;
   if (!f->rep || !f->next || !f->failed || !f->th || !f->th_on || !f->arg)
     return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
   for (int r = 0; r < R; r++) {
     pl *q = NULL;
     nr_status s = pl_new(p, l, R > 1, &q, err);
     if (q) {
-      q->of = f;
       q->replica = r;
+      q->nreplicas = R;
       q->first_batch = r;
       f->next[r] = r;
       f->rep[r] = q;
