@@ -1,5 +1,5 @@
 /* pybind.h: what a backend for Python layers keeps about one layer's Python object, the
- * same for the worker pool (ipc/pool.c) and the in-process library (worker/inproc.c):
+ * same for the worker pool (ipc/pool_call.c) and the in-process library (worker/inproc.c):
  *
  * - the slot cache: for each bottom, top and parameter of the layer, the blob and the
  *   generation the Python side last saw, so a call sends (or rebinds) only what changed;

@@ -1,6 +1,7 @@
 /* wire.h: what the core and a netrun-worker share — the control block, the opcodes, the
- * wait discipline, descriptor passing. Used by both sides (ipc/pool.c and worker/server.c);
- * depends on nothing of core/ so the worker links without the engine.
+ * wait discipline, descriptor passing, the payloads' format. Used by both sides (the pool,
+ * ipc/pool*.c, and worker/server.c); depends on nothing of core/ so the worker links
+ * without the engine.
  *
  * One worker = one Unix stream socket + one control block (a memfd mapped MAP_SHARED by
  * both processes). The socket carries only file descriptors (SCM_RIGHTS) with their
@@ -155,7 +156,7 @@ typedef struct nr_wire_request {
   const char *name, *module, *layer, *param_str, *source_dir; /* never NULL when create */
   int phase, nbottom, ntop;
   int *aliases;                 /* ntop entries: bottom index a top shares, or -1 */
-  /* "winfo", sent with create for a prefetched data layer (ipc/pool.c): what
+  /* "winfo", sent with create for a prefetched data layer (ipc/pool_prefetch.c): what
    * caffe.get_worker_info() answers in it. nreplicas 0 = absent (None). */
   int replica, nreplicas;
   int64_t first_batch;
