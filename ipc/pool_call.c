@@ -173,6 +173,14 @@ static nr_status describe_blob(void *arg, int kind, int idx, nr_blob *b, nr_erro
 static nr_status write_call(nr_pool *p, worker *w, pl *q, bool create, fdlist *fl,
                             nr_error *err) {
   nr_layer *l = q->pb.l;
+  int nd = nr__pybind_nstale(&q->pb); /* slots changed since the worker last saw them */
+  if (!create && !nd) { /* the steady state: nothing to send unless segments to forget */
+    pthread_mutex_lock(&p->seg_mu);
+    bool none = w->nforget == 0;
+    if (none) w->ctl->len = 0;
+    pthread_mutex_unlock(&p->seg_mu);
+    if (none) return NR_OK;
+  }
   nr_status st = NR_OK;
   nr_wire_request rq = {0};
   if (create) {
@@ -194,7 +202,6 @@ static nr_status write_call(nr_pool *p, worker *w, pl *q, bool create, fdlist *f
       rq.first_batch = q->first_batch;
     }
   }
-  int nd = nr__pybind_nstale(&q->pb); /* slots changed since the worker last saw them */
   if (nd) {
     if (!(rq.blobs = calloc((size_t)nd, sizeof *rq.blobs))) goto nomem;
     callblobs cb = {p, w, &rq, (uint32_t)nd, fl};

@@ -65,11 +65,12 @@ static int nslots(const nr_pybind *s, int kind) {
                                 : (npar < s->npar_cap ? npar : s->npar_cap);
 }
 
-int nr__pybind_nstale(const nr_pybind *s) {
-  int n = 0;
-  for (int kind = NR_SLOT_BOTTOM; kind <= NR_SLOT_PARAM; kind++)
-    for (int i = 0, k = nslots(s, kind); i < k; i++)
-      n += stale(slot_at((nr_pybind *)s, kind, i), nr__pybind_blob(s, kind, i));
+int nr__pybind_nstale(const nr_pybind *s) { /* every call: plain loops */
+  const nr_layer *l = s->l;
+  int n = 0, npar = nslots(s, NR_SLOT_PARAM);
+  for (int i = 0; i < l->nbottom; i++) n += stale(&s->bot[i], l->bottom[i]);
+  for (int i = 0; i < l->ntop; i++) n += stale(&s->top[i], l->top[i]);
+  for (int i = 0; i < npar; i++) n += stale(&s->par[i], l->blobs[i]);
   return n;
 }
 

@@ -262,7 +262,10 @@ static void drop_dirty(void *arg, int kind, int idx, int nd, const int64_t *dims
 /* NR_REP_OK, with {shapes: [[kind, idx, [dims]]...]} when Python reshaped blobs. */
 static void finish_ok(nr_server *s, nr_server_layer *wl) {
   shapes sh = {0};
-  nr_rt_take_dirty(wl->L, on_dirty, &sh);
+  if (nr_rt_take_dirty(wl->L, on_dirty, &sh) == 0) { /* the steady state: no payload */
+    nr_server_post(s, NR_REP_OK, 0);
+    return;
+  }
   nr_wire_reply r = {.shapes = sh.v, .nshapes = sh.n};
   size_t len = 0;
   if (nr_wire_encode_reply(NR_REP_OK, &r, s->ctl->buf, NR_CTL_BUF_MAX, &len) == 0) {
