@@ -11,8 +11,9 @@
  *                    nested requests, reply validation, the error a failed call becomes
  *   pool_restart.c   the restart policy: replace a dead or hung worker, set its layers up
  *                    again keeping their parameters, replay the call
- *   pool_prefetch.c  prefetched (and replicated) Python data layers and their threads;
- *                    restarts reach it only through p->on_restart
+ *   pool_prefetch.c  prefetched (and replicated) Python data layers and their threads,
+ *                    and their statistics (nr_pool_data_waits); restarts reach it only
+ *                    through p->on_restart
  *   pool.c           the entry points: create / destroy, the backend's call and release,
  *                    diagnostics
  *
