@@ -137,6 +137,33 @@ void nr_blob_share(nr_blob *dst, nr_blob *src) {
   dst->generation++;
 }
 
+void nr_blob_swap(nr_blob *a, nr_blob *b) {
+  nr_buf *buf = a->buf;
+  a->buf = b->buf;
+  b->buf = buf;
+  float *d = a->data;
+  a->data = b->data;
+  b->data = d;
+  d = a->diff;
+  a->diff = b->diff;
+  b->diff = d;
+  int na = a->num_axes;
+  a->num_axes = b->num_axes;
+  b->num_axes = na;
+  int64_t sh[NR_MAX_AXES];
+  memcpy(sh, a->shape, sizeof sh);
+  memcpy(a->shape, b->shape, sizeof sh);
+  memcpy(b->shape, sh, sizeof sh);
+  int64_t c = a->count;
+  a->count = b->count;
+  b->count = c;
+  bool sd = a->shaped;
+  a->shaped = b->shaped;
+  b->shaped = sd;
+  a->generation++;
+  b->generation++;
+}
+
 int nr_blob_axis(const nr_blob *b, int axis) {
   if (axis < 0) axis += b->num_axes;
   if (axis < 0 || axis >= (b->num_axes ? b->num_axes : 1)) return -1;

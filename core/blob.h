@@ -86,6 +86,12 @@ nr_status nr_blob_reshape4(nr_blob *b, int64_t n, int64_t c, int64_t h, int64_t 
 /* Make dst use src's buffer (data and diff) and shape. src must be shaped. */
 void nr_blob_share(nr_blob *dst, nr_blob *src);
 
+/* Exchanges the memory (buffer, data, diff) and the shape of a and b, without copying;
+ * both generations grow, so a reader that caches a view of either remaps it. Names,
+ * allocators and user tags stay where they were; each buffer keeps its own allocator for
+ * its release. The prefetched data layers hand a ready batch to the net this way. */
+void nr_blob_swap(nr_blob *a, nr_blob *b);
+
 /* Product of dims [start, end). Axis indices may be negative (from the end). */
 int64_t nr_blob_count_range(const nr_blob *b, int start, int end);
 /* Canonical axis index for a possibly negative `axis`; -1 if out of range. */

@@ -22,7 +22,17 @@ typedef enum nr_py_method {
   NR_PY_BACKWARD
 } nr_py_method;
 
-const char *nr_py_method_name(nr_py_method m);
+/* "setup", "reshape", "forward", "backward"; "?" for any other value. Inline: the
+ * in-process library (which does not link the engine) names methods with it too. */
+static inline const char *nr_py_method_name(nr_py_method m) {
+  switch (m) {
+    case NR_PY_SETUP: return "setup";
+    case NR_PY_RESHAPE: return "reshape";
+    case NR_PY_FORWARD: return "forward";
+    case NR_PY_BACKWARD: return "backward";
+  }
+  return "?";
+}
 
 typedef struct nr_py_backend {
   void *ctx;

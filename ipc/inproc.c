@@ -48,7 +48,8 @@ nr_status nr_inproc_create(nr_py_backend **out, nr_error *err) {
   NR_TRY(load(err));
   static char types[4096];
   nr_layer_type_list(types, sizeof types);
-  nr_inproc_host h = {NR_INPROC_ABI, nr_blob_reshape, nr_layer_add_param, types};
+  nr_inproc_host h = {NR_INPROC_ABI, {nr_blob_reshape, nr_layer_add_param, nr_blob_shape_str},
+                      types};
   return loaded->create(&h, out, err);
 }
 

@@ -7,17 +7,16 @@
 
 #include "blob.h"
 #include "layer.h"
+#include "pybind.h"
 #include "pylayer.h"
 
-#define NR_INPROC_ABI 1
+#define NR_INPROC_ABI 2
 #define NR_INPROC_ENTRY "nr_inproc_so_create"
 
 typedef struct nr_inproc_host {
-  int abi; /* NR_INPROC_ABI */
-  nr_status (*blob_reshape)(nr_blob *b, int naxes, const int64_t *dims, nr_error *err);
-  nr_status (*layer_add_param)(nr_layer *l, int naxes, const int64_t *dims, nr_blob **out,
-                               nr_error *err);
-  const char *layer_types; /* for caffe.layer_type_list() */
+  int abi; /* NR_INPROC_ABI (first, whatever the version) */
+  nr_pybind_engine engine;  /* the engine's blob_reshape, layer_add_param, blob_shape_str */
+  const char *layer_types;  /* for caffe.layer_type_list() */
 } nr_inproc_host;
 
 /* Exported by the library. *out is new; destroy frees it (Python stays initialized: it

@@ -19,7 +19,8 @@
  * and R (caffe.get_worker_info()); batch n comes from instance n % R, always consumed in
  * index order. A dead instance is restarted (max_restarts) and re-created at the batch it
  * lost. When the net has to wait for a batch the log says "Waiting for data" (at most
- * every 10 s). Details: the "prefetched data layers" comment in pool.c, docs/workers.md.
+ * every 10 s). Details: the "prefetched data layers" comment in pool_prefetch.c,
+ * docs/workers.md.
  *
  * Faults: a Python exception is NR_ERR_PYTHON; a worker that dies (signal, exit) or hangs
  * past timeout_sec is NR_ERR_WORKER. Both messages name the layer, module.class, method,

@@ -1,3 +1,6 @@
+/* wire.c: everything of the core <-> worker protocol that is not the pool's or the
+ * worker's own logic: the spin-then-sleep wait, descriptor passing, and the msgpack format
+ * of every payload, each encoder beside its validating decoder (see wire.h). */
 #define _GNU_SOURCE
 #include "wire.h"
 
@@ -396,14 +399,14 @@ int nr_wire_decode_reply(uint32_t op, const char *buf, size_t len, nr_wire_reply
 
 void nr_wire_request_clear(nr_wire_request *q) {
   free(q->forget);
-  free(q->name);
-  free(q->module);
-  free(q->layer);
-  free(q->param_str);
-  free(q->source_dir);
+  free((void *)q->name); /* the decoder's own copies (see wire.h) */
+  free((void *)q->module);
+  free((void *)q->layer);
+  free((void *)q->param_str);
+  free((void *)q->source_dir);
   free(q->aliases);
   free(q->blobs);
-  free(q->err_msg);
+  free((void *)q->err_msg);
   memset(q, 0, sizeof *q);
 }
 
@@ -412,13 +415,16 @@ static int decode_create(const msgpack_object *o, nr_wire_request *q, const char
   if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 9)
     BAD("create: not an array of 9");
   const msgpack_object *a = o->via.array.ptr;
-  char **s[5] = {&q->name, &q->module, &q->layer, &q->param_str, &q->source_dir};
+  const char **s[5] = {&q->name, &q->module, &q->layer, &q->param_str, &q->source_dir};
   bool nomem = false;
-  for (int i = 0; i < 5; i++)
-    if (!get_str(&a[i], s[i], &nomem)) {
+  for (int i = 0; i < 5; i++) {
+    char *v = NULL;
+    if (!get_str(&a[i], &v, &nomem)) {
       if (nomem) goto nomem;
       BAD("create: name, module, layer, param_str and source_dir must be strings");
     }
+    *s[i] = v;
+  }
   if (!get_int32(&a[5], 0, 1, &q->phase)) BAD("create: phase is not 0 or 1");
   if (!get_int32(&a[6], 0, (int)NR_WIRE_MAX_ITEMS, &q->nbottom) ||
       !get_int32(&a[7], 0, (int)NR_WIRE_MAX_ITEMS, &q->ntop))
@@ -511,10 +517,12 @@ static int decode_request(uint32_t op, const msgpack_object *o, nr_wire_request 
       if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2 ||
           !get_int32(&o->via.array.ptr[0], 0, 2, &q->exc))
         BAD("nested error: not [kind 0..2, message]");
-      if (!get_str(&o->via.array.ptr[1], &q->err_msg, &nomem)) {
+      char *m = NULL;
+      if (!get_str(&o->via.array.ptr[1], &m, &nomem)) {
         if (nomem) goto nomem;
         BAD("nested error: the message is not a string");
       }
+      q->err_msg = m;
       return 0;
     default:
       BAD("unknown request opcode");
@@ -537,4 +545,195 @@ int nr_wire_decode_request(uint32_t op, const char *buf, size_t len, nr_wire_req
   if (rc == 0) rc = decode_request(op, &u.data, out, why);
   msgpack_unpacked_destroy(&u);
   return rc;
+}
+
+/* Copies the payload of the message in c out of the block into *copy (new; NULL for an
+ * empty payload), its length read once and checked. 0, EPROTO or ENOMEM. */
+static int ctl_payload(const nr_ctl *c, char **copy, uint32_t *len, const char **why) {
+  *copy = NULL;
+  *len = *(const volatile uint32_t *)&c->len;
+  if (*len > NR_CTL_BUF_MAX) BAD("payload length past the end of the control block");
+  if (!*len) return 0;
+  if (!(*copy = malloc(*len))) {
+    *why = "out of memory";
+    return ENOMEM;
+  }
+  memcpy(*copy, c->buf, *len);
+  return 0;
+}
+
+/* nr_wire_read_reply (r) or nr_wire_read_request (q). */
+static int read_ctl(const nr_ctl *c, uint32_t op, nr_wire_reply *r, nr_wire_request *q,
+                    const char **why) {
+  if (r) memset(r, 0, sizeof *r);
+  if (q) memset(q, 0, sizeof *q);
+  char *copy;
+  uint32_t len;
+  int rc = ctl_payload(c, &copy, &len, why);
+  if (rc == 0)
+    rc = r ? nr_wire_decode_reply(op, copy, len, r, why)
+           : nr_wire_decode_request(op, copy, len, q, why);
+  free(copy);
+  return rc;
+}
+
+int nr_wire_read_reply(const nr_ctl *c, uint32_t op, nr_wire_reply *out, const char **why) {
+  return read_ctl(c, op, out, NULL, why);
+}
+
+int nr_wire_read_request(const nr_ctl *c, uint32_t op, nr_wire_request *out,
+                         const char **why) {
+  return read_ctl(c, op, NULL, out, why);
+}
+
+/* ---- encoding ---- */
+
+/* Packs at most max bytes of s (NULL = ""). */
+static void pack_str(msgpack_packer *pk, const char *s, size_t max) {
+  size_t n = s ? strlen(s) : 0;
+  if (n > max) n = max;
+  msgpack_pack_str(pk, n);
+  msgpack_pack_str_body(pk, s ? s : "", n);
+}
+
+static void pack_key(msgpack_packer *pk, const char *key) { pack_str(pk, key, SIZE_MAX); }
+
+static void pack_dims(msgpack_packer *pk, int nd, const int64_t *dims) {
+  msgpack_pack_array(pk, (size_t)nd);
+  for (int i = 0; i < nd; i++) msgpack_pack_int64(pk, dims[i]);
+}
+
+/* [kind, idx, [dims...]] (get_shape) */
+static void pack_shape(msgpack_packer *pk, const nr_wire_shape *s) {
+  msgpack_pack_array(pk, 3);
+  msgpack_pack_int(pk, s->kind);
+  msgpack_pack_int(pk, s->idx);
+  pack_dims(pk, s->nd, s->dims);
+}
+
+/* [kind, idx, seg, cap, shaped, [dims]] (get_blob) */
+static void pack_blob(msgpack_packer *pk, const nr_wire_blob *b) {
+  msgpack_pack_array(pk, 6);
+  msgpack_pack_int(pk, b->shape.kind);
+  msgpack_pack_int(pk, b->shape.idx);
+  msgpack_pack_uint32(pk, b->seg);
+  msgpack_pack_int64(pk, b->cap);
+  if (b->shaped) msgpack_pack_true(pk);
+  else msgpack_pack_false(pk);
+  pack_dims(pk, b->shape.nd, b->shape.dims);
+}
+
+/* [name, module, layer, param_str, source_dir, phase, nbottom, ntop, [aliases]]
+ * (decode_create) */
+static void pack_create(msgpack_packer *pk, const nr_wire_request *q) {
+  msgpack_pack_array(pk, 9);
+  pack_str(pk, q->name, SIZE_MAX);
+  pack_str(pk, q->module, SIZE_MAX);
+  pack_str(pk, q->layer, SIZE_MAX);
+  pack_str(pk, q->param_str, SIZE_MAX);
+  pack_str(pk, q->source_dir, SIZE_MAX);
+  msgpack_pack_int(pk, q->phase);
+  msgpack_pack_int(pk, q->nbottom);
+  msgpack_pack_int(pk, q->ntop);
+  msgpack_pack_array(pk, (size_t)q->ntop);
+  for (int i = 0; i < q->ntop; i++) msgpack_pack_int(pk, q->aliases[i]);
+}
+
+static int encoded(const nr_wbuf *wb, size_t *len) {
+  if (wb->overflow) return ENOSPC;
+  *len = wb->len;
+  return 0;
+}
+
+int nr_wire_encode_request(uint32_t op, const nr_wire_request *q, char *buf, size_t cap,
+                           size_t *len) {
+  nr_wbuf wb = {buf, 0, cap, false};
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &wb, nr_wbuf_write);
+  *len = 0;
+  switch (op) {
+    case NR_OP_CALL: {
+      size_t keys = (q->nforget > 0) + q->create + (q->nreplicas > 0) + (q->nblobs > 0);
+      if (!keys) return 0; /* the hot path: nothing changed */
+      msgpack_pack_map(&pk, keys);
+      if (q->nforget) {
+        pack_key(&pk, "forget");
+        msgpack_pack_array(&pk, q->nforget);
+        for (uint32_t i = 0; i < q->nforget; i++) msgpack_pack_uint32(&pk, q->forget[i]);
+      }
+      if (q->create) {
+        pack_key(&pk, "create");
+        pack_create(&pk, q);
+      }
+      if (q->nreplicas) {
+        /* "winfo": [replica, replicas, first batch] of a prefetched data layer, what
+         * caffe.get_worker_info() returns in it (a key of its own: a worker that does not
+         * know it skips it, and the replication tests fail loudly) */
+        pack_key(&pk, "winfo");
+        msgpack_pack_array(&pk, 3);
+        msgpack_pack_int(&pk, q->replica);
+        msgpack_pack_int(&pk, q->nreplicas);
+        msgpack_pack_int64(&pk, q->first_batch);
+      }
+      if (q->nblobs) {
+        pack_key(&pk, "blobs");
+        msgpack_pack_array(&pk, q->nblobs);
+        for (uint32_t i = 0; i < q->nblobs; i++) pack_blob(&pk, &q->blobs[i]);
+      }
+      return encoded(&wb, len);
+    }
+    case NR_OP_NESTED_OK:
+      msgpack_pack_array(&pk, 2);
+      msgpack_pack_uint32(&pk, q->seg);
+      msgpack_pack_int64(&pk, q->cap);
+      return encoded(&wb, len);
+    case NR_OP_NESTED_ERR:
+      msgpack_pack_array(&pk, 2);
+      msgpack_pack_int(&pk, q->exc);
+      pack_str(&pk, q->err_msg, SIZE_MAX);
+      return encoded(&wb, len);
+    default:
+      return EINVAL;
+  }
+}
+
+int nr_wire_encode_reply(uint32_t op, const nr_wire_reply *r, char *buf, size_t cap,
+                         size_t *len) {
+  nr_wbuf wb = {buf, 0, cap, false};
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &wb, nr_wbuf_write);
+  *len = 0;
+  switch (op) {
+    case NR_REP_HELLO:
+      return 0;
+    case NR_REP_OK:
+      if (!r->nshapes) return 0; /* the hot path: no blob reshaped */
+      msgpack_pack_map(&pk, 1);
+      pack_key(&pk, "shapes");
+      msgpack_pack_array(&pk, r->nshapes);
+      for (uint32_t i = 0; i < r->nshapes; i++) pack_shape(&pk, &r->shapes[i]);
+      return encoded(&wb, len);
+    case NR_REP_ERROR: {
+      const char *tb = r->tb ? r->tb : "";
+      size_t tbl = strlen(tb);
+      for (;;) {
+        wb = (nr_wbuf){buf, 0, cap, false};
+        msgpack_pack_map(&pk, 3);
+        pack_key(&pk, "type");
+        pack_str(&pk, r->type, cap / 4);
+        pack_key(&pk, "msg");
+        pack_str(&pk, r->msg, cap / 4);
+        pack_key(&pk, "tb");
+        pack_str(&pk, tb + strlen(tb) - tbl, tbl);
+        if (!wb.overflow || !tbl) return encoded(&wb, len);
+        tbl /= 2;
+      }
+    }
+    case NR_REP_GROW:
+    case NR_REP_ADD_PARAM:
+      pack_shape(&pk, &r->nested);
+      return encoded(&wb, len);
+    default:
+      return EINVAL;
+  }
 }

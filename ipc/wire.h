@@ -1,6 +1,7 @@
 /* wire.h: what the core and a netrun-worker share — the control block, the opcodes, the
- * wait discipline, descriptor passing. Used by both sides (ipc/pool.c and worker/server.c);
- * depends on nothing of core/ so the worker links without the engine.
+ * wait discipline, descriptor passing, the payloads' format. Used by both sides (the pool,
+ * ipc/pool*.c, and worker/server.c); depends on nothing of core/ so the worker links
+ * without the engine.
  *
  * One worker = one Unix stream socket + one control block (a memfd mapped MAP_SHARED by
  * both processes). The socket carries only file descriptors (SCM_RIGHTS) with their
@@ -19,8 +20,10 @@
  * semaphores and keeps waiting for the final reply. rep_seq lets the core tell a real reply
  * from a wake-up posted by its liveness watcher when the worker died.
  *
- * Payloads are msgpack maps in buf; an empty payload (len 0) is the common hot-path case
- * (no shapes changed, nothing to forget), so a steady-state forward encodes nothing.
+ * Payloads are msgpack in buf; an empty payload (len 0) is the common hot-path case (no
+ * shapes changed, nothing to forget), so a steady-state forward encodes nothing. All of
+ * the format is in wire.c: each direction has one encoder and one validating decoder, and
+ * neither side packs or unpacks msgpack itself.
  */
 #ifndef NR_WIRE_H
 #define NR_WIRE_H
@@ -96,7 +99,8 @@ int nr_wire_send_fds(int sock, const int *fds, const uint32_t *ids, int n);
 int nr_wire_recv_fds(int sock, int *fds, uint32_t *ids, int n);
 
 /* msgpack writer into a bounded buffer (the control block); overflow is remembered and the
- * caller decides (usually: truncate the text that caused it and encode again). */
+ * caller decides (usually: truncate the text that caused it and encode again). The
+ * encoders below use it; tests that forge malformed payloads use it with msgpack-c. */
 typedef struct nr_wbuf {
   char *p;
   size_t len, cap;
@@ -149,10 +153,10 @@ typedef struct nr_wire_request {
   uint32_t *forget;             /* segment ids the worker may unmap */
   uint32_t nforget;
   bool create;                  /* the creation arguments below are present */
-  char *name, *module, *layer, *param_str, *source_dir; /* never NULL when create */
+  const char *name, *module, *layer, *param_str, *source_dir; /* never NULL when create */
   int phase, nbottom, ntop;
   int *aliases;                 /* ntop entries: bottom index a top shares, or -1 */
-  /* "winfo", sent with create for a prefetched data layer (ipc/pool.c): what
+  /* "winfo", sent with create for a prefetched data layer (ipc/pool_prefetch.c): what
    * caffe.get_worker_info() answers in it. nreplicas 0 = absent (None). */
   int replica, nreplicas;
   int64_t first_batch;
@@ -162,8 +166,11 @@ typedef struct nr_wire_request {
   uint32_t seg;
   int64_t cap;
   int exc;
-  char *err_msg;
+  const char *err_msg;
 } nr_wire_request;
+
+/* The request's strings (const: an encoder's caller points them at its own text) belong to
+ * the struct when a decoder filled it; nr_wire_request_clear frees them. */
 
 /* Decodes the payload of a worker message with opcode op. An empty payload is valid for
  * NR_REP_HELLO and NR_REP_OK. Returns 0, EPROTO or ENOMEM. */
@@ -176,5 +183,40 @@ void nr_wire_reply_clear(nr_wire_reply *r);
 int nr_wire_decode_request(uint32_t op, const char *buf, size_t len, nr_wire_request *out,
                            const char **why);
 void nr_wire_request_clear(nr_wire_request *q);
+
+/* Decodes the message waiting in control block c (opcode op): the length is read once and
+ * checked against the block, and the payload is copied out of the block before the decoder
+ * reads it (the other process shares the block and could change it meanwhile). Then as
+ * nr_wire_decode_reply / nr_wire_decode_request (EPROTO also for a length past the end of
+ * the block; ENOMEM when the copy cannot be made). out is always safe to clear. */
+int nr_wire_read_reply(const nr_ctl *c, uint32_t op, nr_wire_reply *out, const char **why);
+int nr_wire_read_request(const nr_ctl *c, uint32_t op, nr_wire_request *out,
+                         const char **why);
+
+/* ---- Encoding payloads ----
+ *
+ * The inverse of the decoders: each writes the payload of a message with opcode op into
+ * buf[0..cap) (the control block's buf) and sets *len, so that the matching decoder
+ * gives back the same struct. Only the fields of that opcode are read (borrowed):
+ *   core -> worker (nr_wire_encode_request)
+ *     NR_OP_CALL        a map with the keys whose fields are set: "forget" (nforget > 0),
+ *                       "create" (create; NULL strings are sent empty), "winfo"
+ *                       (nreplicas > 0), "blobs" (nblobs > 0); none: no payload (len 0,
+ *                       the hot path)
+ *     NR_OP_NESTED_OK   [seg, cap]
+ *     NR_OP_NESTED_ERR  [exc, err_msg]
+ *   worker -> core (nr_wire_encode_reply)
+ *     NR_REP_OK         {shapes} when nshapes > 0, else no payload
+ *     NR_REP_ERROR      {type, msg, tb}, made to fit: type and msg are cut to cap / 4 bytes
+ *                       each and the traceback from its start, by halves, until the message
+ *                       fits (its last frames are the useful ones); NULL strings empty
+ *     NR_REP_GROW, NR_REP_ADD_PARAM   nested: [kind, idx, [dims]]
+ *     NR_REP_HELLO      no payload
+ * Returns 0, ENOSPC when the payload does not fit in cap bytes (buf then holds nothing
+ * usable), or EINVAL for an opcode that has no payload in that direction. */
+int nr_wire_encode_request(uint32_t op, const nr_wire_request *q, char *buf, size_t cap,
+                           size_t *len);
+int nr_wire_encode_reply(uint32_t op, const nr_wire_reply *r, char *buf, size_t cap,
+                         size_t *len);
 
 #endif

@@ -1,6 +1,6 @@
 /* netrun-worker: one process of the Python-layer pool (see ipc/wire.h, docs/workers.md).
  *
- * Started by the core (ipc/pool.c) with fd 3 = its Unix socket (descriptors only),
+ * Started by the core (ipc/pool_proc.c) with fd 3 = its Unix socket (descriptors only),
  * fd 4 = the control block memfd, fd 5 = a memfd faulthandler writes the last Python stack
  * to, argv[1] = the core's pid. It embeds CPython, says hello, then serves requests until
  * NR_OP_EXIT, socket EOF, or the core's death (PR_SET_PDEATHSIG(SIGKILL)). SIGINT is

@@ -64,7 +64,7 @@ typedef struct nr_rt_layer_info {
   const char *name, *module, *cls, *param_str, *source_dir;
   int phase, nbottom, ntop;
   const int *aliases; /* per top: index of the bottom it is (in-place), or -1 */
-  /* A prefetched data layer (ipc/pool.c): replica index, replica count (>= 1) and the
+  /* A prefetched data layer (ipc/pool_prefetch.c): replica index, replica count (>= 1) and the
    * global index of the first batch this replica produces. nreplicas 0 = none, and
    * caffe.get_worker_info() returns None while this layer runs. */
   int replica, nreplicas;

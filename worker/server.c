@@ -4,7 +4,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <msgpack.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -159,40 +158,13 @@ static int layer_index(const nr_server *s, uint32_t id) {
   return -1;
 }
 
-/* ---- msgpack ---- */
-
-/* Packs at most max bytes of s (NULL = ""). */
-static void pack_str(msgpack_packer *pk, const char *s, size_t max) {
-  size_t n = s ? strlen(s) : 0;
-  if (n > max) n = max;
-  msgpack_pack_str(pk, n);
-  msgpack_pack_str_body(pk, s ? s : "", n);
-}
-
-static void pack_shape(msgpack_packer *pk, int kind, int idx, int nd, const int64_t *dims) {
-  msgpack_pack_array(pk, 3);
-  msgpack_pack_int(pk, kind);
-  msgpack_pack_int(pk, idx);
-  msgpack_pack_array(pk, (size_t)nd);
-  for (int i = 0; i < nd; i++) msgpack_pack_int64(pk, dims[i]);
-}
+/* ---- messages ---- */
 
 /* Decodes the core's message in the control block (opcode op) with the validating decoder
- * (ipc/wire.c), after checking the length against the block and copying the payload out of
- * the shared block. 0 or EPROTO (reason in *why); out of memory ends the worker. q is
- * always safe to clear. */
+ * (ipc/wire.c, which copies the payload out of the shared block first). 0 or EPROTO
+ * (reason in *why); out of memory ends the worker. q is always safe to clear. */
 static int decode_req(nr_server *s, uint32_t op, nr_wire_request *q, const char **why) {
-  memset(q, 0, sizeof *q);
-  uint32_t len = *(volatile uint32_t *)&s->ctl->len;
-  if (len > NR_CTL_BUF_MAX) {
-    *why = "payload length past the end of the control block";
-    return EPROTO;
-  }
-  char *copy = NULL;
-  if (len && !(copy = malloc(len))) nr_server_die("out of memory");
-  if (len) memcpy(copy, s->ctl->buf, len);
-  int rc = nr_wire_decode_request(op, copy, len, q, why);
-  free(copy);
+  int rc = nr_wire_read_request(s->ctl, op, q, why);
   if (rc == ENOMEM) {
     errno = ENOMEM;
     nr_server_die("out of memory decoding a request");
@@ -200,28 +172,17 @@ static int decode_req(nr_server *s, uint32_t op, nr_wire_request *q, const char 
   return rc;
 }
 
-/* Type and message take at most a quarter of the block each; the traceback is trimmed
- * from its start until the rest fits (the last frames are the useful ones). */
+/* nr_wire_encode_reply makes it fit: type and message take at most a quarter of the block
+ * each, and the traceback is trimmed from its start (the last frames are the useful ones). */
 void nr_server_reply_error(nr_server *s, const nr_rt_err *e) {
-  const char *tb = e->tb ? e->tb : "";
-  size_t tbl = strlen(tb);
-  for (;;) {
-    nr_wbuf wb = {s->ctl->buf, 0, NR_CTL_BUF_MAX, false};
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &wb, nr_wbuf_write);
-    msgpack_pack_map(&pk, 3);
-    pack_str(&pk, "type", 4);
-    pack_str(&pk, e->type ? e->type : "Exception", NR_CTL_BUF_MAX / 4);
-    pack_str(&pk, "msg", 3);
-    pack_str(&pk, e->msg, NR_CTL_BUF_MAX / 4);
-    pack_str(&pk, "tb", 2);
-    pack_str(&pk, tb + strlen(tb) - tbl, tbl);
-    if (!wb.overflow) {
-      nr_server_post(s, NR_REP_ERROR, wb.len);
-      return;
-    }
-    tbl /= 2;
+  static char exception[] = "Exception";
+  nr_wire_reply r = {.type = e->type ? e->type : exception, .msg = e->msg, .tb = e->tb};
+  size_t len = 0;
+  if (nr_wire_encode_reply(NR_REP_ERROR, &r, s->ctl->buf, NR_CTL_BUF_MAX, &len) != 0) {
+    errno = ENOSPC;
+    nr_server_die("encoding an error reply");
   }
+  nr_server_post(s, NR_REP_ERROR, len);
 }
 
 /* ---- nested requests (a layer wants memory) ---- */
@@ -229,12 +190,12 @@ void nr_server_reply_error(nr_server *s, const nr_rt_err *e) {
 static int nested(nr_server *s, uint32_t op, uint32_t layer, int kind, int idx, int nd,
                   const int64_t *dims, PyObject **map, int64_t *cap, char *msg, size_t msglen,
                   int *exc) {
-  nr_wbuf wb = {s->ctl->buf, 0, NR_CTL_BUF_MAX, false};
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, &wb, nr_wbuf_write);
-  pack_shape(&pk, kind, idx, nd, dims);
+  nr_wire_reply r = {.nested = {kind, idx, nd, {0}}};
+  memcpy(r.nested.dims, dims, (size_t)nd * sizeof *dims);
+  size_t len = 0; /* at most NR_WIRE_MAX_AXES numbers: it fits */
+  nr_wire_encode_reply(op, &r, s->ctl->buf, NR_CTL_BUF_MAX, &len);
   s->ctl->layer = layer;
-  nr_server_post(s, op, wb.len);
+  nr_server_post(s, op, len);
   nr_server_wait(s);
   uint32_t aop = *(volatile uint32_t *)&s->ctl->op;
   nr_wire_request q = {0};
@@ -276,41 +237,46 @@ nr_rt_host nr_server_host(nr_server *s) { return (nr_rt_host){s, host_grow, host
 
 /* ---- one call ---- */
 
+/* The blobs Python reshaped during a call (nr_rt_take_dirty), for the reply. */
+typedef struct shapes {
+  nr_wire_shape *v;
+  uint32_t n, cap;
+} shapes;
+
 static void on_dirty(void *arg, int kind, int idx, int nd, const int64_t *dims) {
-  pack_shape(arg, kind, idx, nd, dims);
+  shapes *sh = arg;
+  if (sh->n == sh->cap) {
+    uint32_t nc = sh->cap ? 2 * sh->cap : 8;
+    nr_wire_shape *nv = realloc(sh->v, nc * sizeof *nv);
+    if (!nv) nr_server_die("out of memory");
+    sh->v = nv;
+    sh->cap = nc;
+  }
+  nr_wire_shape *x = &sh->v[sh->n++];
+  *x = (nr_wire_shape){kind, idx, nd, {0}};
+  memcpy(x->dims, dims, (size_t)nd * sizeof *dims);
 }
 
 static void drop_dirty(void *arg, int kind, int idx, int nd, const int64_t *dims) {}
 
-/* NR_REP_OK, with {shapes: [[kind, idx, [dims]]...]} when Python reshaped blobs. The shapes
- * are packed behind room for the header (whose size depends on their count), which is
- * then put in front of them. */
+/* NR_REP_OK, with {shapes: [[kind, idx, [dims]]...]} when Python reshaped blobs. */
 static void finish_ok(nr_server *s, nr_server_layer *wl) {
-  enum { HEAD = 1 + 7 + 5 }; /* fixmap, fixstr "shapes", array32 */
-  nr_wbuf body = {s->ctl->buf + HEAD, 0, NR_CTL_BUF_MAX - HEAD, false};
-  msgpack_packer pk;
-  msgpack_packer_init(&pk, &body, nr_wbuf_write);
-  int n = nr_rt_take_dirty(wl->L, on_dirty, &pk);
-  if (n == 0) {
+  shapes sh = {0};
+  if (nr_rt_take_dirty(wl->L, on_dirty, &sh) == 0) { /* the steady state: no payload */
     nr_server_post(s, NR_REP_OK, 0);
     return;
   }
-  if (body.overflow) {
+  nr_wire_reply r = {.shapes = sh.v, .nshapes = sh.n};
+  size_t len = 0;
+  if (nr_wire_encode_reply(NR_REP_OK, &r, s->ctl->buf, NR_CTL_BUF_MAX, &len) == 0) {
+    nr_server_post(s, NR_REP_OK, len);
+  } else {
     nr_rt_err e = {0};
-    set_error(&e, "netrun-worker: %d reshaped blobs do not fit the control block", n);
+    set_error(&e, "netrun-worker: %u reshaped blobs do not fit the control block", sh.n);
     nr_server_reply_error(s, &e);
     nr_rt_err_clear(&e);
-    return;
   }
-  char head[HEAD];
-  nr_wbuf hb = {head, 0, HEAD, false};
-  msgpack_packer_init(&pk, &hb, nr_wbuf_write);
-  msgpack_pack_map(&pk, 1);
-  pack_str(&pk, "shapes", 6);
-  msgpack_pack_array(&pk, (size_t)n);
-  memmove(s->ctl->buf + hb.len, s->ctl->buf + HEAD, body.len);
-  memcpy(s->ctl->buf, head, hb.len);
-  nr_server_post(s, NR_REP_OK, hb.len + body.len);
+  free(sh.v);
 }
 
 static nr_server_layer *create_layer(nr_server *s, uint32_t id, const nr_wire_request *q,

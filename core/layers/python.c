@@ -11,16 +11,6 @@
 #include "layer.h"
 #include "pylayer.h"
 
-const char *nr_py_method_name(nr_py_method m) {
-  switch (m) {
-    case NR_PY_SETUP: return "setup";
-    case NR_PY_RESHAPE: return "reshape";
-    case NR_PY_FORWARD: return "forward";
-    case NR_PY_BACKWARD: return "backward";
-  }
-  return "?";
-}
-
 static nr_status py_call(nr_layer *l, nr_py_method m, nr_error *err) {
   const Caffe__PythonParameter *pp = l->param->python_param;
   if (!pp || !pp->module || !*pp->module || !pp->layer || !*pp->layer)

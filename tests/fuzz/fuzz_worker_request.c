@@ -3,10 +3,10 @@
  * from the socket and mapped, layers created, blob descriptors bound to segments, methods
  * run, nested requests for memory, forget lists, releases, unknown opcodes.
  *
- * The harness plays the core in-process, the way ipc/pool.c does it: the control block is
- * an anonymous shared mapping, the descriptor socket a socket pair, and a "core" thread
- * sends the requests and answers the nested ones while the main thread runs the worker's
- * loop. CPython starts once (LLVMFuzzerInitialize) with the repository's caffe package and
+ * The harness plays the core in-process, the way the pool (ipc/pool_call.c) does it: the
+ * control block is an anonymous shared mapping, the descriptor socket a socket pair, and a
+ * "core" thread sends the requests and answers the nested ones while the main thread runs
+ * the worker's loop. CPython starts once (LLVMFuzzerInitialize) with the repository's caffe package and
  * the layers of tests/fuzz/fuzz_worker_layers.py on sys.path; every input gets a fresh
  * server, socket pair and control block, and sys.path as it started.
  *
@@ -108,7 +108,7 @@ static void send_segments(int n, const size_t *bytes, const uint32_t *ids) {
   for (int i = 0; i < n; i++) close(fds[i]);
 }
 
-/* Posts the message in the block, as ipc/pool.c's post() does. */
+/* Posts the message in the block, as ipc/pool_call.c's nr__post() does. */
 static void post(uint32_t op, size_t len, uint32_t nsegs) {
   H.ctl->op = op;
   H.ctl->len = (uint32_t)len;

@@ -1,6 +1,7 @@
-/* wire_pack.h: msgpack encoders of the control-block payloads, as ipc/pool.c (core ->
- * worker) and worker/server.c (worker -> core) write them, for the seed-corpus generators
- * (gen_ipc_wire_corpus.c, gen_worker_request_corpus.c). */
+/* wire_pack.h: msgpack encoders of the control-block payloads, byte for byte as ipc/wire.c's
+ * nr_wire_encode_request / nr_wire_encode_reply write them, for the seed-corpus generators
+ * (gen_ipc_wire_corpus.c, gen_worker_request_corpus.c), which build with msgpack-c alone
+ * and also write malformed payloads. */
 #ifndef NR_WIRE_PACK_H
 #define NR_WIRE_PACK_H
 

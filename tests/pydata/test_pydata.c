@@ -1,4 +1,4 @@
-/* Prefetched Python data layers (ipc/pool.c) in real nets: batches reach the net in index
+/* Prefetched Python data layers (ipc/pool_prefetch.c) in real nets: batches reach the net in index
  * order with the right values (also through a Python layer in another worker, which sees
  * the swapped buffers), 1/2/4 replicas give bit-identical sequences, varying batch shapes,
  * a replica killed mid-run with restarts loses and duplicates nothing, without restarts
