@@ -39,7 +39,6 @@
 #include "pybind.h"
 #include "wire.h"
 
-#define NR_POOL_MAX_WORKERS 64
 #define NR_CORE_MAX_SPIN_NS 200000
 
 struct pf; /* a prefetched data layer's controller (pool_prefetch.c) */
