@@ -35,27 +35,31 @@ bool nr__post(worker *w, const fdlist *fl) {
   int nfd = fl ? fl->n : 0;
   if (nfd && nr_wire_send_fds(w->sock, fl->fds, fl->ids, nfd)) return false;
   w->ctl->nsegs = (uint32_t)nfd;
-  atomic_fetch_add_explicit(&w->ctl->req_seq, 1, memory_order_release);
-  sem_post(&w->ctl->req);
+  /* the number comes from the core's own count, never from the shared block */
+  nr_wire_wake(&w->ctl->req_seq, ++w->seq, &w->ctl->req_sleep);
   return true;
 }
 
-/* Waits for the worker's answer to the message with sequence `seq`. */
-wres nr__wait_reply(nr_pool *p, worker *w, uint32_t seq, int64_t deadline) {
-  for (;;) {
-    /* The watcher posts `rep` once when the worker dies; another thread may have taken
-     * that post already (the main thread and a prefetch thread both waited on this worker
-     * across a restart), so a dead worker is checked before waiting, not only after. */
-    if (atomic_load(&w->dead) &&
-        atomic_load_explicit(&w->ctl->rep_seq, memory_order_acquire) != seq)
-      return WR_DEAD;
-    int r = nr_wire_wait(&w->ctl->rep, &w->spin_ns, NR_CORE_MAX_SPIN_NS, deadline,
-                         &w->ctl->core_cpu, &w->ctl->worker_cpu);
-    if (atomic_load_explicit(&w->ctl->rep_seq, memory_order_acquire) == seq) return WR_OK;
-    if (r == ETIMEDOUT) return WR_TIMEOUT;
-    if (atomic_load(&w->dead)) return WR_DEAD;
-    if (r && r != EINTR) return WR_DEAD;
+/* Waits for the worker's answer to the message with sequence `seq`. The words it reads are
+ * the worker's to write: nr_wire_wait only ever returns, and a number that cannot be (the
+ * worker wrote its control block) is WR_PROTO with the reason in bad (may be NULL). A death
+ * noticed by the watcher (w->dead, private to the core) ends the wait at once. */
+wres nr__wait_reply(nr_pool *p, worker *w, uint32_t seq, int64_t deadline, char *bad,
+                    size_t badlen) {
+  (void)p;
+  int r = nr_wire_wait(&w->ctl->rep_seq, seq, true, &w->ctl->rep_sleep, &w->dead,
+                       &w->spin_ns, NR_CORE_MAX_SPIN_NS, deadline, &w->ctl->core_cpu,
+                       &w->ctl->worker_cpu);
+  if (r == 0) return WR_OK;
+  if (r == ETIMEDOUT) return WR_TIMEOUT;
+  if (r == EPROTO) {
+    if (bad)
+      snprintf(bad, badlen, "its control block says it answered message %u while message %u "
+               "was pending (the worker wrote over the block)",
+               (unsigned)atomic_load(&w->ctl->rep_seq), (unsigned)seq);
+    return WR_PROTO;
   }
+  return WR_DEAD; /* ECANCELED: the watcher saw it die */
 }
 
 /* Serves a nested request (the worker's Python wants a bigger blob or a new parameter)
@@ -270,8 +274,7 @@ static nr_status exchange(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_err
   }
   uint32_t op;
   for (;;) {
-    uint32_t seq = atomic_load(&c->req_seq);
-    cr->r = nr__wait_reply(p, w, seq, deadline);
+    cr->r = nr__wait_reply(p, w, w->seq, deadline, cr->bad, sizeof cr->bad);
     if (cr->r != WR_OK) goto out;
     op = *(volatile uint32_t *)&c->op;
     if (op == NR_REP_GROW || op == NR_REP_ADD_PARAM) {
@@ -341,7 +344,7 @@ static nr_status ensure_hello(nr_pool *p, worker *w, callres *cr, nr_error *err)
   int64_t deadline = p->o.timeout_sec > 0
                          ? nr_wire_now_ns() + (int64_t)((p->o.timeout_sec + 30) * 1e9)
                          : 0;
-  cr->r = nr__wait_reply(p, w, 0, deadline);
+  cr->r = nr__wait_reply(p, w, 0, deadline, cr->bad, sizeof cr->bad);
   if (cr->r != WR_OK) return NR_OK;
   uint32_t op = *(volatile uint32_t *)&w->ctl->op;
   if (op == NR_REP_ERROR) {
@@ -463,8 +466,7 @@ void nr__pl_free(nr_pool *p, pl *q) {
     w->ctl->layer = q->id;
     w->ctl->len = 0;
     if (nr__post(w, NULL)) {
-      uint32_t seq = atomic_load(&w->ctl->req_seq);
-      wres r = nr__wait_reply(p, w, seq, nr_wire_now_ns() + 5000000000LL);
+      wres r = nr__wait_reply(p, w, w->seq, nr_wire_now_ns() + 5000000000LL, NULL, 0);
       if (r != WR_OK) nr__worker_finish(w, r);
     }
   }

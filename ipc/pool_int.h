@@ -67,6 +67,7 @@ typedef struct worker {
   char *first_err;    /* failed: the message of the failure that ended it (malloc'd) */
   int wstatus;
   int64_t spin_ns;
+  uint32_t seq;       /* the number of the last message posted (the core's own count) */
   uint32_t *forget;   /* segment ids freed since the last request (under seg_mu) */
   size_t nforget, capforget;
   /* Held for each exchange with this worker: the main thread and the prefetch threads of
@@ -192,7 +193,8 @@ void nr__worker_fault_text(const worker *w, char *buf, size_t len);
  * false: the socket is broken (the worker is gone). */
 bool nr__post(worker *w, const fdlist *fl);
 /* Waits for w's answer to message seq until deadline (0: none). */
-wres nr__wait_reply(nr_pool *p, worker *w, uint32_t seq, int64_t deadline);
+wres nr__wait_reply(nr_pool *p, worker *w, uint32_t seq, int64_t deadline, char *bad,
+                    size_t badlen);
 /* A new instance of layer l, placed on a worker (started if need be) and listed. */
 nr_status nr__pl_new(nr_pool *p, nr_layer *l, bool spread, pl **out, nr_error *err);
 /* Drops q's Python object in its worker, unlists and frees q. */

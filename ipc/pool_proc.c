@@ -25,8 +25,8 @@ unsigned nr__pool_watcher_delay_us;
 
 /* Why a thread with pidfds rather than a SIGCHLD handler: a library must not own the
  * process's SIGCHLD disposition, and a pidfd becomes readable the moment the process
- * exits. The thread marks the worker dead and posts its reply semaphore, so a core
- * blocked in sem_wait wakes at once; the core (not the thread) reaps.
+ * exits. The thread marks the worker dead and wakes the reply word, so a core sleeping on
+ * it returns at once; the core (not the thread) reaps.
  * The core may kill, reap and replace a worker (a timeout, a bad reply) while this thread
  * is between poll and the lock; the spawn generation it polled tells that death apart from
  * the new process's, which is alive. */
@@ -63,7 +63,7 @@ void *nr__watcher_main(void *arg) {
       worker *w = &p->w[who[j]];
       if (w->pid && w->gen == gen[j] && !atomic_load(&w->dead)) {
         atomic_store(&w->dead, 1);
-        sem_post(&w->ctl->rep);
+        nr_wire_wake_all(&w->ctl->rep_seq); /* the waiter sees `dead` and returns */
       }
     }
     pthread_mutex_unlock(&p->mu);
@@ -86,11 +86,7 @@ static int fd_high(int fd) { /* move fd to >= 10 so dup2 onto 3..5 cannot clobbe
 
 void nr__worker_close(nr_pool *p, worker *w) {
   pthread_mutex_lock(&p->mu);
-  if (w->ctl) {
-    sem_destroy(&w->ctl->req);
-    sem_destroy(&w->ctl->rep);
-    munmap(w->ctl, NR_CTL_SIZE);
-  }
+  if (w->ctl) munmap(w->ctl, NR_CTL_SIZE);
   w->ctl = NULL;
   if (w->pidfd >= 0) close(w->pidfd);
   if (w->sock >= 0) close(w->sock);
@@ -135,9 +131,9 @@ nr_status nr__worker_spawn(nr_pool *p, worker *w, nr_error *err) {
   if (fault < 0 || ftruncate(ctlfd, NR_CTL_SIZE) < 0) goto io;
   ctl = mmap(NULL, NR_CTL_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, ctlfd, 0);
   if (ctl == MAP_FAILED) goto io;
-  if (sem_init(&ctl->req, 1, 0) < 0 || sem_init(&ctl->rep, 1, 0) < 0) goto io;
   atomic_store(&ctl->req_seq, 0);
-  atomic_store(&ctl->rep_seq, UINT32_MAX);
+  atomic_store(&ctl->rep_seq, UINT32_MAX); /* the hello answers message 0 */
+  w->seq = 0;
   atomic_store(&ctl->core_cpu, -1);
   atomic_store(&ctl->worker_cpu, -2);
   if (posix_spawn_file_actions_init(&fa)) goto io;

@@ -7,7 +7,9 @@
 #include <errno.h>
 #include <sched.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,22 +28,50 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-/* Why sem_trywait for the spin: glibc's semaphores post without a syscall when nobody
- * sleeps on them, and trywait is one CAS, so the spin costs no syscalls on either side;
- * only a sleeper pays a futex wake (~10 us each way here).
- * Adaptation: the budget follows the observed answer time. A wait that had to sleep but
- * was answered within max_spin_ns sets the budget to twice that time (a longer spin would
- * have caught it); one answered later halves it, so a peer busy for long stretches (slow
- * Python, C layers between Python layers) costs little CPU. */
-int nr_wire_wait(sem_t *s, int64_t *spin_ns, int64_t max_spin_ns, int64_t deadline_ns,
-                 _Atomic int *my_cpu, const _Atomic int *peer_cpu) {
-  if (sem_trywait(s) == 0) goto got;
+/* Why raw futex words and not process-shared semaphores: glibc's sem_wait aborts the process
+ * ("The futex facility returned an unexpected error code") when the semaphore's words hold
+ * garbage, and the worker can write anything into the block they live in. A futex word is
+ * just a number: the core compares it and sleeps on it, and nothing it reads there can do
+ * more than end a sleep early or make one last until the slice ends.
+ * The sleeping flags save the waker a syscall when nobody sleeps: the waiter sets its flag
+ * and then rechecks the word, the waker publishes the word and then reads the flag
+ * (sequentially consistent both), so one of them always sees the other.
+ * Adaptation: the budget follows the observed answer time (see wire.h); a peer busy for
+ * long stretches (slow Python, C layers between Python layers) costs little CPU. */
+#define NR_WIRE_SLICE_NS 50000000 /* 50 ms: the longest sleep between checks */
+
+static long futex(const _Atomic uint32_t *w, int op, uint32_t val, const struct timespec *t) {
+  return syscall(SYS_futex, (uint32_t *)w, op, val, t, NULL, 0);
+}
+
+void nr_wire_wake(_Atomic uint32_t *seq, uint32_t value, const _Atomic uint32_t *sleeping) {
+  atomic_store(seq, value);
+  if (atomic_load(sleeping)) futex(seq, FUTEX_WAKE, 1, NULL);
+}
+
+void nr_wire_wake_all(_Atomic uint32_t *seq) { futex(seq, FUTEX_WAKE, 0x7fffffff, NULL); }
+
+/* 0: *seq is want; EPROTO: strict and *seq is neither want nor want - 1; else EAGAIN. */
+static int check(const _Atomic uint32_t *seq, uint32_t want, bool strict, uint32_t *seen) {
+  uint32_t v = atomic_load(seq);
+  *seen = v;
+  if (v == want) return 0;
+  return strict && v != want - 1 ? EPROTO : EAGAIN;
+}
+
+int nr_wire_wait(const _Atomic uint32_t *seq, uint32_t want, bool strict,
+                 _Atomic uint32_t *sleeping, const _Atomic int *abort_flag, int64_t *spin_ns,
+                 int64_t max_spin_ns, int64_t deadline_ns, _Atomic int *my_cpu,
+                 const _Atomic int *peer_cpu) {
+  uint32_t seen;
+  int r = check(seq, want, strict, &seen);
+  if (r != EAGAIN) goto done;
   int64_t budget = *spin_ns;
   int64_t start = nr_wire_now_ns();
   if (budget > 0) {
     for (unsigned i = 1;; i++) {
       cpu_relax();
-      if (sem_trywait(s) == 0) goto got;
+      if ((r = check(seq, want, strict, &seen)) != EAGAIN) goto done;
       if ((i & 15) == 0) {
         if (nr_wire_now_ns() - start > budget) break;
         /* The peer last ran on this very CPU (a loaded machine, wake-affine scheduling):
@@ -52,27 +82,37 @@ int nr_wire_wait(sem_t *s, int64_t *spin_ns, int64_t max_spin_ns, int64_t deadli
     }
   }
   for (;;) {
-    int r;
+    if (abort_flag && atomic_load(abort_flag)) {
+      r = ECANCELED;
+      break;
+    }
+    int64_t now = nr_wire_now_ns(), slice = NR_WIRE_SLICE_NS;
     if (deadline_ns) {
-      struct timespec ts = {(time_t)(deadline_ns / 1000000000), (long)(deadline_ns % 1000000000)};
-      r = sem_clockwait(s, CLOCK_MONOTONIC, &ts);
-    } else {
-      r = sem_wait(s);
+      if (now >= deadline_ns) {
+        r = ETIMEDOUT;
+        break;
+      }
+      if (deadline_ns - now < slice) slice = deadline_ns - now;
     }
-    if (r == 0) {
-      int64_t waited = nr_wire_now_ns() - start;
-      int64_t nb = waited < max_spin_ns ? 2 * waited : budget / 2;
-      if (nb > max_spin_ns) nb = max_spin_ns;
-      *spin_ns = nb < 1000 ? 1000 : nb;
-      goto got;
+    atomic_store(sleeping, 1);
+    if ((r = check(seq, want, strict, &seen)) != EAGAIN) {
+      atomic_store(sleeping, 0);
+      break;
     }
-    if (errno == EINTR) continue;
-    *spin_ns = budget / 2 < 1000 ? 1000 : budget / 2;
-    return errno;
+    struct timespec ts = {(time_t)(slice / 1000000000), (long)(slice % 1000000000)};
+    futex(seq, FUTEX_WAIT, seen, &ts); /* any outcome: recheck below */
+    atomic_store(sleeping, 0);
+    if ((r = check(seq, want, strict, &seen)) != EAGAIN) break;
   }
-got:
-  if (my_cpu) atomic_store_explicit(my_cpu, sched_getcpu(), memory_order_relaxed);
-  return 0;
+  {
+    int64_t waited = nr_wire_now_ns() - start;
+    int64_t nb = r == 0 && waited < max_spin_ns ? 2 * waited : budget / 2;
+    if (nb > max_spin_ns) nb = max_spin_ns;
+    *spin_ns = nb < 1000 ? 1000 : nb;
+  }
+done:
+  if (r == 0 && my_cpu) atomic_store_explicit(my_cpu, sched_getcpu(), memory_order_relaxed);
+  return r;
 }
 
 int nr_wire_send_fds(int sock, const int *fds, const uint32_t *ids, int n) {

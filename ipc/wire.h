@@ -10,15 +10,24 @@
  *
  *   core                                       worker
  *   write header (+ msgpack in buf)
- *   req_seq++ ; sem_post(req)        ---->     spin on sem_trywait(req), then sem_wait
+ *   req_seq = n (wake)               ---->     spin, then futex-wait for req_seq == n
  *                                              read fds announced in nsegs (socket)
  *                                              run Python
- *   spin on sem_trywait(rep) ...     <----     write reply, rep_seq = req_seq, sem_post(rep)
+ *   spin, then futex-wait for        <----     write reply, rep_seq = n (wake)
+ *   rep_seq == n
  *
  * A reply may be a nested request (NR_REP_GROW, NR_REP_ADD_PARAM: the Python layer wants
- * more memory for a blob); the core serves it with NR_OP_NESTED_OK/ERR on the same pair of
- * semaphores and keeps waiting for the final reply. rep_seq lets the core tell a real reply
- * from a wake-up posted by its liveness watcher when the worker died.
+ * more memory for a blob); the core serves it with NR_OP_NESTED_OK/ERR (the next sequence
+ * number) and keeps waiting for the final reply.
+ *
+ * The worker is untrusted: Python can write any byte of the control block. So the wake-up
+ * words are raw futex words the core only reads as hints: it waits in bounded slices, each
+ * ending in a check of its own (private) record of the worker's death, and it validates the
+ * sequence (while a call is pending rep_seq must be the request's number or the one before;
+ * anything else is a broken protocol and the worker is ended). No value the worker writes
+ * can make the core abort (glibc's sem_wait does, on a corrupted semaphore), wait past its
+ * deadline, or take a stale reply for a fresh one; the payload is copied before it is
+ * decoded (nr_wire_read_reply).
  *
  * Payloads are msgpack in buf; an empty payload (len 0) is the common hot-path case (no
  * shapes changed, nothing to forget), so a steady-state forward encodes nothing. All of
@@ -28,7 +37,6 @@
 #ifndef NR_WIRE_H
 #define NR_WIRE_H
 
-#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -60,10 +68,10 @@ typedef enum nr_wire_op {
 enum { NR_SLOT_BOTTOM = 0, NR_SLOT_TOP = 1, NR_SLOT_PARAM = 2 };
 
 typedef struct nr_ctl {
-  sem_t req;                 /* core -> worker */
-  sem_t rep;                 /* worker -> core */
-  _Atomic uint32_t req_seq;  /* written by the core before posting req */
-  _Atomic uint32_t rep_seq;  /* written by the worker before posting rep */
+  _Atomic uint32_t req_seq;  /* core -> worker: the request's number (a futex word) */
+  _Atomic uint32_t rep_seq;  /* worker -> core: the number answered (a futex word) */
+  _Atomic uint32_t req_sleep; /* the worker sleeps on req_seq: wake it (a hint) */
+  _Atomic uint32_t rep_sleep; /* the core sleeps on rep_seq: wake it (a hint) */
   uint32_t op;               /* nr_wire_op of the message in flight */
   uint32_t layer;            /* layer id */
   uint32_t method;           /* nr_py_method for NR_OP_CALL */
@@ -78,17 +86,24 @@ typedef struct nr_ctl {
 
 #define NR_CTL_BUF_MAX (NR_CTL_SIZE - offsetof(nr_ctl, buf))
 
-/* Adaptive spin-then-sleep wait on a process-shared semaphore.
- * Spins with sem_trywait for up to *spin_ns, then blocks in sem_clockwait (CLOCK_MONOTONIC)
- * until deadline_ns (0 = no deadline; absolute, nr_wire_now_ns clock). The budget follows
- * the peer: a wait that slept but was answered within max_spin_ns sets it to twice the
- * answer time, a longer one halves it (floor 1 us), so a quick peer is caught spinning and
- * a slow one costs little CPU. my_cpu/peer_cpu (optional): each side records the CPU it
- * runs on after a wait; a spinner that finds its peer last ran on its own CPU yields
- * instead of keeping the peer off it (what a loaded 2-core machine otherwise does).
- * Returns 0 when the semaphore was taken, ETIMEDOUT past the deadline, or the errno. */
-int nr_wire_wait(sem_t *s, int64_t *spin_ns, int64_t max_spin_ns, int64_t deadline_ns,
-                 _Atomic int *my_cpu, const _Atomic int *peer_cpu);
+/* Publishes value in *seq and wakes the peer if it said it sleeps there (*sleeping). */
+void nr_wire_wake(_Atomic uint32_t *seq, uint32_t value, const _Atomic uint32_t *sleeping);
+/* Wakes every thread sleeping on seq (the core's watcher, after marking a worker dead). */
+void nr_wire_wake_all(_Atomic uint32_t *seq);
+
+/* Waits until *seq == want: spins up to *spin_ns, then sleeps on the futex word in slices
+ * of at most 50 ms, rechecking *seq, *abort_flag and the deadline after each (so a peer that
+ * never wakes us, or wakes us for nothing, costs latency, never a hang). Adaptive spin: a
+ * wait that slept but was answered within max_spin_ns sets *spin_ns to twice the answer
+ * time, a longer one halves it (floor 1 us). my_cpu/peer_cpu (optional): each side records
+ * the CPU it woke on; a spinner whose peer last ran on its CPU yields to it.
+ * strict: *seq may only be want or want - 1 (the call pending); any other value -> EPROTO.
+ * Returns 0, ETIMEDOUT past deadline_ns (absolute, nr_wire_now_ns; 0 = none), ECANCELED
+ * when *abort_flag (optional, private to the waiter) is set, or EPROTO. */
+int nr_wire_wait(const _Atomic uint32_t *seq, uint32_t want, bool strict,
+                 _Atomic uint32_t *sleeping, const _Atomic int *abort_flag, int64_t *spin_ns,
+                 int64_t max_spin_ns, int64_t deadline_ns, _Atomic int *my_cpu,
+                 const _Atomic int *peer_cpu);
 int64_t nr_wire_now_ns(void);
 
 /* Sends n descriptors with their n segment ids (one sendmsg per 200). 0 or an errno. */

@@ -24,7 +24,7 @@ void nr_server_die(const char *what) {
 }
 
 void nr_server_init(nr_server *s, nr_ctl *ctl, int sock, pid_t parent) {
-  *s = (nr_server){ctl, sock, parent, 50000, NULL, NULL, 0, 0};
+  *s = (nr_server){ctl, sock, parent, 50000, NULL, NULL, 0, 0, 0};
   /* The core sends descriptors before it posts their message: they are queued when the
    * worker looks, and one announced but never sent must not block the worker forever. */
   fcntl(sock, F_SETFL, fcntl(sock, F_GETFL) | O_NONBLOCK);
@@ -52,9 +52,13 @@ static bool core_alive(nr_server *s) {
 void nr_server_wait(nr_server *s) {
   PyThreadState *ts = PyEval_SaveThread(); /* user threads keep running */
   for (;;) {
-    int r = nr_wire_wait(&s->ctl->req, &s->spin_ns, 100000, nr_wire_now_ns() + 1000000000,
+    int r = nr_wire_wait(&s->ctl->req_seq, s->seq + 1, false, &s->ctl->req_sleep, NULL,
+                         &s->spin_ns, 100000, nr_wire_now_ns() + 1000000000,
                          &s->ctl->worker_cpu, &s->ctl->core_cpu);
-    if (r == 0) break;
+    if (r == 0) {
+      s->seq++;
+      break;
+    }
     if (r != ETIMEDOUT) {
       PyEval_RestoreThread(ts);
       errno = r;
@@ -68,8 +72,7 @@ void nr_server_wait(nr_server *s) {
 void nr_server_post(nr_server *s, uint32_t op, size_t len) {
   s->ctl->op = op;
   s->ctl->len = (uint32_t)len;
-  atomic_store_explicit(&s->ctl->rep_seq, atomic_load(&s->ctl->req_seq), memory_order_release);
-  sem_post(&s->ctl->rep);
+  nr_wire_wake(&s->ctl->rep_seq, s->seq, &s->ctl->rep_sleep);
 }
 
 /* An error reply of type RuntimeError with a printf-style message. */

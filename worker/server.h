@@ -36,6 +36,7 @@ typedef struct nr_server {
   PyObject *segs;     /* new, made on first use: dict segment id -> mapping */
   nr_server_layer **layers;
   int nlayers, cap;
+  uint32_t seq;       /* the number of the last request taken (the next is seq + 1) */
 } nr_server;
 
 /* Starts a server on ctl and sock (borrowed). Touches no Python object: it may run

@@ -71,6 +71,7 @@ static struct {
   nr_server srv;
   int sock;                 /* the core's end of the socket pair */
   uint32_t next_id;         /* segment id of the next nested grant */
+  uint32_t seq;             /* the number of the last message posted (the core's count) */
   request req[MAX_REQUESTS];
   int nreq;
   PyObject *sys_path;       /* new: sys.path as started */
@@ -113,17 +114,16 @@ static void post(uint32_t op, size_t len, uint32_t nsegs) {
   H.ctl->op = op;
   H.ctl->len = (uint32_t)len;
   H.ctl->nsegs = nsegs;
-  atomic_fetch_add_explicit(&H.ctl->req_seq, 1, memory_order_release);
-  sem_post(&H.ctl->req);
+  nr_wire_wake(&H.ctl->req_seq, ++H.seq, &H.ctl->req_sleep);
 }
 
 /* Waits for the worker's answer to the message just posted and checks its form. */
 static uint32_t wait_reply(nr_wire_reply *r) {
   int64_t spin = 0;
-  int rc = nr_wire_wait(&H.ctl->rep, &spin, 0, nr_wire_now_ns() + 60000000000LL, NULL, NULL);
+  int rc = nr_wire_wait(&H.ctl->rep_seq, H.seq, true, &H.ctl->rep_sleep, NULL, &spin, 0,
+                        nr_wire_now_ns() + 60000000000LL, NULL, NULL);
+  must(rc != EPROTO, "a reply that answers another message", NULL);
   must(rc == 0, "no reply within 60 s", NULL);
-  must(atomic_load_explicit(&H.ctl->rep_seq, memory_order_acquire) == atomic_load(&H.ctl->req_seq),
-       "a reply that answers another message", NULL);
   uint32_t op = H.ctl->op, len = H.ctl->len;
   must(op == NR_REP_OK || op == NR_REP_ERROR || op == NR_REP_GROW || op == NR_REP_ADD_PARAM,
        "a reply opcode the core does not expect", NULL);
@@ -262,17 +262,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   must(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0, "socketpair", NULL);
   H.sock = sv[0];
   H.next_id = 16;
-  sem_init(&H.ctl->req, 1, 0);
-  sem_init(&H.ctl->rep, 1, 0);
   atomic_store(&H.ctl->req_seq, 0);
   atomic_store(&H.ctl->rep_seq, 0);
+  H.seq = 0;
   nr_server_init(&H.srv, H.ctl, sv[1], getppid());
   pthread_t core;
   must(pthread_create(&core, NULL, core_main, NULL) == 0, "starting the core thread", NULL);
   do nr_server_wait(&H.srv);
   while (nr_server_handle(&H.srv));
   pthread_join(core, NULL);
-  must(sem_trywait(&H.ctl->rep) != 0, "more replies than requests", NULL);
+  must(atomic_load(&H.ctl->rep_seq) == H.seq, "the last reply answers another message", NULL);
   nr_server_destroy(&H.srv);
   close(sv[0]);
   close(sv[1]);

@@ -176,6 +176,37 @@ case_descendants() {
   done
 }
 
+# A layer that writes over its worker's control block (it is mapped in the worker): netrun
+# reports the worker as faulty and ends it, with or without --py-timeout, in seconds. With
+# 0xFF bytes, netrun died of SIGABRT in glibc's sem_wait (or hung without a timeout).
+case_scribble_control_block() {
+  local how t p
+  for how in ff 00 random seq thread; do
+    py_net ScribbleCtl $how
+    for t in 3 0; do
+      for p in 3 0; do
+        if [ $how = thread ]; then
+          run 1 "$NETRUN" --py-timeout $t --py-prefetch $p test --model net.prototxt --iterations 4
+          expect_err "layer 'h'"; expect_err "nr_hostile_layers.ScribbleCtl.forward"
+          expect_err "worker 0"
+        else
+          # Every message rewrites the fields it uses, so the run may go on with right
+          # results; or the core saw the garbage while a reply was pending and ended the
+          # worker as faulty. Both are right; an abort, a hang or a wrong value are not.
+          run any "$NETRUN" --py-timeout $t --py-prefetch $p test --model net.prototxt --iterations 4
+          case $run_status in
+            0) expect_err "] out = 1" ;;
+            1) expect_err "worker 0"; expect_err "wrote over the block" ;;
+            *) fail "$how (timeout $t, prefetch $p): exit status $run_status" ;;
+          esac
+        fi
+        reject_err "futex facility"; reject_err "Aborted"
+        [ "$run_ms" -lt 8000 ] || fail "$how (timeout $t, prefetch $p): took $run_ms ms"
+      done
+    done
+  done
+}
+
 "case_$1"
 if [ "$failures" -gt 0 ]; then echo "$1: $failures failure(s)" >&2; exit 1; fi
 echo "$1: ok"

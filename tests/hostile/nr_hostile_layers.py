@@ -138,3 +138,57 @@ class Forker(caffe.Layer):
 
     def backward(self, top, propagate_down, bottom):
         pass
+
+
+def _ctl_block():
+    """(address, size) of this worker's control block, the mapping it shares with netrun."""
+    with open('/proc/self/maps') as f:
+        for line in f:
+            if 'netrun-ctl' in line:
+                lo, hi = (int(x, 16) for x in line.split()[0].split('-'))
+                return lo, hi - lo
+    raise RuntimeError('no netrun-ctl mapping: not running in a netrun worker')
+
+
+class ScribbleCtl(caffe.Layer):
+    """Overwrites its own worker's control block at its second forward: param_str 'ff'
+    (0xFF bytes: glibc's sem_wait aborted netrun on those), '00' (zeros), 'random' (noise),
+    'seq' (only the reply number, set to one that cannot be): each message rewrites the
+    fields it uses, so the run must go on with right results. 'thread': a thread keeps
+    writing 0xFF over the block, replies included: netrun must report the worker as faulty
+    and end it. Never an abort, a hang or a wrong result."""
+
+    def setup(self, bottom, top):
+        self.calls = 0
+
+    def reshape(self, bottom, top):
+        top[0].reshape(1)
+
+    def forward(self, bottom, top):
+        import ctypes
+        self.calls += 1
+        top[0].data[0] = 1
+        if self.calls < 2:
+            return
+        addr, size = _ctl_block()
+        n = min(size, 1 << 16)
+        if self.param_str == 'thread':
+            import threading
+
+            def scribble():
+                while True:
+                    ctypes.memset(addr, 0xFF, 4096)
+
+            threading.Thread(target=scribble, daemon=True).start()
+            time.sleep(0.05)
+        elif self.param_str == 'ff':
+            ctypes.memset(addr, 0xFF, n)
+        elif self.param_str == '00':
+            ctypes.memset(addr, 0, n)
+        elif self.param_str == 'random':
+            ctypes.memmove(addr, os.urandom(n), n)
+        elif self.param_str == 'seq':
+            ctypes.c_uint32.from_address(addr + 4).value = 0x7FFFFFF0  # rep_seq
+
+    def backward(self, top, propagate_down, bottom):
+        pass

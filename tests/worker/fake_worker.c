@@ -22,21 +22,25 @@
 
 static nr_ctl *ctl;
 static int64_t spin = 1000;
+static uint32_t seq; /* the last request taken */
 
 static void reply(uint32_t op, const void *buf, uint32_t len) {
   if (len && buf) memcpy(ctl->buf, buf, len);
   ctl->op = op;
   ctl->len = len;
-  atomic_store(&ctl->rep_seq, atomic_load(&ctl->req_seq));
-  sem_post(&ctl->rep);
+  nr_wire_wake(&ctl->rep_seq, seq, &ctl->rep_sleep);
 }
 
 /* Waits for the core's next request (exits when the core is gone) and takes the
  * descriptors announced with it. */
 static void next_request(pid_t parent) {
   for (;;) {
-    int r = nr_wire_wait(&ctl->req, &spin, 0, nr_wire_now_ns() + 1000000000, NULL, NULL);
-    if (r == 0) break;
+    int r = nr_wire_wait(&ctl->req_seq, seq + 1, false, &ctl->req_sleep, NULL, &spin, 0,
+                         nr_wire_now_ns() + 1000000000, NULL, NULL);
+    if (r == 0) {
+      seq++;
+      break;
+    }
     if (getppid() != parent) _exit(0);
   }
   uint32_t n = ctl->nsegs;
