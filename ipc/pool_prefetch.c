@@ -18,8 +18,18 @@
  * index, R and the first batch it produces (caffe.get_worker_info()). Batch n is produced
  * by replica n % R into buffer set n % K' (K' = max(K, 2R) with replicas): a set of ntop
  * blobs in shared memory, owned by this controller. One core thread per replica drives its
- * worker: it waits until set n % K' is free (batch n - K' was taken by the net), points the
- * replica's tops at that set, runs reshape + forward, marks the set ready.
+ * worker: it waits until set n % K' is free (batch n - K' was taken by the net), runs
+ * reshape + forward on the replica's own tops, copies the batch into the set and marks it
+ * ready.
+ *
+ * Why a replica writes into tops of its own (pinned: the same memory every batch) and its
+ * thread copies: many pycaffe data layers keep a view of their top from setup or reshape
+ * (self.out = top[0].data) and fill it in forward. Caffe's guarantee, which this keeps, is
+ * that what the layer wrote through any view of its top it obtained is what the net gets for
+ * that batch; with the tops moving from set to set, such a layer wrote into a buffer the net
+ * had already taken or would take later (silently wrong batches). Replica 0's pinned tops
+ * hold the very memory the layer saw during its setup on the net's tops. The copy costs
+ * one pass over the batch, on the replica's thread, while the net computes.
  *
  * The net's forward takes batch `taken` without copying: each top blob of the net swaps
  * its buffer (memory, shape) with the ready set's blob, so the net's next layers read the
@@ -71,7 +81,7 @@ typedef struct pf {
   bool started;      /* sets exist and threads run (or ran) */
   bool sync;         /* not prefetched: rep[0] runs every call */
   pset *set;         /* K */
-  nr_blob **scratch; /* ntop blobs the replicas reshape at (re)setup */
+  nr_blob ***pin;    /* R sets of ntop blobs: each replica's own tops (pinned) */
   pthread_mutex_t mu;
   pthread_cond_t cv;
   bool stop;
@@ -94,6 +104,16 @@ static void pset_clear_failure(pset *s) {
   s->s = NR_OK;
 }
 
+/* The batch a replica wrote into its pinned tops, into a buffer set (shape and values). */
+static nr_status copy_batch(nr_blob **from, nr_blob **to, int n, nr_error *err) {
+  for (int t = 0; t < n; t++) {
+    if (!from[t]->shaped) continue;
+    NR_TRY(nr_blob_reshape_like(to[t], from[t], err));
+    if (from[t]->count) memcpy(to[t]->data, from[t]->data, (size_t)from[t]->count * sizeof(float));
+  }
+  return NR_OK;
+}
+
 /* One replica's producer loop (a core thread, all signals blocked). */
 static void *pf_thread(void *arg) {
   pfarg *a = arg;
@@ -110,7 +130,7 @@ static void *pf_thread(void *arg) {
     s->st = PS_BUSY;
     s->batch = m;
     pthread_mutex_unlock(&f->mu);
-    q->fake.top = s->b;
+    q->fake.top = f->pin[r];
     callres cr = {0};
     nr_error e;
     e.msg[0] = '\0';
@@ -120,6 +140,7 @@ static void *pf_thread(void *arg) {
       meth = NR_PY_FORWARD;
       st = nr__call_once(p, q, meth, &cr, &e);
     }
+    if (st == NR_OK && cr.r == WR_OK) st = copy_batch(f->pin[r], s->b, f->l->ntop, &e);
     pthread_mutex_lock(&f->mu);
     if (st == NR_OK && cr.r == WR_OK) {
       s->st = PS_READY;
@@ -207,7 +228,7 @@ static void pf_before_restart(nr_pool *p, int widx) {
       pl *q = f->rep[r];
       if (q->w != widx) continue;
       q->first_batch = f->next[r];
-      q->fake.top = f->scratch;
+      q->fake.top = f->pin[r];
       f->failed[r] = false;
       for (int k = 0; k < f->K; k++)
         if (f->set[k].st == PS_FAILED && f->set[k].rep == r) {
@@ -309,14 +330,19 @@ static nr_status pf_start(nr_pool *p, pf *f, nr_error *err) {
     f->set[k].batch = -1;
     NR_TRY(blobs_like(p, l, &f->set[k].b, err));
   }
-  NR_TRY(blobs_like(p, l, &f->scratch, err));
+  f->pin = calloc((size_t)f->R, sizeof *f->pin);
+  if (!f->pin) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
+  for (int r = 0; r < f->R; r++) NR_TRY(blobs_like(p, l, &f->pin[r], err));
+  /* Replica 0 was set up on the net's tops: its pinned tops take that very memory (views
+   * the layer kept stay right), the net's tops the fresh buffers of the same shape. */
+  for (int t = 0; t < l->ntop; t++) nr_blob_swap(l->top[t], f->pin[0][t]);
   for (int r = 0; r < f->R; r++) {
     pl *q = f->rep[r];
     q->fake = *l;
     q->fake.priv = q;
     q->pb.l = &q->fake;
-    if (r == 0) continue; /* set up already, on the net's tops */
-    q->fake.top = f->scratch;
+    q->fake.top = f->pin[r];
+    if (r == 0) continue; /* set up already, on what is now pin[0] */
     nr_status s = nr__pl_call(p, q, NR_PY_SETUP, err);
     if (s == NR_OK) s = nr__pl_call(p, q, NR_PY_RESHAPE, err);
     if (s != NR_OK) return nr_err_prefix(err, "replica %d of %d", r, f->R);
@@ -428,7 +454,8 @@ void nr__pf_release(nr_pool *p, pf *f) {
     blobs_free(f->set[k].b, f->l->ntop);
   }
   free(f->set);
-  blobs_free(f->scratch, f->l->ntop);
+  for (int r = 0; f->pin && r < f->R; r++) blobs_free(f->pin[r], f->l->ntop);
+  free(f->pin);
   for (pf **pp = &p->pfs; *pp; pp = &(*pp)->next_pf)
     if (*pp == f) {
       *pp = f->next_pf;

@@ -207,6 +207,22 @@ case_scribble_control_block() {
   done
 }
 
+# A data layer that keeps a view of its top (from setup or reshape) and fills it in forward
+# gets, with prefetch, what it wrote into each batch (it got buffers the layer never wrote
+# into: 'batch 1 holds [0.]', silently).
+case_prefetch_kept_view() {
+  local where p
+  for where in setup reshape; do
+    py_net KeptView $where
+    for p in 3 1 0; do
+      run 0 "$NETRUN" --py-prefetch $p test --model net.prototxt --iterations 4
+      # six outputs of one blob; each the mean of 1, 2, 3, 4
+      [ "$(grep -c '\] out = 2.5$' "$WORK/err")" = 6 ] ||
+        fail "kept view from $where, prefetch $p: $(grep '\] out = ' "$WORK/err" | head -3)"
+    done
+  done
+}
+
 "case_$1"
 if [ "$failures" -gt 0 ]; then echo "$1: $failures failure(s)" >&2; exit 1; fi
 echo "$1: ok"

@@ -192,3 +192,27 @@ class ScribbleCtl(caffe.Layer):
 
     def backward(self, top, propagate_down, bottom):
         pass
+
+
+class KeptView(caffe.Layer):
+    """A common pycaffe habit: keep a view of the top from setup (param_str 'setup') or from
+    reshape ('reshape') and fill it in forward. Batch k (1, 2, ...) is all k: the mean over
+    N batches of 'out' is (N + 1) / 2 when the net gets what the layer wrote."""
+
+    def setup(self, bottom, top):
+        self.k = 0
+        top[0].reshape(2, 3)
+        if self.param_str == 'setup':
+            self.out = top[0].data
+
+    def reshape(self, bottom, top):
+        top[0].reshape(2, 3)
+        if self.param_str == 'reshape':
+            self.out = top[0].data
+
+    def forward(self, bottom, top):
+        self.k += 1
+        self.out[...] = self.k
+
+    def backward(self, top, propagate_down, bottom):
+        pass
