@@ -58,7 +58,8 @@ static char *find_worker(const char *given) {
 nr_status nr_pool_create(const nr_pool_opts *o, nr_pool **out, nr_error *err) {
   nr_pool *p = calloc(1, sizeof *p);
   if (!p) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
-  p->o = o ? *o : (nr_pool_opts){-1, 0, 0, NULL, NULL, 0, 0};
+  p->o = o ? *o : (nr_pool_opts){-1, 0, 0, NULL, NULL, 0, 0, NULL};
+  p->o.python_path = NULL; /* the pool's own copy, below */
   if (p->o.prefetch < 0) p->o.prefetch = 0;
   if (p->o.max_blob_bytes <= 0) p->o.max_blob_bytes = NR_POOL_DEFAULT_MAX_BLOB_BYTES;
   p->wake[0] = p->wake[1] = -1;
@@ -93,11 +94,16 @@ nr_status nr_pool_create(const nr_pool_opts *o, nr_pool **out, nr_error *err) {
     rl.rlim_cur = rl.rlim_max < 65536 ? rl.rlim_max : 65536;
     setrlimit(RLIMIT_NOFILE, &rl);
   }
+  if (o && o->python_path && !(p->o.python_path = strdup(o->python_path))) {
+    nr_pool_destroy(p);
+    return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
+  }
   if (pipe2(p->wake, O_CLOEXEC) < 0 || !p->layer_types) {
     nr_status s = nr_err_set(err, NR_ERR_IO, "cannot create the worker pool: %s", strerror(errno));
     nr_pool_destroy(p);
     return s;
   }
+  pthread_cond_init(&p->spawn_cv, NULL);
   if (pthread_create(&p->watcher, NULL, nr__watcher_main, p)) {
     nr_status s = nr_err_set(err, NR_ERR_IO, "cannot start the worker watcher thread");
     nr_pool_destroy(p);
@@ -114,6 +120,12 @@ int nr_pool_nworkers(const nr_pool *p) { return p->nstarted; }
 pid_t nr_pool_worker_pid(const nr_pool *p, int i) {
   return i >= 0 && i < NR_POOL_MAX_WORKERS ? p->w[i].pid : 0;
 }
+int nr_pool_failed_workers(const nr_pool *p) {
+  int n = 0;
+  for (int i = 0; i < p->nstarted; i++) n += p->w[i].failed;
+  return n;
+}
+
 int nr_pool_restarts(const nr_pool *p) { return p->restarts; }
 
 void nr_pool_destroy(nr_pool *p) {
@@ -173,6 +185,7 @@ void nr_pool_destroy(nr_pool *p) {
   if (p->wake[0] >= 0) close(p->wake[0]);
   if (p->wake[1] >= 0) close(p->wake[1]);
   pthread_mutex_destroy(&p->mu);
+  free((char *)p->o.python_path);
   pthread_mutex_destroy(&p->seg_mu);
   for (int i = 0; i < NR_POOL_MAX_WORKERS; i++) {
     pthread_mutex_destroy(&p->w[i].io);

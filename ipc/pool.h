@@ -30,7 +30,10 @@
  * the core's copy), replays the failed call and logs that it did.
  *
  * Leaks: segments have no name anywhere (nothing in /dev/shm); workers die with the core
- * (PR_SET_PDEATHSIG + socket EOF) and are reaped by nr_pool_destroy.
+ * (PR_SET_PDEATHSIG + socket EOF) and are reaped by nr_pool_destroy. Workers are spawned
+ * by the pool's own watcher thread, which lives as long as the pool: PR_SET_PDEATHSIG
+ * follows the spawning thread, so a pool made in a short-lived thread (a Python thread of
+ * the caller) keeps its workers after that thread ends.
  *
  * Ownership and order: the pool owns its workers and segments' mappings. Nets built with
  * the pool's allocator/backend must be destroyed BEFORE the pool. Not thread safe: one
@@ -63,8 +66,12 @@ typedef struct nr_pool_opts {
   long long max_blob_bytes; /* --py-max-blob-bytes: the largest blob (count x 4 bytes) a
                              * worker may ask for or report; every worker reply is checked
                              * against it (and for form, indices, axis counts). 0 = the
-                             * default NR_POOL_DEFAULT_MAX_BLOB_BYTES. Keep this field LAST:
-                             * positional initializers elsewhere stop before it. */
+                             * default NR_POOL_DEFAULT_MAX_BLOB_BYTES. Positional
+                             * initializers elsewhere stop before it: fields below are
+                             * designated-only. */
+  const char *python_path; /* (optional) directories (':'-separated) put first on the
+                            * workers' PYTHONPATH, restarts included: a Python caller's
+                            * sys.path, so workers import the caller's layer modules */
 } nr_pool_opts;
 
 #define NR_POOL_DEFAULT_MAX_BLOB_BYTES (4LL << 30) /* 4 GiB */
@@ -86,6 +93,9 @@ void nr_pool_destroy(nr_pool *p);
 int nr_pool_nworkers(const nr_pool *p);
 pid_t nr_pool_worker_pid(const nr_pool *p, int i);
 int nr_pool_restarts(const nr_pool *p);
+/* Workers that died with no restart left (their layers' calls fail): a front-end makes a new
+ * pool for new nets rather than place them on such a pool. */
+int nr_pool_failed_workers(const nr_pool *p);
 /* Forwards of prefetched data layers that had to wait for their batch, over the pool's
  * life, and the total time waited (*wait_ms, may be NULL). */
 int64_t nr_pool_data_waits(const nr_pool *p, double *wait_ms);

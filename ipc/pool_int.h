@@ -128,6 +128,8 @@ struct nr_pool {
   bool watcher_on;
   pthread_mutex_t mu;
   int wake[2];
+  struct spawn_job *spawn_job; /* under mu: a spawn the watcher thread is to do */
+  pthread_cond_t spawn_cv;     /* the watcher did it */
 };
 
 /* WR_GONE: the worker died earlier and was not restarted (its layers are lost).

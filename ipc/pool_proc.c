@@ -30,6 +30,27 @@ unsigned nr__pool_watcher_delay_us;
  * The core may kill, reap and replace a worker (a timeout, a bad reply) while this thread
  * is between poll and the lock; the spawn generation it polled tells that death apart from
  * the new process's, which is alive. */
+/* A worker to start, handed to the watcher thread (see nr__worker_spawn). */
+typedef struct spawn_job {
+  char *const *argv, *const *envp;
+  posix_spawn_file_actions_t *fa;
+  posix_spawnattr_t *at;
+  pid_t pid;
+  int err;
+  bool done;
+} spawn_job;
+
+static void run_spawn_job(nr_pool *p) {
+  pthread_mutex_lock(&p->mu);
+  spawn_job *j = p->spawn_job;
+  if (j && !j->done) {
+    j->err = posix_spawn(&j->pid, p->worker_path, j->fa, j->at, j->argv, j->envp);
+    j->done = true;
+    pthread_cond_broadcast(&p->spawn_cv);
+  }
+  pthread_mutex_unlock(&p->mu);
+}
+
 void *nr__watcher_main(void *arg) {
   nr_pool *p = arg;
   for (;;) {
@@ -55,6 +76,7 @@ void *nr__watcher_main(void *arg) {
       char c[64];
       ssize_t k = read(p->wake[0], c, sizeof c);
       if (k == 0 || (k > 0 && memchr(c, 'q', (size_t)k))) break;
+      if (k > 0 && memchr(c, 's', (size_t)k)) run_spawn_job(p);
     }
     if (nr__pool_watcher_delay_us) usleep(nr__pool_watcher_delay_us);
     pthread_mutex_lock(&p->mu);
@@ -155,8 +177,52 @@ nr_status nr__worker_spawn(nr_pool *p, worker *w, nr_error *err) {
   posix_spawnattr_setsigmask(&at, &none);
   posix_spawnattr_setsigdefault(&at, &def);
   posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  pid_t pid;
-  int e = posix_spawn(&pid, p->worker_path, &fa, &at, argv, environ);
+  /* The caller's sys.path first on the worker's PYTHONPATH (o.python_path). */
+  char **envp = environ, **own_env = NULL, *pypath = NULL;
+  if (p->o.python_path && *p->o.python_path) {
+    size_t n = 0;
+    const char *old = getenv("PYTHONPATH");
+    while (environ[n]) n++;
+    own_env = calloc(n + 2, sizeof *own_env);
+    size_t plen = strlen(p->o.python_path) + (old ? strlen(old) : 0) + 16;
+    pypath = malloc(plen);
+    if (!own_env || !pypath) {
+      free(own_env);
+      free(pypath);
+      posix_spawnattr_destroy(&at);
+      errno = ENOMEM;
+      goto io;
+    }
+    snprintf(pypath, plen, "PYTHONPATH=%s%s%s", p->o.python_path, old && *old ? ":" : "",
+             old ? old : "");
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+      if (strncmp(environ[i], "PYTHONPATH=", 11) != 0) own_env[k++] = environ[i];
+    own_env[k++] = pypath;
+    envp = own_env;
+  }
+  /* Spawned by the watcher thread, which lives as long as the pool: the worker's
+   * PR_SET_PDEATHSIG follows the thread that spawned it, and the caller's thread may end
+   * long before the pool (a Python thread that made a net). */
+  spawn_job job = {argv, envp, &fa, &at, 0, 0, false};
+  pthread_mutex_lock(&p->mu);
+  while (p->spawn_job) pthread_cond_wait(&p->spawn_cv, &p->mu); /* one job at a time */
+  p->spawn_job = &job;
+  pthread_mutex_unlock(&p->mu);
+  {
+    char c = 's';
+    ssize_t r = write(p->wake[1], &c, 1);
+    (void)r;
+  }
+  pthread_mutex_lock(&p->mu);
+  while (!job.done) pthread_cond_wait(&p->spawn_cv, &p->mu);
+  p->spawn_job = NULL;
+  pthread_cond_broadcast(&p->spawn_cv);
+  pthread_mutex_unlock(&p->mu);
+  pid_t pid = job.pid;
+  int e = job.err;
+  free(own_env);
+  free(pypath);
   posix_spawnattr_destroy(&at);
   if (e) {
     errno = e;

@@ -11,13 +11,12 @@ exception, WorkerError for a dead or hung worker) and this interpreter goes on; 
 py_restarts=K a dead worker is restarted and the call replayed. py_workers=0 runs them in
 this interpreter, as Caffe does. Options go to Net(...) and the solvers as keywords, or
 process-wide through caffe.set_py_workers() and its siblings. Workers import layer modules
-with this interpreter's sys.path (as it is when the net is made).
+with this interpreter's sys.path (as it is when the net is made; restarted workers too).
 
 Nets made with the same options share one runtime (one worker pool); share_with needs
 that. A view (blob.data) outlives its net: it keeps the memory alive.
 """
 
-import contextlib
 import os
 import sys
 import weakref
@@ -79,29 +78,17 @@ def _runtime(opts):
             ', '.join(sorted(bad)), ', '.join(sorted(known))))
     o = dict(_options)
     o.update(opts)
+    # workers import the caller's layer modules with the caller's sys.path (restarts too)
+    dirs = [os.path.abspath(p or '.') for p in sys.path]
+    o['python_path'] = os.pathsep.join(d for d in dirs if os.path.isdir(d))
     key = tuple(sorted(o.items()))
     rt = _runtimes.get(key)
-    if rt is None:
+    # A runtime with a worker that died for good keeps serving its own nets (their calls say
+    # so); new nets get a fresh one.
+    if rt is None or rt.failed_workers:
         rt = _caffe.Runtime(**o)
         _runtimes[key] = rt
     return rt
-
-
-@contextlib.contextmanager
-def _worker_path():
-    """Workers start while a net is built: they find the caller's modules through
-    PYTHONPATH, set for that time from this interpreter's sys.path."""
-    old = os.environ.get('PYTHONPATH')
-    dirs = [os.path.abspath(p or '.') for p in sys.path]
-    dirs = [d for d in dirs if os.path.isdir(d)]
-    os.environ['PYTHONPATH'] = os.pathsep.join(dirs + ([old] if old else []))
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ['PYTHONPATH']
-        else:
-            os.environ['PYTHONPATH'] = old
 
 
 def _split_py_options(kwargs):
@@ -131,9 +118,7 @@ class Net(_caffe.Net):
             weights, phase = args
         else:
             raise TypeError('Net(model, phase) or Net(model, weights, phase)')
-        rt = _runtime(py)
-        with _worker_path():
-            _caffe.Net.__init__(self, rt, model, phase, weights, level, stages)
+        _caffe.Net.__init__(self, _runtime(py), model, phase, weights, level, stages)
 
     # ---- structure, as pycaffe ----
 
@@ -333,8 +318,7 @@ class Solver(_caffe.Solver):
         rt = _runtime(_split_py_options(kwargs))
         if kwargs:
             raise TypeError('unexpected keyword argument(s): %s' % ', '.join(sorted(kwargs)))
-        with _worker_path():
-            return _caffe.Solver.__new__(cls, rt, path, cls._type)
+        return _caffe.Solver.__new__(cls, rt, path, cls._type)
 
     def add_callback(self, on_start, on_gradients_ready):
         raise NotImplementedError('solver callbacks serve multi-GPU training (NCCL), which '

@@ -46,7 +46,7 @@ extern PyTypeObject ext_runtime_type;
 
 /* A runtime for the options (a new reference), or NULL with an exception set. */
 ext_runtime *ext_rt_new(int py_workers, double py_timeout, int py_restarts, int py_prefetch,
-                        long long max_blob_bytes);
+                        long long max_blob_bytes, const char *python_path);
 /* Enter the engine: releases the GIL (saved in *ts), takes the runtime's lock, frees
  * what views released meanwhile, and arms Ctrl-C (ext_interrupted). Leave: the reverse.
  * Entering a runtime made by the parent of a forked child is a RuntimeError. */

@@ -96,7 +96,7 @@ void ext_rt_leave(ext_runtime *r, PyThreadState *ts) {
 /* ---- the type ---- */
 
 ext_runtime *ext_rt_new(int py_workers, double py_timeout, int py_restarts, int py_prefetch,
-                        long long max_blob_bytes) {
+                        long long max_blob_bytes, const char *python_path) {
   ext_runtime *r = PyObject_New(ext_runtime, &ext_runtime_type);
   if (!r) return NULL;
   r->rt = NULL;
@@ -112,6 +112,7 @@ ext_runtime *ext_rt_new(int py_workers, double py_timeout, int py_restarts, int 
   o.max_restarts = py_restarts;
   o.prefetch = py_prefetch;
   o.max_blob_bytes = max_blob_bytes;
+  o.python_path = python_path;
   static nr_error err;
   nr_status s;
   Py_BEGIN_ALLOW_THREADS
@@ -143,12 +144,13 @@ static void rt_dealloc(ext_runtime *r) {
 static PyObject *rt_py_new(PyTypeObject *t, PyObject *args, PyObject *kw) {
   (void)t;
   static char *kwlist[] = {"py_workers", "py_timeout", "py_restarts", "py_prefetch",
-                           "py_max_blob_bytes", NULL};
+                           "py_max_blob_bytes", "python_path", NULL};
   int workers = -1, restarts = 0, prefetch = 3;
   double timeout = 0;
   long long maxb = 0;
-  if (!PyArg_ParseTupleAndKeywords(args, kw, "|idiiL:Runtime", kwlist, &workers, &timeout,
-                                   &restarts, &prefetch, &maxb))
+  const char *python_path = NULL;
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "|idiiLz:Runtime", kwlist, &workers, &timeout,
+                                   &restarts, &prefetch, &maxb, &python_path))
     return NULL;
   if (workers < -1 || workers > NR_POOL_MAX_WORKERS)
     return PyErr_Format(PyExc_ValueError, "py_workers: %d (expected 0 to %d, or -1 for one "
@@ -162,7 +164,7 @@ static PyObject *rt_py_new(PyTypeObject *t, PyObject *args, PyObject *kw) {
     return PyErr_Format(PyExc_ValueError, "py_prefetch: %d (expected 0 to 64)", prefetch);
   if (maxb < 0)
     return PyErr_Format(PyExc_ValueError, "py_max_blob_bytes: %lld (expected >= 0)", maxb);
-  return (PyObject *)ext_rt_new(workers, timeout, restarts, prefetch, maxb);
+  return (PyObject *)ext_rt_new(workers, timeout, restarts, prefetch, maxb, python_path);
 }
 
 static PyObject *rt_workers(ext_runtime *r, void *c) {
@@ -193,7 +195,15 @@ static PyObject *rt_worker_pids(ext_runtime *r, void *c) {
   return l;
 }
 
+static PyObject *rt_failed(ext_runtime *r, void *c) {
+  (void)c;
+  nr_pool *p = nr_runtime_pool(r->rt);
+  return PyLong_FromLong(p ? nr_pool_failed_workers(p) : 0);
+}
+
 static PyGetSetDef rt_getset[] = {
+    {"failed_workers", (getter)rt_failed, NULL, "workers that died with no restart left",
+     NULL},
     {"workers_started", (getter)rt_workers, NULL, "worker processes started so far", NULL},
     {"restarts", (getter)rt_restarts, NULL, "worker restarts used", NULL},
     {"worker_pids", (getter)rt_worker_pids, NULL, "pid of each worker (0: not running)", NULL},
