@@ -16,6 +16,8 @@
 
 static const nr_inproc_so *loaded;
 
+void nr_inproc_use(const nr_inproc_so *so) { loaded = so; }
+
 static nr_status load(nr_error *err) {
   if (loaded) return NR_OK;
   const char *const where[] = {"$EXE/" NR_INPROC_LIB, "$EXE/../lib/netrun/" NR_INPROC_LIB,

@@ -109,6 +109,11 @@ extern unsigned nr__pool_watcher_delay_us;
  * directly (any allocator). A crash in Python is a crash of the process: this mode is for
  * pdb and as the latency baseline. One in-process backend per process. */
 nr_status nr_inproc_create(nr_py_backend **out, nr_error *err);
+/* A host that has the in-process runner compiled in (the Python extension, whose
+ * interpreter is the one layers must run in) hands its table here instead of the library
+ * being loaded. Call before the first nr_inproc_create. */
+struct nr_inproc_so;
+void nr_inproc_use(const struct nr_inproc_so *so);
 void nr_inproc_destroy(nr_py_backend *b);
 
 #endif

@@ -27,7 +27,8 @@ PY
 cd "$t/python/caffe/test"
 status=0
 for workers in "" 0; do
-  echo "== Caffe's pycaffe suite, Python layers ${workers:+in process}${workers:-in workers}"
+  if [ -n "$workers" ]; then where="in this interpreter"; else where="in workers"; fi
+  echo "== Caffe's pycaffe suite, Python layers $where"
   NR_PYCAFFE_WORKERS=$workers PYTHONPATH="$pkg:$t/site:." /usr/bin/python3 -m unittest "$@" ||
     status=1
 done

@@ -204,6 +204,20 @@ static nr_status so_create(const nr_inproc_host *h, nr_py_backend **out, nr_erro
   if (h->abi != NR_INPROC_ABI)
     return nr_err_set(err, NR_ERR_INTERNAL, "libnetrun-pyinproc: ABI %d, netrun expects %d",
                       NR_INPROC_ABI, h->abi);
+  if (!G.inited && Py_IsInitialized()) {
+    /* compiled into the caller's own Python (caffe._caffe): attach to that interpreter; the
+     * caller holds the GIL now and releases it around every engine call */
+    G.host = *h;
+    nr_rt_host host = {NULL, host_grow, host_add_param};
+    nr_rt_err e = {0};
+    if (nr_rt_attach(&host, h->layer_types, &e) < 0) {
+      nr_status s = nr_err_set(err, NR_ERR_PYTHON, "cannot run Python layers in this "
+                               "interpreter: %s: %s", e.type ? e.type : "", e.msg ? e.msg : "");
+      nr_rt_err_clear(&e);
+      return s;
+    }
+    G.inited = true;
+  }
   if (!G.inited) {
     G.host = *h;
     /* netrun dlopen()ed us RTLD_LOCAL, so libpython's symbols are not global and NumPy's

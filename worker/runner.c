@@ -273,6 +273,9 @@ static int numpy_init(void) {
   return 0;
 }
 
+static int finish_init(PyObject *netrun, const char *pkg_dir, const char *layer_types,
+                       nr_rt_err *e);
+
 int nr_rt_init(const nr_rt_host *host, const char *pkg_dir, const char *layer_types,
                nr_rt_err *e) {
   rt.host = *host;
@@ -298,14 +301,48 @@ int nr_rt_init(const nr_rt_host *host, const char *pkg_dir, const char *layer_ty
     nr_rt_err_set(e, "RuntimeError", buf);
     return -1;
   }
-  PyObject *runtime = NULL, *blobmod = NULL, *netrun = NULL, *r = NULL; /* new */
-  if (numpy_init() < 0) goto fail;
-  netrun = PyImport_ImportModule("_netrun");
-  if (!netrun) goto fail;
+  PyObject *netrun = PyImport_ImportModule("_netrun"); /* new */
+  if (!netrun || numpy_init() < 0) {
+    capture(e);
+    Py_XDECREF(netrun);
+    return -1;
+  }
+  int rc = finish_init(netrun, pkg_dir, layer_types, e);
+  Py_DECREF(netrun);
+  return rc;
+}
+
+int nr_rt_attach(const nr_rt_host *host, const char *layer_types, nr_rt_err *e) {
+  rt.host = *host;
+  PyObject *netrun = init_netrun_module(); /* new */
+  PyObject *modules = PySys_GetObject("modules"); /* borrowed */
+  PyObject *blob = NULL;
+  int rc = -1;
+  if (!netrun || !modules || numpy_init() < 0 ||
+      PyDict_SetItemString(modules, "_netrun", netrun) < 0)
+    goto out;
+  /* caffe._blob was imported before _netrun existed in this process (as None): give it */
+  if (!(blob = PyImport_ImportModule("caffe._blob")) ||
+      PyObject_SetAttrString(blob, "_netrun", netrun) < 0)
+    goto out;
+  rc = finish_init(netrun, NULL, layer_types, e);
+out:
+  if (rc < 0 && PyErr_Occurred()) capture(e);
+  Py_XDECREF(blob);
+  Py_XDECREF(netrun);
+  return rc;
+}
+
+/* What nr_rt_init and nr_rt_attach share once _netrun exists: the caffe package's runtime
+ * (caffe._runtime.init sets sys.path and marks a worker; only when pkg_dir is given), the
+ * functions and names the runner calls. */
+static int finish_init(PyObject *netrun, const char *pkg_dir, const char *layer_types,
+                       nr_rt_err *e) {
+  PyObject *runtime = NULL, *blobmod = NULL, *r = NULL; /* new */
   rt.dirty = PyObject_GetAttrString(netrun, "dirty");
   if (!rt.dirty) goto fail;
   /* caffe lives in pkg_dir; put it first so a pycaffe on PYTHONPATH does not shadow it. */
-  {
+  if (pkg_dir) {
     PyObject *path = PySys_GetObject("path"); /* borrowed */
     PyObject *p = PyUnicode_FromString(pkg_dir); /* new */
     if (!path || !p || PyList_Insert(path, 0, p) < 0) {
@@ -319,7 +356,8 @@ int nr_rt_init(const nr_rt_host *host, const char *pkg_dir, const char *layer_ty
   rt.describe_fn = PyObject_GetAttrString(runtime, "describe");
   rt.create_fn = PyObject_GetAttrString(runtime, "create_layer");
   if (!rt.describe_fn || !rt.create_fn) goto fail;
-  r = PyObject_CallMethod(runtime, "init", "ss", pkg_dir, layer_types ? layer_types : "");
+  r = pkg_dir ? PyObject_CallMethod(runtime, "init", "ss", pkg_dir, layer_types ? layer_types : "")
+              : (Py_INCREF(Py_None), Py_None);
   if (!r) goto fail;
   blobmod = PyImport_ImportModule("caffe._blob");
   if (!blobmod) goto fail;
@@ -341,14 +379,12 @@ int nr_rt_init(const nr_rt_host *host, const char *pkg_dir, const char *layer_ty
   Py_DECREF(r);
   Py_DECREF(runtime);
   Py_DECREF(blobmod);
-  Py_DECREF(netrun);
   return 0;
 fail:
   capture(e);
   Py_XDECREF(r);
   Py_XDECREF(runtime);
   Py_XDECREF(blobmod);
-  Py_XDECREF(netrun);
   return -1;
 }
 

@@ -49,6 +49,11 @@ typedef struct nr_rt_host {
  * what caffe.layer_type_list() reports. Returns 0, or -1 with e filled. */
 int nr_rt_init(const nr_rt_host *host, const char *pkg_dir, const char *layer_types,
                nr_rt_err *e);
+/* The same for an interpreter that already runs, the caller holding the GIL (the user's
+ * own Python, with the caffe package imported: pycaffe's in-process layers). Registers
+ * _netrun in sys.modules and hands it to caffe._blob; sys.path and the caffe package are the
+ * caller's, left as they are. 0, or -1 with *e set. */
+int nr_rt_attach(const nr_rt_host *host, const char *layer_types, nr_rt_err *e);
 /* Finalizes nothing (CPython + NumPy do not finalize cleanly); drops runner state. */
 void nr_rt_shutdown(void);
 

@@ -8,7 +8,9 @@
 #include <numpy/arrayobject.h>
 
 #include "glog.h"
+#include "inproc_abi.h"
 
+const nr_inproc_so *nr_inproc_so_create(void); /* worker/inproc.c, compiled in */
 int ext_blob_ready(void);
 extern unsigned long ext_main_thread;
 
@@ -120,6 +122,7 @@ PyMODINIT_FUNC PyInit__caffe(void) {
     Py_XDECREF(threading);
     PyErr_Clear();
   }
+  nr_inproc_use(nr_inproc_so_create()); /* py_workers=0: layers run in this interpreter */
   if (ext_blob_ready() < 0 || add_type(m, "Runtime", &ext_runtime_type) < 0 ||
       add_type(m, "Blob", &ext_blob_type) < 0 || add_type(m, "Layer", &ext_layer_type) < 0 ||
       add_type(m, "Net", &ext_net_type) < 0 || add_type(m, "Solver", &ext_solver_type) < 0)

@@ -115,9 +115,13 @@ ext_runtime *ext_rt_new(int py_workers, double py_timeout, int py_restarts, int 
   o.python_path = python_path;
   static nr_error err;
   nr_status s;
-  Py_BEGIN_ALLOW_THREADS
-  s = nr_runtime_create(&o, &r->rt, &err);
-  Py_END_ALLOW_THREADS
+  if (py_workers == 0) { /* attaches to this interpreter: with the GIL held */
+    s = nr_runtime_create(&o, &r->rt, &err);
+  } else {
+    Py_BEGIN_ALLOW_THREADS
+    s = nr_runtime_create(&o, &r->rt, &err);
+    Py_END_ALLOW_THREADS
+  }
   if (s != NR_OK) {
     Py_DECREF(r);
     return (ext_runtime *)ext_raise(s, &err);
