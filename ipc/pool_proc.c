@@ -128,8 +128,13 @@ void nr__worker_signal(const worker *w, int sig) {
   else if (!w->reaped) kill(w->pid, sig);
 }
 
+/* Reaps a worker that died or was killed. First its process group (each worker leads its
+ * own): what its layers started that did not leave the group (os.fork, subprocess) ends
+ * with it; the worker cannot end them itself when it was killed. Before the reap, while the
+ * pid is still held by the (dead) worker, so the group id cannot be another's. */
 void nr__worker_reap(worker *w) {
   if (!w->pid || w->reaped) return;
+  kill(-w->pid, SIGKILL);
   int st = 0;
   pid_t r;
   do r = waitpid(w->pid, &st, 0);

@@ -223,6 +223,22 @@ case_prefetch_kept_view() {
   done
 }
 
+# A layer forks and then its worker is killed (it cannot end its children itself): the
+# child dies with the worker's process group.
+case_descendants_of_killed_worker() {
+  py_net ForkThenDie
+  rm -f ./*.pid
+  run 1 "$NETRUN" test --model net.prototxt --iterations 1
+  expect_err "SIGKILL"
+  [ -s fork.pid ] || { fail "the layer wrote no fork.pid"; return; }
+  local pid; pid=$(cat fork.pid)
+  sleep 0.2
+  if kill -0 "$pid" 2>/dev/null && ! grep -q '^State:.*Z' /proc/"$pid"/status 2>/dev/null; then
+    fail "the child $pid of a killed worker outlived the run"
+    kill -9 "$pid"
+  fi
+}
+
 "case_$1"
 if [ "$failures" -gt 0 ]; then echo "$1: $failures failure(s)" >&2; exit 1; fi
 echo "$1: ok"

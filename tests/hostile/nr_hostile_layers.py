@@ -216,3 +216,21 @@ class KeptView(caffe.Layer):
 
     def backward(self, top, propagate_down, bottom):
         pass
+
+
+class ForkThenDie(caffe.Layer):
+    """At its first forward starts a child (os.fork, sleeping) and then kills its own worker
+    (SIGKILL): the child must not outlive the run although the worker could not end it."""
+
+    def setup(self, bottom, top):
+        pass
+
+    def reshape(self, bottom, top):
+        top[0].reshape(1)
+
+    def forward(self, bottom, top):
+        _spawn('fork', os.getcwd())
+        os.kill(os.getpid(), 9)
+
+    def backward(self, top, propagate_down, bottom):
+        pass
