@@ -34,6 +34,7 @@ typedef struct nr_global_opts {
   const char *log_dir;      /* glog's -log_dir: also write the log to a file there */
   double py_max_blob_bytes; /* largest blob a worker may ask for/report; 0 = default 4 GiB */
   const char *gpu;          /* Caffe's -gpu: accepted everywhere, noted, ignored */
+  const char *py_replicas;  /* --py-replicas layer=R[,layer2=R2] */
 } nr_global_opts;
 
 extern nr_global_opts nr_cli_global;

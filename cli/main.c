@@ -16,7 +16,7 @@
 #include "glog.h"
 #include "runtime.h"
 
-nr_global_opts nr_cli_global = {-1, 0, 0, 3, NULL, 0, NULL};
+nr_global_opts nr_cli_global = {-1, 0, 0, 3, NULL, 0, NULL, NULL};
 static int log_file_fd = -1; /* -log_dir's file (owned by the log stream once it exists) */
 
 /* Commands that build nets: their help lists the Python-runtime flags. */
@@ -40,6 +40,9 @@ static const nr_flag global_flags[] = {
      "restart a dead or hung worker up to this many times and retry the call (default 0)"},
     {"py-prefetch", NR_FLAG_INT, &nr_cli_global.py_prefetch,
      "batches a Python data layer computes ahead of the net, 0 to 64 (default 3)"},
+    {"py-replicas", NR_FLAG_STR, &nr_cli_global.py_replicas,
+     "LAYER=R[,LAYER2=R2]: run these Python data layers on R workers each (as "
+     "python_param.replicas, which Caffe's own tools cannot read)"},
     {"py-max-blob-bytes", NR_FLAG_DOUBLE, &nr_cli_global.py_max_blob_bytes,
      "largest blob (count x 4 bytes) a Python layer may grow a blob to (ValueError in the "
      "layer) or a worker may report (the worker is killed as faulty); default 4294967296 = "
@@ -141,6 +144,20 @@ static int set_flag(const char *cmd, const nr_flag *f, const char *v) {
   return 2;
 }
 
+static bool replicas_ok(const char *s) {
+  while (*s) {
+    const char *eq = strchr(s, '=');
+    const char *comma = strchr(s, ',');
+    if (!eq || eq == s || (comma && comma < eq)) return false;
+    char *end;
+    long r = strtol(eq + 1, &end, 10);
+    if (end == eq + 1 || r < 1 || r > 4096 || (*end && *end != ',')) return false;
+    s = *end ? end + 1 : end;
+    if (*end && !*s) return false;
+  }
+  return true;
+}
+
 /* The global flags' ranges, checked once every flag is read (they may come before or after
  * the command). Decision: a timeout of inf, or of 1e9 s (31 years) and more, means no limit,
  * as 0 does; negative or NaN values are usage errors. */
@@ -157,6 +174,9 @@ static int check_global_flags(const char *cmd) {
   } else if (g->py_restarts < 0) {
     bad = "py-restarts", want = "0 or more";
     snprintf(value, sizeof value, "%d", g->py_restarts);
+  } else if (g->py_replicas && !replicas_ok(g->py_replicas)) {
+    bad = "py-replicas", want = "LAYER=R[,LAYER2=R2] with R from 1 to 4096";
+    snprintf(value, sizeof value, "%.60s", g->py_replicas);
   } else if (g->py_prefetch < 0 || g->py_prefetch > 64) {
     bad = "py-prefetch", want = "0 to 64";
     snprintf(value, sizeof value, "%d", g->py_prefetch);
@@ -285,6 +305,7 @@ nr_status nr_cli_py_start(nr_runtime **out, nr_error *err) {
   o.prefetch = nr_cli_global.py_prefetch;
   o.log = nr_cli_log();
   o.max_blob_bytes = (long long)nr_cli_global.py_max_blob_bytes;
+  o.replicas = nr_cli_global.py_replicas;
   return nr_runtime_create(&o, out, err);
 }
 

@@ -58,8 +58,8 @@ static char *find_worker(const char *given) {
 nr_status nr_pool_create(const nr_pool_opts *o, nr_pool **out, nr_error *err) {
   nr_pool *p = calloc(1, sizeof *p);
   if (!p) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
-  p->o = o ? *o : (nr_pool_opts){-1, 0, 0, NULL, NULL, 0, 0, NULL};
-  p->o.python_path = NULL; /* the pool's own copy, below */
+  p->o = o ? *o : (nr_pool_opts){-1, 0, 0, NULL, NULL, 0, 0, NULL, NULL};
+  p->o.python_path = p->o.replicas = NULL; /* the pool's own copies, below */
   if (p->o.prefetch < 0) p->o.prefetch = 0;
   if (p->o.max_blob_bytes <= 0) p->o.max_blob_bytes = NR_POOL_DEFAULT_MAX_BLOB_BYTES;
   p->wake[0] = p->wake[1] = -1;
@@ -94,7 +94,8 @@ nr_status nr_pool_create(const nr_pool_opts *o, nr_pool **out, nr_error *err) {
     rl.rlim_cur = rl.rlim_max < 65536 ? rl.rlim_max : 65536;
     setrlimit(RLIMIT_NOFILE, &rl);
   }
-  if (o && o->python_path && !(p->o.python_path = strdup(o->python_path))) {
+  if ((o && o->python_path && !(p->o.python_path = strdup(o->python_path))) ||
+      (o && o->replicas && !(p->o.replicas = strdup(o->replicas)))) {
     nr_pool_destroy(p);
     return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
   }
@@ -186,6 +187,7 @@ void nr_pool_destroy(nr_pool *p) {
   if (p->wake[1] >= 0) close(p->wake[1]);
   pthread_mutex_destroy(&p->mu);
   free((char *)p->o.python_path);
+  free((char *)p->o.replicas);
   pthread_mutex_destroy(&p->seg_mu);
   for (int i = 0; i < NR_POOL_MAX_WORKERS; i++) {
     pthread_mutex_destroy(&p->w[i].io);

@@ -66,12 +66,13 @@ typedef struct nr_pool_opts {
   long long max_blob_bytes; /* --py-max-blob-bytes: the largest blob (count x 4 bytes) a
                              * worker may ask for or report; every worker reply is checked
                              * against it (and for form, indices, axis counts). 0 = the
-                             * default NR_POOL_DEFAULT_MAX_BLOB_BYTES. Positional
-                             * initializers elsewhere stop before it: fields below are
-                             * designated-only. */
+                             * default NR_POOL_DEFAULT_MAX_BLOB_BYTES. */
   const char *python_path; /* (optional) directories (':'-separated) put first on the
                             * workers' PYTHONPATH, restarts included: a Python caller's
                             * sys.path, so workers import the caller's layer modules */
+  const char *replicas;    /* (optional) "layer=R[,layer2=R2]": replicas of the named data
+                            * layers, over their python_param.replicas; the form a net that
+                            * Caffe's own tools must read can use (--py-replicas) */
 } nr_pool_opts;
 
 #define NR_POOL_DEFAULT_MAX_BLOB_BYTES (4LL << 30) /* 4 GiB */

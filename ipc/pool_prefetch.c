@@ -260,10 +260,25 @@ static void blobs_free(nr_blob **b, int n) {
   free(b);
 }
 
+/* R for layer `name` from "layer=R[,layer2=R2]" (nr_pool_opts.replicas), or 0 if absent. */
+static long replicas_for(const char *map, const char *name) {
+  size_t n = strlen(name);
+  for (const char *s = map; s && *s;) {
+    const char *eq = strchr(s, '='), *end = strchr(s, ',');
+    if (!end) end = s + strlen(s);
+    if (eq && eq < end && (size_t)(eq - s) == n && strncmp(s, name, n) == 0)
+      return strtol(eq + 1, NULL, 10);
+    s = *end ? end + 1 : end;
+  }
+  return 0;
+}
+
 /* At the layer's setup: the controller and its R instances (placed, not yet set up). */
 nr_status nr__pf_create(nr_pool *p, nr_layer *l, nr_error *err) {
   const Caffe__PythonParameter *pp = l->param->python_param;
-  int R = pp && pp->replicas > 1 ? (int)(pp->replicas > 4096 ? 4096 : pp->replicas) : 1;
+  long want = replicas_for(p->o.replicas, l->name);
+  if (want <= 0 && pp) want = pp->replicas;
+  int R = want > 1 ? (int)(want > 4096 ? 4096 : want) : 1;
   if (R > p->max_workers) {
     if (nr__pool_log(p))
       fprintf(nr__pool_log(p), "netrun: layer '%s': replicas: %d capped at the pool size (%d "

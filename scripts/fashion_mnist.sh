@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 mkdir -p build/logs
 log=build/logs/fashion_mnist_train.log
-build/netrun --py-workers 2 train --solver examples/fashion_mnist/lenet_solver.prototxt 2>&1 | tee "$log"
+build/netrun --py-workers 2 --py-replicas fmnist=2 train --solver examples/fashion_mnist/lenet_solver.prototxt 2>&1 | tee "$log"
 model=$(ls -t examples/fashion_mnist/lenet_iter_*.caffemodel | head -n 1)
 build/netrun --py-workers 2 test --model examples/fashion_mnist/lenet_train_test.prototxt \
   --weights "$model" --iterations 100 2>&1 | tee build/logs/fashion_mnist_test.log | grep -v "Batch "

@@ -34,7 +34,7 @@ int main(int argc, char **argv) {
   nr_py_backend *py = NULL;
   const nr_allocator *alloc = NULL;
   if (workers > 0) {
-    nr_pool_opts o = {workers, 0, 0, NULL, NULL, prefetch, 0, NULL};
+    nr_pool_opts o = {workers, 0, 0, NULL, NULL, prefetch, 0, NULL, NULL};
     if (nr_pool_create(&o, &pool, &err) != NR_OK) goto fail;
     py = nr_pool_backend(pool);
     alloc = nr_pool_allocator(pool);

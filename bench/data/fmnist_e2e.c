@@ -78,7 +78,7 @@ int main(int argc, char **argv) {
   nr_pool *pool = NULL;
   nr_solver *py = NULL, *mem = NULL;
   mem_feed f = {0};
-  nr_pool_opts o = {workers, 0, 0, NULL, NULL, 3, 0, NULL};
+  nr_pool_opts o = {workers, 0, 0, NULL, NULL, 3, 0, NULL, "fmnist=2"}; /* as the example runs */
   if (nr_pool_create(&o, &pool, &err) != NR_OK ||
       make_solver(NR_REPO_DIR "/examples/fashion_mnist/lenet_train_test.prototxt", pool, &py,
                   &err) != NR_OK ||

@@ -117,7 +117,7 @@ int main(int argc, char **argv) {
   if (env && atoi(env) > 0) samples = atoi(env);
   nr_error err;
   nr_pool *pool = NULL;
-  nr_pool_opts o = {1, 0, 0, NULL, NULL, 0, 0, NULL};
+  nr_pool_opts o = {1, 0, 0, NULL, NULL, 0, 0, NULL, NULL};
   if (nr_pool_create(&o, &pool, &err)) die("pool", &err);
   nr_py_backend *inproc = NULL;
   if (nr_inproc_create(&inproc, &err)) die("in-process backend", &err);

@@ -39,7 +39,9 @@ case_flags() {
   local bad
   for bad in "--py-workers -5" "--py-workers 65" "--py-timeout -1" "--py-timeout nan" \
              "--py-restarts -1" "--py-prefetch -1" "--py-max-blob-bytes -1" \
-             "--py-max-blob-bytes 1.5" "--py-workers 2x" "--py-timeout 1s"; do
+             "--py-max-blob-bytes 1.5" "--py-workers 2x" "--py-timeout 1s" \
+             "--py-replicas h" "--py-replicas h=0" "--py-replicas =2" "--py-replicas h=2," \
+             "--py-replicas h=2x"; do
     # shellcheck disable=SC2086
     run 2 "$NETRUN" $bad test --model net.prototxt --iterations 1
     expect_err "bad value '${bad#* }' for ${bad%% *}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # CLI-level checks of Python data layers (run by ctest from tests/pydata/CMakeLists.txt):
-#   identical  trains the Fashion-MNIST example (examples/fashion_mnist, replicas: 2) for
+#   identical  trains the Fashion-MNIST example (examples/fashion_mnist, --py-replicas
+#              fmnist=2, the form a Caffe-readable prototxt uses) for
 #              $ITERS iterations with --py-workers 1, 2 and 4 and compares the .caffemodel
 #              bytes: the batch sequence must not depend on the number of workers
 #   time       `netrun time` on the example prints the data wait line
@@ -14,6 +15,8 @@ data=/usr/share/datasets/fashion-mnist
 tmp=$(mktemp -d /tmp/nr_pydata_cli.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 net=$src/examples/fashion_mnist/lenet_train_test.prototxt
+# the example stays readable by Caffe's own tools: no netrun-only field in it
+! grep -qE "^[^#]*replicas" "$net" || { echo "FAIL: $net uses python_param.replicas"; exit 1; }
 fail() { echo "FAIL: $*"; exit 1; }
 
 case $case_ in
@@ -28,7 +31,8 @@ display: 100 max_iter: $ITERS snapshot: $ITERS
 snapshot_prefix: "$tmp/w$w"
 random_seed: 1701
 S
-    "$bin" --py-workers $w train --solver "$tmp/solver$w.prototxt" > "$tmp/log$w" 2>&1 ||
+    "$bin" --py-workers $w --py-replicas fmnist=2 train --solver "$tmp/solver$w.prototxt" \
+      > "$tmp/log$w" 2>&1 ||
       { tail -20 "$tmp/log$w"; fail "training with --py-workers $w"; }
     grep -q "Iteration $ITERS, loss = " "$tmp/log$w" || fail "no final loss line with $w workers"
   done

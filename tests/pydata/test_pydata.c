@@ -42,7 +42,7 @@ static nr_status pd_open(pd *t, int workers, int prefetch, int restarts, int rep
                          const char *ps, bool copy, nr_error *err) {
   memset(t, 0, sizeof *t);
   t->logf = open_memstream(&t->log, &t->loglen);
-  nr_pool_opts o = {workers, pd_timeout, restarts, NULL, t->logf, prefetch, 0, NULL};
+  nr_pool_opts o = {workers, pd_timeout, restarts, NULL, t->logf, prefetch, 0, NULL, NULL};
   NR_TRY(nr_pool_create(&o, &t->pool, err));
   char text[2048];
   snprintf(text, sizeof text,

@@ -20,7 +20,7 @@ typedef struct fcase {
  * the first failure and its message in err. */
 static nr_status run_case(const fcase *fc, double timeout, nr_error *err) {
   nr_pool *p = NULL;
-  nr_pool_opts o = {1, timeout, 0, NULL, NULL, 0, 0, NULL};
+  nr_pool_opts o = {1, timeout, 0, NULL, NULL, 0, 0, NULL, NULL};
   nr_status s = nr_pool_create(&o, &p, err);
   if (s != NR_OK) return s;
   nr_layer_ctx ctx = {0};
@@ -210,7 +210,7 @@ static void test_no_backend(void) {
 static void test_no_worker_binary(void) {
   nr_error err;
   nr_pool *p = NULL;
-  nr_pool_opts o = {1, 0, 0, "/nonexistent/netrun-worker", NULL, 0, 0, NULL};
+  nr_pool_opts o = {1, 0, 0, "/nonexistent/netrun-worker", NULL, 0, 0, NULL, NULL};
   CHECK_INT_EQ(nr_pool_create(&o, &p, &err), NR_ERR_IO);
   CHECK_CONTAINS(err.msg, "cannot find the netrun-worker executable at /nonexistent");
   CHECK(p == NULL);

@@ -31,7 +31,7 @@ static nr_status run_case(const hcase *hc, nr_error *err, nr_status *again, nr_e
   *pid_after = -1;
   setenv("NR_FAKE_MODE", hc->mode, 1);
   nr_pool *p = NULL;
-  nr_pool_opts o = {1, 20, 0, NR_FAKE_WORKER, NULL, 0, 1 << 20 /* 1 MiB */, NULL};
+  nr_pool_opts o = {1, 20, 0, NR_FAKE_WORKER, NULL, 0, 1 << 20 /* 1 MiB */, NULL, NULL};
   nr_status s = nr_pool_create(&o, &p, err);
   if (s != NR_OK) return s;
   nr_layer_ctx ctx = {0};
@@ -134,7 +134,7 @@ static void test_data_layer_death_repeats(void) {
   setenv("NR_FAKE_MODE", "die", 1);
   nr_error err;
   nr_pool *p = NULL;
-  nr_pool_opts o = {1, 20, 0, NR_FAKE_WORKER, NULL, 2, 0, NULL};
+  nr_pool_opts o = {1, 20, 0, NR_FAKE_WORKER, NULL, 2, 0, NULL, NULL};
   CHECK_OK(nr_pool_create(&o, &p, &err), &err);
   nr_layer_ctx ctx = {0};
   int64_t iter = 0;

@@ -17,7 +17,7 @@ static nr_status be_open(be *b, int mode, nr_error *err) {
     b->alloc = nr_allocator_malloc();
     return NR_OK;
   }
-  nr_pool_opts o = {mode, 30, 0, NULL, NULL, 0, 0, NULL};
+  nr_pool_opts o = {mode, 30, 0, NULL, NULL, 0, 0, NULL, NULL};
   NR_TRY(nr_pool_create(&o, &b->pool, err));
   b->py = nr_pool_backend(b->pool);
   b->alloc = nr_pool_allocator(b->pool);

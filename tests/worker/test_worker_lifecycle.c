@@ -36,7 +36,7 @@ static void restart_case(const char *kind, const char *method, double timeout,
   snprintf(ps, sizeof ps, "%s:%s:%s", method, kind, mk);
   FILE *log = tmpfile();
   nr_pool *p = NULL;
-  nr_pool_opts o = {1, timeout, 2, NULL, log, 0, 0, NULL};
+  nr_pool_opts o = {1, timeout, 2, NULL, log, 0, 0, NULL, NULL};
   nr__pool_watcher_delay_us = watcher_delay_us;
   CHECK_OK(nr_pool_create(&o, &p, &err), &err);
   const char *cls[] = {"Scale", "Fault", "TimesTen"};
@@ -92,7 +92,7 @@ static void test_restart_hang_slow_watcher(void) { restart_case("hang", "forward
 static void test_restarts_exhausted(void) {
   nr_error err;
   nr_pool *p = NULL;
-  nr_pool_opts o = {1, 0, 2, NULL, NULL, 0, 0, NULL};
+  nr_pool_opts o = {1, 0, 2, NULL, NULL, 0, 0, NULL, NULL};
   CHECK_OK(nr_pool_create(&o, &p, &err), &err);
   const char *cls[] = {"Fault"};
   const char *ps[] = {"forward:exit"};
@@ -121,7 +121,7 @@ static void test_core_sigkill(void) {
     close(fd[0]);
     nr_error err;
     nr_pool *p = NULL;
-    nr_pool_opts o = {2, 0, 0, NULL, NULL, 0, 0, NULL};
+    nr_pool_opts o = {2, 0, 0, NULL, NULL, 0, 0, NULL, NULL};
     if (nr_pool_create(&o, &p, &err) != NR_OK) _exit(1);
     const char *cls[] = {"TimesTen", "TimesTen"};
     wk_chain c;
@@ -168,7 +168,7 @@ static void test_print_whole_lines(void) {
     close(fd[1]);
     nr_error err;
     nr_pool *p = NULL;
-    nr_pool_opts o = {2, 0, 0, NULL, NULL, 0, 0, NULL};
+    nr_pool_opts o = {2, 0, 0, NULL, NULL, 0, 0, NULL, NULL};
     const char *cls[] = {"Printer", "Printer"};
     const char *ps[] = {"alpha-alpha-alpha-alpha-alpha-alpha-alpha-alpha-alpha-alpha",
                         "beta-beta-beta-beta-beta-beta-beta-beta-beta-beta-beta-beta"};
@@ -216,7 +216,7 @@ static void test_print_whole_lines(void) {
 static void test_segments_private(void) {
   nr_error err;
   nr_pool *p = NULL;
-  nr_pool_opts o = {1, 0, 0, NULL, NULL, 0, 0, NULL};
+  nr_pool_opts o = {1, 0, 0, NULL, NULL, 0, 0, NULL, NULL};
   CHECK_OK(nr_pool_create(&o, &p, &err), &err);
   const char *cls[] = {"Scale", "TimesTen"};
   const char *pss[] = {"", ""};

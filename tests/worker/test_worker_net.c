@@ -54,7 +54,7 @@ static void test_net_pool_and_inproc(void) {
   float a[8] = {0}, b[8] = {0};
   nr_error err;
   nr_pool *p = NULL;
-  nr_pool_opts o = {-1, 30, 0, NULL, NULL, 0, 0, NULL};
+  nr_pool_opts o = {-1, 30, 0, NULL, NULL, 0, 0, NULL, NULL};
   CHECK_OK(nr_pool_create(&o, &p, &err), &err);
   run_net(nr_pool_backend(p), nr_pool_allocator(p), a);
   nr_pool_destroy(p);
