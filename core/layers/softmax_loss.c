@@ -67,15 +67,7 @@ static nr_status swl_reshape(nr_layer *l, nr_error *err) {
                       "N·H·W labels)",
                       (long long)lab->count, (long long)(q->outer * q->inner), q->axis);
   NR_TRY(nr_blob_reshape(l->top[0], 0, NULL, err));
-  if (l->ntop > 1) {
-    NR_TRY(nr_blob_reshape_like(l->top[1], b, err));
-  } else if (b->count > q->cap) {
-    float *p = realloc(q->prob, (size_t)b->count * sizeof *p);
-    if (!p) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
-    q->prob = p;
-    q->cap = b->count;
-  }
-  return NR_OK;
+  return nr__loss_prob_reshape(l, &q->prob, &q->cap, err);
 }
 
 static float *probs(nr_layer *l) {
@@ -94,9 +86,7 @@ static nr_status swl_forward(nr_layer *l, nr_error *err) {
     for (int64_t i = 0; i < q->inner; i++) {
       int v = (int)lab[o * q->inner + i];
       if (q->has_ignore && v == q->ignore) continue;
-      if (v < 0 || v >= q->ch)
-        return nr_err_set(err, NR_ERR_INPUT, "label %d at position %lld out of range [0, %lld)",
-                          v, (long long)(o * q->inner + i), (long long)q->ch);
+      NR_TRY(nr__loss_label(lab, o * q->inner + i, q->ch, &v, err));
       float pv = p[(o * q->ch + v) * q->inner + i];
       loss -= log(pv > FLT_MIN ? pv : FLT_MIN);
       valid++;
