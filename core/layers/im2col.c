@@ -43,8 +43,9 @@ static nr_status i2c_reshape(nr_layer *l, nr_error *err) {
   nr_conv *cv = &q->cv;
   const nr_blob *b = l->bottom[0];
   if (b->num_axes != q->naxes)
-    return nr_err_set(err, NR_ERR_INPUT, "bottom has %d axes; it had %d at setup and may not change",
-                      b->num_axes, q->naxes);
+    return nr_err_set(err, NR_ERR_INPUT,
+                      "bottom has %d axes; it had %d at setup and may not change", b->num_axes,
+                      q->naxes);
   int64_t dims[NR_MAX_AXES];
   for (int a = 0; a < cv->axis; a++) dims[a] = b->shape[a];
   cv->in_ch = b->shape[cv->axis];

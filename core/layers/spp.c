@@ -109,7 +109,8 @@ static nr_status spp_reshape(nr_layer *l, nr_error *err) {
     return nr_err_set(err, NR_ERR_INPUT, "bottom height and width must be > 0");
   if (b->shape[2] != q->h || b->shape[3] != q->w) {
     spp_free_levels(q);
-    for (int i = 0; i < q->levels; i++) NR_TRY(spp_build_level(l, i, b->shape[2], b->shape[3], err));
+    for (int i = 0; i < q->levels; i++)
+      NR_TRY(spp_build_level(l, i, b->shape[2], b->shape[3], err));
     q->h = b->shape[2];
     q->w = b->shape[3];
   } else {
@@ -137,7 +138,8 @@ static nr_status spp_forward(nr_layer *l, nr_error *err) {
   for (int i = 0; i < q->levels; i++) {
     const nr_blob *o = q->lv[i].out;
     const int64_t d = o->count / num;
-    for (int64_t n = 0; n < num; n++) nr_copy(d, o->data + n * d, l->top[0]->data + n * width + off);
+    for (int64_t n = 0; n < num; n++)
+      nr_copy(d, o->data + n * d, l->top[0]->data + n * width + off);
     off += d;
   }
   return NR_OK;
@@ -157,7 +159,8 @@ static nr_status spp_backward(nr_layer *l, nr_error *err) {
   for (int i = 0; i < q->levels; i++) {
     nr_blob *o = q->lv[i].out;
     const int64_t d = o->count / num;
-    for (int64_t n = 0; n < num; n++) nr_copy(d, l->top[0]->diff + n * width + off, o->diff + n * d);
+    for (int64_t n = 0; n < num; n++)
+      nr_copy(d, l->top[0]->diff + n * width + off, o->diff + n * d);
     off += d;
     q->lv[i].pool->prop_down[0] = true;
     NR_TRY(q->lv[i].pool->type->backward(q->lv[i].pool, err)); /* overwrites b->diff */

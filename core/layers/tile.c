@@ -22,8 +22,9 @@ static nr_status tile_reshape(nr_layer *l, nr_error *err) {
     return nr_err_set(err, NR_ERR_INPUT, "tile_param.tiles must be > 0, got %d", (int)p->tiles);
   const int axis = nr_blob_axis(b, p->axis);
   if (axis < 0)
-    return nr_err_set(err, NR_ERR_INPUT, "tile_param.axis %d out of range for a bottom with %d axes",
-                      (int)p->axis, b->num_axes);
+    return nr_err_set(err, NR_ERR_INPUT,
+                      "tile_param.axis %d out of range for a bottom with %d axes", (int)p->axis,
+                      b->num_axes);
   int64_t dims[NR_MAX_AXES];
   for (int i = 0; i < b->num_axes; i++) dims[i] = b->shape[i];
   dims[axis] *= p->tiles;
@@ -52,7 +53,8 @@ static nr_status tile_backward(nr_layer *l, nr_error *err) {
   for (int64_t o = 0; o < q->outer; o++) {
     float *d = dx + o * q->inner;
     nr_copy(q->inner, dy + o * q->tiles * q->inner, d);
-    for (int64_t t = 1; t < q->tiles; t++) nr_axpy(q->inner, 1.0f, dy + (o * q->tiles + t) * q->inner, d);
+    for (int64_t t = 1; t < q->tiles; t++)
+      nr_axpy(q->inner, 1.0f, dy + (o * q->tiles + t) * q->inner, d);
   }
   return NR_OK;
 }
