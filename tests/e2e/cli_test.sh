@@ -103,7 +103,7 @@ case_test_without_weights() {
 # known outputs.
 case_layer_family_nets() {
   local fam
-  for fam in neuron normalization utility loss vision; do
+  for fam in neuron normalization utility loss vision recurrent; do
     cp "$HERE/nets/layers_$fam.prototxt" net.prototxt
     run 0 "$NETRUN" check --model net.prototxt; expect_out "total:"
     run 0 "$NETRUN" test --model net.prototxt --iterations 1; expect_err "Loss: "
@@ -123,6 +123,9 @@ case_layer_family_nets() {
   done
   for want in "spp_sq = " "cols_sq = "; do
     grep -qF "] $want" test_vision.log || fail "vision net: no '$want'"
+  done
+  for want in "rnn_sq = " "lstm_sq = " "c_sum = " "h_sum = "; do
+    grep -qF "] $want" test_recurrent.log || fail "recurrent net: no '$want'"
   done
   "$NETRUN" check --model "$HERE/nets/layers_vision.prototxt" 2>&1 | grep -q "2x20 " \
     || fail "vision net: SPP top is not 2x20"
