@@ -23,15 +23,14 @@ static const Caffe__ContrastiveLossParameter *cparam(const nr_layer *l) {
 
 static nr_status contrastive_reshape(nr_layer *l, nr_error *err) {
   const nr_blob *a = l->bottom[0], *b = l->bottom[1], *y = l->bottom[2];
-  if (a->num_axes < 1 || !nr_blob_same_shape(a, b)) {
+  if (a->num_axes < 1 || b->num_axes < 1 || a->shape[0] != b->shape[0] ||
+      a->count != b->count || nr_blob_legacy_dim(a, 2) != 1 || nr_blob_legacy_dim(a, 3) != 1 ||
+      nr_blob_legacy_dim(b, 2) != 1 || nr_blob_legacy_dim(b, 3) != 1) {
     char sa[256], sb[256];
     return nr_err_set(err, NR_ERR_INPUT,
-                      "bottom[0] %s and bottom[1] %s must have the same shape (N, C, 1, 1)",
+                      "bottom[0] %s and bottom[1] %s must both be (N, C, 1, 1) (or (N, C))",
                       nr_blob_shape_str(a, sa, sizeof sa), nr_blob_shape_str(b, sb, sizeof sb));
   }
-  if (nr_blob_legacy_dim(a, 2) != 1 || nr_blob_legacy_dim(a, 3) != 1)
-    return nr_err_set(err, NR_ERR_INPUT,
-                      "bottom[0] and bottom[1] must be (N, C, 1, 1): height and width 1");
   if (y->num_axes < 1 || y->shape[0] != a->shape[0] || y->count != a->shape[0])
     return nr_err_set(err, NR_ERR_INPUT,
                       "bottom[2] must hold one label per pair (shape (N) or (N, 1, 1, 1)): "

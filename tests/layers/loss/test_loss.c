@@ -455,7 +455,11 @@ static void test_contrastive_loss(void) {
     CHECK_INT_EQ(f->l->type->backward(f->l, &f->err), NR_ERR_INPUT);
     LF_SHAPE(f->bottom[1], 6, 2);
     CHECK_INT_EQ(f->l->type->reshape(f->l, &f->err), NR_ERR_INPUT);
-    CHECK_CONTAINS(f->err.msg, "must have the same shape");
+    CHECK_CONTAINS(f->err.msg, "must both be (N, C, 1, 1)");
+    LF_SHAPE(f->bottom[1], 6, 3, 1, 1); /* (N, C) against (N, C, 1, 1) is fine, as Caffe */
+    CHECK_OK(f->l->type->reshape(f->l, &f->err), &f->err);
+    LF_SHAPE(f->bottom[1], 6, 1, 3, 1);
+    CHECK_INT_EQ(f->l->type->reshape(f->l, &f->err), NR_ERR_INPUT);
     lf_free(f);
   }
 }
