@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "layer.h"
+#include "loss.h"
 #include "nr_math.h"
 
 static const Caffe__LossParameter default_loss = CAFFE__LOSS_PARAMETER__INIT;
@@ -28,11 +29,7 @@ static nr_status sce_setup(nr_layer *l, nr_error *err) {
   l->priv = q;
   q->has_ignore = lp->has_ignore_label;
   q->ignore = lp->ignore_label;
-  if (!lp->has_normalization && lp->has_normalize)
-    q->norm = lp->normalize ? CAFFE__LOSS_PARAMETER__NORMALIZATION_MODE__VALID
-                            : CAFFE__LOSS_PARAMETER__NORMALIZATION_MODE__BATCH_SIZE;
-  else
-    q->norm = (int)lp->normalization;
+  q->norm = nr__loss_norm_mode(lp);
   return NR_OK;
 }
 
@@ -64,14 +61,7 @@ static nr_status sce_forward(nr_layer *l, nr_error *err) {
     loss -= xi * (t[i] - pos) - log1p(exp(xi - 2 * xi * pos));
     valid++;
   }
-  double norm;
-  switch (q->norm) {
-    case CAFFE__LOSS_PARAMETER__NORMALIZATION_MODE__FULL: norm = (double)n; break;
-    case CAFFE__LOSS_PARAMETER__NORMALIZATION_MODE__VALID: norm = (double)valid; break;
-    case CAFFE__LOSS_PARAMETER__NORMALIZATION_MODE__BATCH_SIZE: norm = (double)outer; break;
-    default: norm = 1; break;
-  }
-  q->normalizer = (float)(norm < 1 ? 1 : norm);
+  q->normalizer = nr__loss_normalizer(q->norm, outer, outer ? n / outer : 0, valid);
   l->top[0]->data[0] = (float)(loss / q->normalizer);
   return NR_OK;
 }

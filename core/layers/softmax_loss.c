@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "layer.h"
+#include "loss.h"
 #include "nr_math.h"
 
 /* softmax.c */
@@ -36,24 +37,6 @@ typedef struct swl_priv {
   float normalizer;
 } swl_priv;
 
-static int loss_norm(const Caffe__LossParameter *lp) {
-  if (!lp->has_normalization && lp->has_normalize)
-    return lp->normalize ? CAFFE__LOSS_PARAMETER__NORMALIZATION_MODE__VALID
-                         : CAFFE__LOSS_PARAMETER__NORMALIZATION_MODE__BATCH_SIZE;
-  return (int)lp->normalization;
-}
-
-static float normalizer(int mode, int64_t outer, int64_t inner, int64_t valid) {
-  double n;
-  switch (mode) {
-    case CAFFE__LOSS_PARAMETER__NORMALIZATION_MODE__FULL: n = (double)(outer * inner); break;
-    case CAFFE__LOSS_PARAMETER__NORMALIZATION_MODE__VALID: n = (double)valid; break;
-    case CAFFE__LOSS_PARAMETER__NORMALIZATION_MODE__BATCH_SIZE: n = (double)outer; break;
-    default: n = 1; break;
-  }
-  return (float)(n < 1 ? 1 : n);
-}
-
 static nr_status swl_setup(nr_layer *l, nr_error *err) {
   const Caffe__LossParameter *lp = l->param->loss_param ? l->param->loss_param : &default_loss;
   swl_priv *q = calloc(1, sizeof *q);
@@ -61,7 +44,7 @@ static nr_status swl_setup(nr_layer *l, nr_error *err) {
   l->priv = q;
   q->has_ignore = lp->has_ignore_label;
   q->ignore = lp->ignore_label;
-  q->norm = loss_norm(lp);
+  q->norm = nr__loss_norm_mode(lp);
   return NR_OK;
 }
 
@@ -84,15 +67,7 @@ static nr_status swl_reshape(nr_layer *l, nr_error *err) {
                       "N·H·W labels)",
                       (long long)lab->count, (long long)(q->outer * q->inner), q->axis);
   NR_TRY(nr_blob_reshape(l->top[0], 0, NULL, err));
-  if (l->ntop > 1) {
-    NR_TRY(nr_blob_reshape_like(l->top[1], b, err));
-  } else if (b->count > q->cap) {
-    float *p = realloc(q->prob, (size_t)b->count * sizeof *p);
-    if (!p) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
-    q->prob = p;
-    q->cap = b->count;
-  }
-  return NR_OK;
+  return nr__loss_prob_reshape(l, &q->prob, &q->cap, err);
 }
 
 static float *probs(nr_layer *l) {
@@ -111,14 +86,12 @@ static nr_status swl_forward(nr_layer *l, nr_error *err) {
     for (int64_t i = 0; i < q->inner; i++) {
       int v = (int)lab[o * q->inner + i];
       if (q->has_ignore && v == q->ignore) continue;
-      if (v < 0 || v >= q->ch)
-        return nr_err_set(err, NR_ERR_INPUT, "label %d at position %lld out of range [0, %lld)",
-                          v, (long long)(o * q->inner + i), (long long)q->ch);
+      NR_TRY(nr__loss_label(lab, o * q->inner + i, q->ch, &v, err));
       float pv = p[(o * q->ch + v) * q->inner + i];
       loss -= log(pv > FLT_MIN ? pv : FLT_MIN);
       valid++;
     }
-  q->normalizer = normalizer(q->norm, q->outer, q->inner, valid);
+  q->normalizer = nr__loss_normalizer(q->norm, q->outer, q->inner, valid);
   l->top[0]->data[0] = (float)(loss / q->normalizer);
   return NR_OK;
 }

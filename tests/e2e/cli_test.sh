@@ -149,6 +149,39 @@ case_test_without_weights() {
   expect_err "] accuracy = "; expect_err "loss = "; expect_err "(* 1 = "
 }
 
+# One small net per layer family (tests/e2e/nets/layers_*.prototxt) builds, shapes, runs
+# forward (test) and forward-backward (time) through the CLI; constant inputs give
+# known outputs.
+case_layer_family_nets() {
+  local fam
+  for fam in neuron normalization utility loss vision recurrent; do
+    cp "$HERE/nets/layers_$fam.prototxt" net.prototxt
+    run 0 "$NETRUN" check --model net.prototxt; expect_out "total:"
+    run 0 "$NETRUN" test --model net.prototxt --iterations 1; expect_err "Loss: "
+    cp "$WORK/err" "test_$fam.log"
+    run 0 "$NETRUN" time --model net.prototxt --iterations 1; expect_err "Average Forward-Backward: "
+  done
+  local want
+  for want in "clip_mean = 2" "swish_mean = 1.76159" "thr_mean = 1"; do
+    grep -qF "] $want" test_neuron.log || fail "neuron net: no '$want'"
+  done
+  for want in "tsum = 36 (" "rsum = 13.5 (" "fsum = 18 (" "psq = 0 ("; do
+    grep -qF "] $want" test_utility.log || fail "utility net: no '$want'"
+  done
+  grep -qE '\] mvn_sq = (8|7\.9999[0-9]*) \(' test_normalization.log || fail "normalization net: mvn_sq is not 8"
+  for want in "mll = " "hinge = " "info = " "contrast = "; do
+    grep -qF "] $want" test_loss.log || fail "loss net: no '$want'"
+  done
+  for want in "spp_sq = " "cols_sq = "; do
+    grep -qF "] $want" test_vision.log || fail "vision net: no '$want'"
+  done
+  for want in "rnn_sq = " "lstm_sq = " "c_sum = " "h_sum = "; do
+    grep -qF "] $want" test_recurrent.log || fail "recurrent net: no '$want'"
+  done
+  "$NETRUN" check --model "$HERE/nets/layers_vision.prototxt" 2>&1 | grep -q "2x20 " \
+    || fail "vision net: SPP top is not 2x20"
+}
+
 case_time_lines() {
   cp "$HERE/nets/lenet_dummy_train.prototxt" net.prototxt
   run 0 "$NETRUN" time --model net.prototxt --iterations 3

@@ -1,6 +1,9 @@
 /* Allocation-failure injection, as SQLite tests it (test/malloc*.test): one scenario that
- * exercises the core end to end — parse LeNet from its prototxt, build it, run a forward,
- * serialize it; build a solver over a small train/test net (DummyData, a convolution, Split
+ * exercises the core end to end — build a net of the layers that keep private buffers or
+ * inner layers (SPP, Im2col, MVN, Tile, Reduction, Filter, BatchReindex, Parameter,
+ * InfogainLoss, RNN, LSTM) and run a forward and a backward (first: it is cheap, so the
+ * runs that fail later pay little for it); parse LeNet from its prototxt, build it, run a
+ * forward, serialize it; build a solver over a small train/test net (DummyData, a convolution, Split
  * insertion, two InnerProducts sharing their parameters by name, SoftmaxWithLoss, Accuracy),
  * train a few iterations, snapshot, build a second solver, restore the snapshot, train on,
  * load the weights — is run again and again with the N-th allocation failing, N = 1, 2, ...
@@ -279,10 +282,41 @@ static const char *train_net =
     "layer { name: 'acc' type: 'Accuracy' bottom: 'sum' bottom: 'label' top: 'acc'\n"
     "  include { phase: TEST } }\n";
 
+static const char *layers_net =
+    "name: 'OomLayers' force_backward: true\n"
+    "layer { name: 'data' type: 'DummyData' top: 'x' top: 'label' top: 'H' top: 'seq'\n"
+    "  top: 'cont' top: 'sel'\n"
+    "  dummy_data_param { shape { dim: 2 dim: 2 dim: 6 dim: 6 } shape { dim: 3 }\n"
+    "    shape { dim: 3 dim: 3 } shape { dim: 3 dim: 2 dim: 4 } shape { dim: 3 dim: 2 }\n"
+    "    shape { dim: 2 }\n"
+    "    data_filler { type: 'gaussian' std: 1 } data_filler { type: 'constant' value: 1 }\n"
+    "    data_filler { type: 'constant' value: 1 } data_filler { type: 'gaussian' std: 1 }\n"
+    "    data_filler { type: 'constant' value: 1 } data_filler { type: 'constant' value: 1 } } }\n"
+    "layer { name: 'spp' type: 'SPP' bottom: 'x' top: 'spp' spp_param { pyramid_height: 3 } }\n"
+    "layer { name: 'cols' type: 'Im2col' bottom: 'x' top: 'cols'\n"
+    "  convolution_param { kernel_size: 3 } }\n"
+    "layer { name: 'mvn' type: 'MVN' bottom: 'cols' top: 'mvn' }\n"
+    "layer { name: 'tile' type: 'Tile' bottom: 'mvn' top: 'tile' tile_param { tiles: 2 } }\n"
+    "layer { name: 'red' type: 'Reduction' bottom: 'tile' top: 'red' loss_weight: 1 }\n"
+    "layer { name: 'filt' type: 'Filter' bottom: 'spp' bottom: 'sel' top: 'filt' }\n"
+    "layer { name: 'p' type: 'Parameter' top: 'idx' param { lr_mult: 0 }\n"
+    "  parameter_param { shape { dim: 3 } } }\n"
+    "layer { name: 'reidx' type: 'BatchReindex' bottom: 'filt' bottom: 'idx' top: 'reidx' }\n"
+    "layer { name: 'ip' type: 'InnerProduct' bottom: 'reidx' top: 'ip'\n"
+    "  inner_product_param { num_output: 3 } }\n"
+    "layer { name: 'info' type: 'InfogainLoss' bottom: 'ip' bottom: 'label' bottom: 'H'\n"
+    "  top: 'info' }\n"
+    "layer { name: 'rnn' type: 'RNN' bottom: 'seq' bottom: 'cont' top: 'rnn'\n"
+    "  recurrent_param { num_output: 3 } }\n"
+    "layer { name: 'lstm' type: 'LSTM' bottom: 'seq' bottom: 'cont' top: 'lstm'\n"
+    "  recurrent_param { num_output: 3 } }\n"
+    "layer { name: 'rsum' type: 'Reduction' bottom: 'rnn' top: 'rsum' loss_weight: 1 }\n"
+    "layer { name: 'lsum' type: 'Reduction' bottom: 'lstm' top: 'lsum' loss_weight: 1 }\n";
+
 /* Allocation counts at the end of each phase of the clean run (for sampling). */
-enum { PH_LENET, PH_SOLVER, PH_TRAIN, PH_SNAPSHOT, PH_RESTORE, PH_N };
-static const char *const phase_name[PH_N] = {"lenet", "solver-create", "train", "snapshot",
-                                             "restore"};
+enum { PH_LAYERS, PH_LENET, PH_SOLVER, PH_TRAIN, PH_SNAPSHOT, PH_RESTORE, PH_N };
+static const char *const phase_name[PH_N] = {"layers", "lenet", "solver-create", "train",
+                                             "snapshot", "restore"};
 static long phase_end[PH_N];
 
 static nr_status lenet(nr_error *err) {
@@ -305,6 +339,23 @@ static nr_status lenet(nr_error *err) {
   nr_net_destroy(net);
   nr_text_free(m);
   free(text);
+  return st;
+}
+
+static nr_status layers(nr_error *err) {
+  ProtobufCMessage *m = NULL;
+  nr_net *net = NULL;
+  nr_status st = nr_text_parse(layers_net, strlen(layers_net), "<oom layers>",
+                               &caffe__net_parameter__descriptor, &m, err);
+  if (st == NR_OK) {
+    nr_net_opts o = {.phase = NR_TRAIN, .seed = 1, .log = devnull};
+    st = nr_net_create((Caffe__NetParameter *)m, &o, &net, err);
+  }
+  float loss = 0;
+  if (st == NR_OK) st = nr_net_forward(net, &loss, err);
+  if (st == NR_OK) st = nr_net_backward(net, err);
+  nr_net_destroy(net);
+  nr_text_free(m);
   return st;
 }
 
@@ -338,8 +389,13 @@ static void mark(int phase) {
 static nr_status scenario(nr_error *err) {
   nr_solver *s = NULL, *s2 = NULL;
   char path[256];
-  nr_status st = lenet(err);
+  nr_status st = layers(err);
   if (st != NR_OK) {
+    nr_err_prefix(err, "layers");
+    goto out;
+  }
+  mark(PH_LAYERS);
+  if ((st = lenet(err)) != NR_OK) {
     nr_err_prefix(err, "lenet");
     goto out;
   }

@@ -1,4 +1,5 @@
-/* Neuron layers (ReLU, PReLU, ELU, Sigmoid, TanH, AbsVal, Power, Exp, Log, BNLL, Dropout):
+/* Neuron layers (ReLU, PReLU, ELU, Sigmoid, TanH, AbsVal, Power, Exp, Log, BNLL, Dropout,
+ * Clip, Swish, Threshold):
  * forward values against the formulas, in-place runs equal to out-of-place runs, error
  * cases, and finite-difference gradient checks. */
 #include "layer_fixture.h"
@@ -317,6 +318,102 @@ static void test_dropout_grad(void) {
   check_in_place("type: 'Dropout' dropout_param { dropout_ratio: 0.4 }", -1, 1);
 }
 
+/* ---- Clip, Swish, Threshold ---- */
+static double ref_clip1(double x) { return x < -1 ? -1 : x > 1 ? 1 : x; }
+static double ref_swish(double x) { return x / (1 + exp(-x)); }
+static double ref_swish_b(double x) { return x / (1 + exp(-0.5 * x)); }
+
+static void test_clip(void) {
+  /* by hand, asymmetric bounds; the bounds themselves pass the gradient */
+  lf *f = lf_new("type: 'Clip' clip_param { min: -1 max: 2 }", 1, 1);
+  CHECK(f);
+  LF_SHAPE(f->bottom[0], 6);
+  lf_set(f->bottom[0], (const float[]){-3, -1, -0.5f, 0, 2, 5});
+  LF_SETUP(f);
+  LF_FORWARD(f);
+  const float want[] = {-1, -1, -0.5f, 0, 2, 2};
+  for (int i = 0; i < 6; i++) CHECK_NEAR(f->top[0]->data[i], want[i], 0);
+  for (int i = 0; i < 6; i++) f->top[0]->diff[i] = (float)(i + 1);
+  f->l->prop_down[0] = true;
+  LF_BACKWARD(f);
+  const float dwant[] = {0, 2, 3, 4, 5, 0};
+  for (int i = 0; i < 6; i++) CHECK_NEAR(f->bottom[0]->diff[i], dwant[i], 0);
+  lf_free(f);
+  /* symmetric bounds: values, then the gradient away from the kinks at |x| = 1 */
+  f = lf_new("type: 'Clip' clip_param { min: -1 max: 1 }", 1, 1);
+  CHECK(f);
+  LF_SHAPE(f->bottom[0], 2, 3, 4);
+  nr_gradcheck_fill_uniform(f->bottom[0], -2, 2, 5);
+  LF_SETUP(f);
+  LF_FORWARD(f);
+  for (int64_t i = 0; i < f->bottom[0]->count; i++)
+    CHECK_NEAR(f->top[0]->data[i], ref_clip1(f->bottom[0]->data[i]), 0);
+  nr_gradcheck_config c = nr_gradcheck_defaults(1e-2f, 1e-3f);
+  c.kink = 1;
+  c.kink_range = 0.02f;
+  CHECK_OK(nr_gradcheck_layer(f->l, &c, -1, NR_GC_ELTWISE, &f->err), &f->err);
+  lf_free(f);
+  /* in place: same results away from the bounds */
+  check_in_place("type: 'Clip' clip_param { min: -0.5 max: 0.7 }", -1, 1);
+  /* errors: a bound missing, min > max */
+  f = lf_new("type: 'Clip' clip_param { min: -1 }", 1, 1);
+  CHECK(f);
+  LF_SHAPE(f->bottom[0], 3);
+  LF_SETUP_FAILS(f, NR_ERR_INPUT, "clip_param { min: .. max: .. } is required");
+  lf_free(f);
+  f = lf_new("type: 'Clip' clip_param { min: 1 max: 0 }", 1, 1);
+  CHECK(f);
+  LF_SHAPE(f->bottom[0], 3);
+  LF_SETUP_FAILS(f, NR_ERR_INPUT, "min 1 is greater than max 0");
+  lf_free(f);
+}
+
+static void test_swish(void) {
+  check_neuron("type: 'Swish'", ref_swish, -4, 4, -1, 1e-3f);
+  check_neuron("type: 'Swish' swish_param { beta: 0.5 }", ref_swish_b, -4, 4, -1, 1e-3f);
+  /* by hand: swish(2) with beta 1 = 2·σ(2); its slope σ(2)(1 + 2(1 − σ(2))) */
+  lf *f = lf_new("type: 'Swish'", 1, 1);
+  CHECK(f);
+  LF_SHAPE(f->bottom[0], 1);
+  f->bottom[0]->data[0] = 2;
+  LF_SETUP(f);
+  LF_FORWARD(f);
+  CHECK_NEAR(f->top[0]->data[0], 1.7615942, 1e-6);
+  f->top[0]->diff[0] = 1;
+  f->l->prop_down[0] = true;
+  LF_BACKWARD(f);
+  CHECK_NEAR(f->bottom[0]->diff[0], 0.8807971 * (1 + 2 * (1 - 0.8807971)), 1e-6);
+  lf_free(f);
+  check_in_place("type: 'Swish' swish_param { beta: 1.5 }", -3, 3);
+}
+
+static void test_threshold(void) {
+  lf *f = lf_make("type: 'Threshold' threshold_param { threshold: 0.5 }", 1, 1, 1);
+  CHECK(f);
+  LF_SHAPE(f->bottom[0], 5);
+  lf_set(f->bottom[0], (const float[]){-1, 0.5f, 0.51f, 3, 0});
+  LF_SETUP(f);
+  LF_FORWARD(f);
+  const float want[] = {0, 0, 1, 1, 0};
+  for (int i = 0; i < 5; i++) CHECK_NEAR(f->top[0]->data[i], want[i], 0);
+  lf_free(f);
+  f = lf_new("type: 'Threshold'", 1, 1);
+  CHECK(f);
+  LF_SHAPE(f->bottom[0], 2, 2);
+  lf_set(f->bottom[0], (const float[]){-0.1f, 0, 1e-6f, 7});
+  LF_SETUP(f);
+  LF_FORWARD(f);
+  CHECK_NEAR(f->top[0]->data[0] + f->top[0]->data[1], 0, 0);
+  CHECK_NEAR(f->top[0]->data[2] + f->top[0]->data[3], 2, 0);
+  /* no gradient: asking for one is an error, not asking is fine */
+  f->l->prop_down[0] = false;
+  LF_BACKWARD(f);
+  f->l->prop_down[0] = true;
+  CHECK_INT_EQ(f->l->type->backward(f->l, &f->err), NR_ERR_INPUT);
+  CHECK_CONTAINS(f->err.msg, "no gradient");
+  lf_free(f);
+}
+
 int main(void) {
   NR_RUN(test_relu);
   NR_RUN(test_relu_hand);
@@ -330,5 +427,8 @@ int main(void) {
   NR_RUN(test_prelu_grad);
   NR_RUN(test_dropout_forward);
   NR_RUN(test_dropout_grad);
+  NR_RUN(test_clip);
+  NR_RUN(test_swish);
+  NR_RUN(test_threshold);
   return NR_TEST_EXIT();
 }

@@ -1,4 +1,4 @@
-/* Normalization layers: LRN, BatchNorm, Softmax: values against direct formulas, BatchNorm's
+/* Normalization layers: LRN, BatchNorm, Softmax, MVN: values against direct formulas, BatchNorm's
  * running statistics (train) and stored ones (global), gradient checks. */
 #include "layer_fixture.h"
 
@@ -151,11 +151,90 @@ static void test_softmax(void) {
   lf_free(f);
 }
 
+/* ---- MVN ---- */
+
+static void test_mvn_values(void) {
+  /* one (1, 2, 1, 2) bottom by hand: planes {1, 3} and {2, 6}: means 2 and 4, σ 1 and 2 */
+  lf *f = lf_new("type: 'MVN' mvn_param { eps: 0 }", 1, 1);
+  CHECK(f);
+  LF_SHAPE(f->bottom[0], 1, 2, 1, 2);
+  lf_set(f->bottom[0], (const float[]){1, 3, 2, 6});
+  LF_SETUP(f);
+  LF_FORWARD(f);
+  const float want[] = {-1, 1, -1, 1};
+  for (int i = 0; i < 4; i++) CHECK_NEAR(f->top[0]->data[i], want[i], 1e-6);
+  lf_free(f);
+  /* across channels, mean only: one mean (3) over the item */
+  f = lf_new("type: 'MVN' mvn_param { normalize_variance: false across_channels: true }", 1, 1);
+  CHECK(f);
+  LF_SHAPE(f->bottom[0], 1, 2, 1, 2);
+  lf_set(f->bottom[0], (const float[]){1, 3, 2, 6});
+  LF_SETUP(f);
+  LF_FORWARD(f);
+  const float want2[] = {-2, 0, -1, 3};
+  for (int i = 0; i < 4; i++) CHECK_NEAR(f->top[0]->data[i], want2[i], 1e-6);
+  lf_free(f);
+  /* a 2-axis bottom gives a 4-axis top, as Caffe; each (n, c) value is its own plane */
+  f = lf_new("type: 'MVN' mvn_param { across_channels: true }", 1, 1);
+  CHECK(f);
+  LF_SHAPE(f->bottom[0], 2, 3);
+  lf_set(f->bottom[0], (const float[]){1, 2, 3, 0, 0, 3});
+  LF_SETUP(f);
+  CHECK_SHAPE(f->top[0], 2, 3, 1, 1);
+  LF_FORWARD(f);
+  const double s0 = sqrt(2.0 / 3), s1 = sqrt(2.0);
+  const double want3[] = {-1 / s0, 0, 1 / s0, -1 / s1, -1 / s1, 2 / s1};
+  for (int i = 0; i < 6; i++) CHECK_NEAR(f->top[0]->data[i], want3[i], 1e-5);
+  lf_free(f);
+  f = lf_new("type: 'MVN'", 1, 1);
+  CHECK(f);
+  LF_SHAPE(f->bottom[0], 1, 2, 1, 2, 1);
+  LF_SETUP_FAILS(f, NR_ERR_INPUT, "at most 4");
+  lf_free(f);
+}
+
+static void test_mvn_gradient(void) {
+  const char *protos[] = {
+      "type: 'MVN'",
+      "type: 'MVN' mvn_param { normalize_variance: false }",
+      "type: 'MVN' mvn_param { across_channels: true }",
+      "type: 'MVN' mvn_param { normalize_variance: false across_channels: true }",
+  };
+  for (int k = 0; k < 4; k++) {
+    lf *f = lf_new(protos[k], 1, 1);
+    CHECK(f);
+    LF_SHAPE(f->bottom[0], 2, 3, 2, 3);
+    nr_gradcheck_fill_gaussian(f->bottom[0], 0.5f, 1, 41 + (uint64_t)k);
+    LF_SETUP(f);
+    LF_GRAD(f, 1e-2f, 1e-3f, -1, NR_GC_EXHAUSTIVE);
+    /* in place gives the same top and bottom diff */
+    lf *g = lf_make(protos[k], 1, 1, 1);
+    CHECK(g);
+    LF_SHAPE(g->bottom[0], 2, 3, 2, 3);
+    nr_gradcheck_fill_gaussian(g->bottom[0], 0.5f, 1, 41 + (uint64_t)k);
+    LF_SETUP(g);
+    LF_FORWARD(f);
+    LF_FORWARD(g);
+    CHECK(lf_maxdiff(f->top[0]->data, g->top[0]->data, 36) == 0);
+    nr_gradcheck_fill_uniform(f->bottom[0], -1, 1, 5); /* reuse as random top diffs */
+    memcpy(f->top[0]->diff, f->bottom[0]->data, 36 * sizeof(float));
+    memcpy(g->top[0]->diff, f->bottom[0]->data, 36 * sizeof(float));
+    f->l->prop_down[0] = g->l->prop_down[0] = true;
+    LF_BACKWARD(f);
+    LF_BACKWARD(g);
+    CHECK(lf_maxdiff(f->bottom[0]->diff, g->bottom[0]->diff, 36) < 1e-6);
+    lf_free(f);
+    lf_free(g);
+  }
+}
+
 int main(void) {
   NR_RUN(test_lrn_values);
   NR_RUN(test_lrn_gradient);
   NR_RUN(test_batch_norm_train);
   NR_RUN(test_batch_norm_global);
   NR_RUN(test_softmax);
+  NR_RUN(test_mvn_values);
+  NR_RUN(test_mvn_gradient);
   return NR_TEST_EXIT();
 }

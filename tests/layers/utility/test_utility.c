@@ -1,4 +1,5 @@
-/* Utility layers: Split, Silence, Flatten, Reshape, Concat, Slice, Crop, Eltwise, ArgMax:
+/* Utility layers: Split, Silence, Flatten, Reshape, Concat, Slice, Crop, Eltwise, ArgMax,
+ * Tile, Reduction, BatchReindex, Filter, Parameter:
  * shapes, values, error messages and gradient checks. */
 #include "layer_fixture.h"
 
@@ -403,6 +404,232 @@ static void test_crop(void) {
   lf_free(f);
 }
 
+/* ---- Tile, Reduction ---- */
+
+static void test_tile(void) {
+  lf *f = lf_new("type: 'Tile' tile_param { tiles: 3 }", 1, 1);
+  CHECK(f);
+  LF_SHAPE(f->bottom[0], 2, 2);
+  lf_set(f->bottom[0], (const float[]){1, 2, 3, 4});
+  LF_SETUP(f);
+  CHECK_SHAPE(f->top[0], 2, 6);
+  LF_FORWARD(f);
+  const float want[] = {1, 2, 1, 2, 1, 2, 3, 4, 3, 4, 3, 4};
+  for (int i = 0; i < 12; i++) CHECK_NEAR(f->top[0]->data[i], want[i], 0);
+  for (int i = 0; i < 12; i++) f->top[0]->diff[i] = (float)i;
+  f->l->prop_down[0] = true;
+  LF_BACKWARD(f);
+  const float dwant[] = {0 + 2 + 4, 1 + 3 + 5, 6 + 8 + 10, 7 + 9 + 11};
+  for (int i = 0; i < 4; i++) CHECK_NEAR(f->bottom[0]->diff[i], dwant[i], 0);
+  lf_free(f);
+  /* axis 0 of (2, 3): the whole blob twice; negative axis; gradient */
+  f = lf_new("type: 'Tile' tile_param { axis: -3 tiles: 2 }", 1, 1);
+  CHECK(f);
+  LF_SHAPE(f->bottom[0], 2, 3, 2);
+  nr_gradcheck_fill_uniform(f->bottom[0], -1, 1, 3);
+  LF_SETUP(f);
+  CHECK_SHAPE(f->top[0], 4, 3, 2);
+  LF_FORWARD(f);
+  CHECK(lf_maxdiff(f->top[0]->data + 12, f->bottom[0]->data, 12) == 0);
+  LF_GRAD(f, 1e-2f, 1e-3f, -1, NR_GC_EXHAUSTIVE);
+  lf_free(f);
+  f = lf_new("type: 'Tile' tile_param { axis: 1 }", 1, 1);
+  CHECK(f);
+  LF_SHAPE(f->bottom[0], 2, 3);
+  LF_SETUP_FAILS(f, NR_ERR_INPUT, "tiles must be given");
+  lf_free(f);
+  f = lf_new("type: 'Tile' tile_param { tiles: 0 }", 1, 1);
+  CHECK(f);
+  LF_SHAPE(f->bottom[0], 2, 3);
+  LF_SETUP_FAILS(f, NR_ERR_INPUT, "tiles must be > 0");
+  lf_free(f);
+  f = lf_new("type: 'Tile' tile_param { axis: 2 tiles: 2 }", 1, 1);
+  CHECK(f);
+  LF_SHAPE(f->bottom[0], 2, 3);
+  LF_SETUP_FAILS(f, NR_ERR_INPUT, "axis 2 out of range");
+  lf_free(f);
+}
+
+static void test_reduction(void) {
+  const float x[6] = {1, -2, 3, -4, 0, 6};
+  const struct {
+    const char *proto;
+    float want[2];
+    float dwant[6]; /* top diff (1, 2) */
+  } cases[] = {
+      {"type: 'Reduction' reduction_param { axis: 1 }", {2, 2}, {1, 1, 1, 2, 2, 2}},
+      {"type: 'Reduction' reduction_param { axis: 1 operation: ASUM coeff: 2 }",
+       {12, 20},
+       {2, -2, 2, -4, 0, 4}},
+      {"type: 'Reduction' reduction_param { axis: -1 operation: SUMSQ }",
+       {14, 52},
+       {2, -4, 6, -16, 0, 24}},
+      {"type: 'Reduction' reduction_param { axis: 1 operation: MEAN coeff: 3 }",
+       {2, 2},
+       {1, 1, 1, 2, 2, 2}},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    lf *f = lf_new(cases[k].proto, 1, 1);
+    CHECK(f);
+    LF_SHAPE(f->bottom[0], 2, 3);
+    lf_set(f->bottom[0], x);
+    LF_SETUP(f);
+    CHECK_SHAPE(f->top[0], 2);
+    LF_FORWARD(f);
+    CHECK_NEAR(f->top[0]->data[0], cases[k].want[0], 1e-6);
+    CHECK_NEAR(f->top[0]->data[1], cases[k].want[1], 1e-6);
+    f->top[0]->diff[0] = 1;
+    f->top[0]->diff[1] = 2;
+    f->l->prop_down[0] = true;
+    LF_BACKWARD(f);
+    for (int i = 0; i < 6; i++) CHECK_NEAR(f->bottom[0]->diff[i], cases[k].dwant[i], 1e-6);
+    lf_free(f);
+  }
+  /* default axis 0: a scalar; gradient checks of every operation on (2, 3, 4) at axis 1 */
+  lf *f = lf_new("type: 'Reduction'", 1, 1);
+  CHECK(f);
+  LF_SHAPE(f->bottom[0], 2, 3);
+  lf_set(f->bottom[0], x);
+  LF_SETUP(f);
+  CHECK_INT_EQ(f->top[0]->num_axes, 0);
+  LF_FORWARD(f);
+  CHECK_NEAR(f->top[0]->data[0], 4, 0);
+  lf_free(f);
+  const char *ops[] = {"SUM", "ASUM", "SUMSQ", "MEAN"};
+  for (int k = 0; k < 4; k++) {
+    char proto[160];
+    snprintf(proto, sizeof proto,
+             "type: 'Reduction' reduction_param { axis: 1 operation: %s coeff: -1.5 }", ops[k]);
+    f = lf_new(proto, 1, 1);
+    CHECK(f);
+    LF_SHAPE(f->bottom[0], 2, 3, 4);
+    nr_gradcheck_fill_uniform(f->bottom[0], -1, 1, 21);
+    LF_SETUP(f);
+    CHECK_SHAPE(f->top[0], 2);
+    LF_GRAD_KINK(f, 1e-2f, 1e-2f, 0.02f, -1, NR_GC_EXHAUSTIVE);
+    lf_free(f);
+  }
+  f = lf_new("type: 'Reduction' reduction_param { axis: 3 }", 1, 1);
+  CHECK(f);
+  LF_SHAPE(f->bottom[0], 2, 3);
+  LF_SETUP_FAILS(f, NR_ERR_INPUT, "axis 3 out of range");
+  lf_free(f);
+}
+
+/* ---- BatchReindex, Filter ---- */
+
+static void test_batch_reindex(void) {
+  lf *f = lf_new("type: 'BatchReindex'", 2, 1);
+  CHECK(f);
+  LF_SHAPE(f->bottom[0], 3, 2);
+  LF_SHAPE(f->bottom[1], 4);
+  lf_set(f->bottom[0], (const float[]){10, 11, 20, 21, 30, 31});
+  lf_set(f->bottom[1], (const float[]){2, 0, 2, 1});
+  LF_SETUP(f);
+  CHECK(f->l->type->no_force_backward & 2u);
+  CHECK_SHAPE(f->top[0], 4, 2);
+  LF_FORWARD(f);
+  const float want[] = {30, 31, 10, 11, 30, 31, 20, 21};
+  for (int i = 0; i < 8; i++) CHECK_NEAR(f->top[0]->data[i], want[i], 0);
+  for (int i = 0; i < 8; i++) f->top[0]->diff[i] = (float)(i + 1);
+  f->l->prop_down[0] = true;
+  f->l->prop_down[1] = false;
+  LF_BACKWARD(f);
+  const float dwant[] = {3, 4, 7, 8, 1 + 5, 2 + 6};
+  for (int i = 0; i < 6; i++) CHECK_NEAR(f->bottom[0]->diff[i], dwant[i], 0);
+  LF_GRAD(f, 1e-2f, 1e-3f, 0, NR_GC_EXHAUSTIVE);
+  f->l->prop_down[1] = true;
+  CHECK_INT_EQ(f->l->type->backward(f->l, &f->err), NR_ERR_INPUT);
+  CHECK_CONTAINS(f->err.msg, "indices");
+  f->bottom[1]->data[3] = 3;
+  CHECK_INT_EQ(f->l->type->forward(f->l, &f->err), NR_ERR_INPUT);
+  CHECK_CONTAINS(f->err.msg, "index 3 at position 3");
+  f->bottom[1]->data[3] = 0.5f;
+  CHECK_INT_EQ(f->l->type->forward(f->l, &f->err), NR_ERR_INPUT);
+  LF_SHAPE(f->bottom[1], 2, 2);
+  CHECK_INT_EQ(f->l->type->reshape(f->l, &f->err), NR_ERR_INPUT);
+  CHECK_CONTAINS(f->err.msg, "bottom[1] (the indices) has 2 axes, expected 1");
+  lf_free(f);
+}
+
+static void test_filter(void) {
+  lf *f = lf_new("type: 'Filter'", 3, 2);
+  CHECK(f);
+  LF_SHAPE(f->bottom[0], 4, 2);
+  LF_SHAPE(f->bottom[1], 4);
+  LF_SHAPE(f->bottom[2], 4, 1);
+  lf_set(f->bottom[0], (const float[]){1, 2, 3, 4, 5, 6, 7, 8});
+  lf_set(f->bottom[1], (const float[]){10, 20, 30, 40});
+  lf_set(f->bottom[2], (const float[]){0, 1, 0, -2});
+  LF_SETUP(f);
+  CHECK_SHAPE(f->top[0], 4, 2); /* the first reshape keeps every row */
+  CHECK_OK(f->l->type->reshape(f->l, &f->err), &f->err);
+  CHECK_SHAPE(f->top[0], 2, 2);
+  CHECK_SHAPE(f->top[1], 2);
+  LF_FORWARD(f);
+  const float want0[] = {3, 4, 7, 8};
+  for (int i = 0; i < 4; i++) CHECK_NEAR(f->top[0]->data[i], want0[i], 0);
+  CHECK_NEAR(f->top[1]->data[0], 20, 0);
+  CHECK_NEAR(f->top[1]->data[1], 40, 0);
+  for (int i = 0; i < 4; i++) f->top[0]->diff[i] = (float)(i + 1);
+  f->l->prop_down[0] = true;
+  f->l->prop_down[1] = false;
+  f->l->prop_down[2] = true;
+  f->bottom[2]->diff[1] = 9;
+  LF_BACKWARD(f);
+  const float dwant[] = {0, 0, 1, 2, 0, 0, 3, 4};
+  for (int i = 0; i < 8; i++) CHECK_NEAR(f->bottom[0]->diff[i], dwant[i], 0);
+  CHECK_NEAR(f->bottom[2]->diff[1], 0, 0); /* the selector gets no gradient */
+  LF_GRAD(f, 1e-2f, 1e-3f, 0, NR_GC_EXHAUSTIVE);
+  LF_GRAD(f, 1e-2f, 1e-3f, 1, NR_GC_EXHAUSTIVE);
+  /* nothing selected: empty tops */
+  lf_set(f->bottom[2], (const float[]){0, 0, 0, 0});
+  CHECK_OK(f->l->type->reshape(f->l, &f->err), &f->err);
+  CHECK_SHAPE(f->top[0], 0, 2);
+  LF_FORWARD(f);
+  LF_SHAPE(f->bottom[1], 3);
+  CHECK_INT_EQ(f->l->type->reshape(f->l, &f->err), NR_ERR_INPUT);
+  CHECK_CONTAINS(f->err.msg, "bottom[1] must have 4 rows");
+  LF_SHAPE(f->bottom[1], 4);
+  LF_SHAPE(f->bottom[2], 4, 2);
+  CHECK_INT_EQ(f->l->type->reshape(f->l, &f->err), NR_ERR_INPUT);
+  CHECK_CONTAINS(f->err.msg, "axis 1 is 2");
+  lf_free(f);
+  f = lf_new("type: 'Filter'", 2, 2);
+  CHECK(f);
+  LF_SHAPE(f->bottom[0], 2);
+  LF_SHAPE(f->bottom[1], 2);
+  LF_SETUP_FAILS(f, NR_ERR_INPUT, "2 bottoms (the last is the selector) but 2 tops");
+  lf_free(f);
+}
+
+/* ---- Parameter ---- */
+
+static void test_parameter(void) {
+  lf *f = lf_new("type: 'Parameter' parameter_param { shape { dim: 2 dim: 3 } }", 0, 1);
+  CHECK(f);
+  LF_SETUP(f);
+  CHECK_INT_EQ(f->l->nblobs, 1);
+  CHECK_SHAPE(f->l->blobs[0], 2, 3);
+  CHECK_SHAPE(f->top[0], 2, 3);
+  for (int i = 0; i < 6; i++) f->l->blobs[0]->data[i] = (float)i - 2;
+  LF_FORWARD(f);
+  for (int i = 0; i < 6; i++) CHECK_NEAR(f->top[0]->data[i], (float)i - 2, 0);
+  /* the diff accumulates into the blob's */
+  for (int i = 0; i < 6; i++) f->top[0]->diff[i] = 1;
+  f->l->blobs[0]->diff[0] = 5;
+  LF_BACKWARD(f);
+  CHECK_NEAR(f->l->blobs[0]->diff[0], 6, 0);
+  CHECK_NEAR(f->l->blobs[0]->diff[1], 1, 0);
+  LF_GRAD(f, 1e-2f, 1e-3f, -2, NR_GC_EXHAUSTIVE);
+  lf_free(f);
+  f = lf_new("type: 'Parameter'", 0, 1);
+  CHECK(f);
+  LF_SETUP(f);
+  CHECK_INT_EQ(f->top[0]->num_axes, 0);
+  lf_free(f);
+}
+
 int main(void) {
   NR_RUN(test_split);
   NR_RUN(test_silence);
@@ -414,5 +641,10 @@ int main(void) {
   NR_RUN(test_eltwise);
   NR_RUN(test_argmax);
   NR_RUN(test_crop);
+  NR_RUN(test_tile);
+  NR_RUN(test_reduction);
+  NR_RUN(test_batch_reindex);
+  NR_RUN(test_filter);
+  NR_RUN(test_parameter);
   return NR_TEST_EXIT();
 }
