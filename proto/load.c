@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 
 #include "binary.h"
@@ -81,7 +82,9 @@ nr_status nr_proto_load_solver_text(const char *path, Caffe__SolverParameter **o
 nr_status nr_proto_load_net_binary(const char *path, Caffe__NetParameter **out, nr_error *err) {
   ProtobufCMessage *m = NULL;
   nr_status ls = nr_proto_load_binary(path, &caffe__net_parameter__descriptor, &m, err);
-  if (ls == NR_ERR_INPUT) {
+  struct stat sb;
+  if (ls == NR_ERR_INPUT && stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
+    /* Only a regular file is read again for the hint: a device or a pipe was refused unread. */
     char *buf = NULL;
     size_t len = 0;
     nr_error *scratch = malloc(sizeof *scratch);

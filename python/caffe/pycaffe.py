@@ -355,5 +355,6 @@ def get_solver(path, **kwargs):
 
 
 def layer_type_list():
-    """Every layer type netrun knows, 'Python' included."""
-    return _caffe.layer_type_list()
+    """Every layer type netrun knows, 'Python' included, sorted (as Caffe's registry lists
+    them)."""
+    return sorted(_caffe.layer_type_list())
