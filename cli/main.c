@@ -51,10 +51,21 @@ static const nr_flag global_flags[] = {
 
 /* ---- logging ---------------------------------------------------------------------------- */
 
+static FILE *cli_log;
+static bool cli_log_closed;
+
+/* At exit, whichever way main ends: flushes the log and frees its stream. */
+static void close_cli_log(void) {
+  if (cli_log) fclose(cli_log);
+  cli_log = NULL;
+  cli_log_closed = true;
+}
+
 FILE *nr_cli_log(void) {
-  static FILE *log;
-  if (!log && !(log = nr_glog_open(2, log_file_fd))) return stderr;
-  return log;
+  if (cli_log) return cli_log;
+  if (cli_log_closed || !(cli_log = nr_glog_open(2, log_file_fd))) return stderr;
+  atexit(close_cli_log);
+  return cli_log;
 }
 
 /* -log_dir: create the log file before anything is logged (flags are all read by then). */
