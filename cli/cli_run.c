@@ -11,6 +11,7 @@
 #include "pylayer.h"
 
 typedef struct run_opts {
+  bool verbose;
   const char *model;
   const char *weights;
   const char *phase;
@@ -95,6 +96,7 @@ int nr_cmd_test(int argc, char **argv) {
       {"model", NR_FLAG_STR, &o.model, "the net prototxt"},
       {"weights", NR_FLAG_STR, &o.weights, "comma-separated .caffemodel files (optional)"},
       {"iterations", NR_FLAG_INT, &o.iterations, "batches to score (default 50)"},
+      {"verbose", NR_FLAG_BOOL, &o.verbose, "also print every output of every batch"},
       {"phase", NR_FLAG_STR, &o.phase, "TRAIN or TEST (default TEST)"},
       {"level", NR_FLAG_INT, &o.level, "net state level"},
       {"stage", NR_FLAG_STR, &o.stage, "comma-separated net state stages"},
@@ -127,7 +129,7 @@ int nr_cmd_test(int argc, char **argv) {
       return 1;
     }
     loss += l;
-    for (int j = 0; j < n->noutputs; j++)
+    for (int j = 0; o.verbose && j < n->noutputs; j++)
       for (int64_t k = 0; k < n->outputs[j]->count; k++)
         fprintf(log, "Batch %d, %s = %g\n", i, n->outputs[j]->name, n->outputs[j]->data[k]);
   }

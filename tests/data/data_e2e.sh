@@ -25,7 +25,7 @@ case_convert_and_test() {
   [ -f "$WORK/fmnist_test_lmdb/data.mdb" ] || fail "no data.mdb written"
   sed -e "s#examples/mnist/mnist_train_lmdb#$WORK/fmnist_test_lmdb#" \
       -e "s#examples/mnist/mnist_test_lmdb#$WORK/fmnist_test_lmdb#" "$LENET" > lenet.prototxt
-  run 0 "$NETRUN" test --model lenet.prototxt --iterations 2
+  run 0 "$NETRUN" test --verbose --model lenet.prototxt --iterations 2
   expect_err "output data size: 100,1,28,28"
   expect_err "Batch 1, accuracy = "
   grep -qE "\] accuracy = [0-9.]+$" "$WORK/err" || fail "no final 'accuracy =' line: $(tail -c 1500 "$WORK/err")"

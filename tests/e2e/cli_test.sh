@@ -17,7 +17,7 @@ case_help() {
 
 # What a Caffe user types: --version, help [command], device_query, -gpu on every command
 # (noted, ignored), per-command help listing only the flags that command takes, and
-# `netrun test` printing every output of every batch as Caffe does.
+# `netrun test` printing per-batch lines only with --verbose.
 case_caffe_cli() {
   run 0 "$NETRUN" --version; expect_out "netrun "
   run 0 "$NETRUN" help; expect_out "usage: netrun"
@@ -30,6 +30,8 @@ case_caffe_cli() {
   cp "$HERE"/nets/lenet_dummy_*.prototxt .
   run 0 "$NETRUN" test -gpu 0 --model lenet_dummy_train.prototxt --iterations 2
   expect_err "netrun runs on the CPU; ignoring -gpu 0"; expect_err "loss = "
+  grep -q "Batch 1, " "$WORK/err" && fail "netrun test printed per-batch lines without --verbose"
+  run 0 "$NETRUN" test --verbose --model lenet_dummy_train.prototxt --iterations 2
   expect_err "Batch 1, loss = "
   run 0 "$NETRUN" time -gpu all --model lenet_dummy_train.prototxt --iterations 1
   expect_err "ignoring -gpu all"; expect_err "Average Forward-Backward"
@@ -142,7 +144,7 @@ case_bad_prototxt_location() {
 
 case_test_without_weights() {
   cp "$HERE/nets/lenet_dummy_train.prototxt" net.prototxt
-  run 0 "$NETRUN" test --model net.prototxt --iterations 3
+  run 0 "$NETRUN" test --verbose --model net.prototxt --iterations 3
   expect_err "Batch 0, accuracy = "; expect_err "Batch 2, loss = "
   expect_err "] accuracy = "; expect_err "loss = "; expect_err "(* 1 = "
 }

@@ -286,7 +286,7 @@ case_ctrl_c() {
   before=$(shm_list)
   setsid -w /usr/bin/python3 -c 'import os, signal, sys
 signal.signal(signal.SIGINT, signal.SIG_DFL)
-os.execv(sys.argv[1], sys.argv[1:])' "$NETRUN" test --model net.prototxt --iterations 100000 \
+os.execv(sys.argv[1], sys.argv[1:])' "$NETRUN" test --verbose --model net.prototxt --iterations 100000 \
     >"$WORK/out" 2>"$WORK/err" &
   core=$!
   wait_for "$WORK/err" "Batch 5," 30 || fail "testing did not reach batch 5"

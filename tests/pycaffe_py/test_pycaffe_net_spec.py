@@ -247,7 +247,7 @@ class InNetrun(pyc_util.TempDirTest):
         n.e = L.Exp(n.p, base=2, scale=0.1)
         n.out = L.Eltwise(n.e, n.data, operation=P.Eltwise.PROD)
         f = self.write('net.prototxt', str(n.to_proto()))
-        st, out, err = pyc_util.run_netrun('test', '--model', f, '--iterations', '1')
+        st, out, err = pyc_util.run_netrun('test', '--verbose', '--model', f, '--iterations', '1')
         self.assertEqual(st, 0, err)
         values = [float(v) for v in re.findall(r'Batch 0, out = (\S+)', err + out)]
         self.assertEqual(len(values), 2, err)

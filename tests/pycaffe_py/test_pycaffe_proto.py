@@ -118,8 +118,8 @@ layer { name: "ip" type: "InnerProduct" bottom: "e" top: "ip" inner_product_para
         layer.blobs.extend([caffe.io.array_to_blobproto(w), caffe.io.array_to_blobproto(b)])
         with open(self.path('w.caffemodel'), 'wb') as f:
             f.write(model.SerializeToString())
-        st, out, err = pyc_util.run_netrun('test', '--model', 'net.prototxt', '--weights',
-                                           'w.caffemodel', '--iterations', '1', cwd=self.dir)
+        st, out, err = pyc_util.run_netrun('test', '--verbose', '--model', 'net.prototxt',
+                                           '--weights', 'w.caffemodel', '--iterations', '1', cwd=self.dir)
         self.assertEqual(st, 0, err)
         got = [float(v) for v in re.findall(r'Batch 0, ip = (\S+)', err + out)]
         e = 2 ** 0.7
