@@ -119,7 +119,8 @@ layer { name: "ip" type: "InnerProduct" bottom: "e" top: "ip" inner_product_para
         with open(self.path('w.caffemodel'), 'wb') as f:
             f.write(model.SerializeToString())
         st, out, err = pyc_util.run_netrun('test', '--verbose', '--model', 'net.prototxt',
-                                           '--weights', 'w.caffemodel', '--iterations', '1', cwd=self.dir)
+                                           '--weights', 'w.caffemodel', '--iterations', '1',
+                                           cwd=self.dir)
         self.assertEqual(st, 0, err)
         got = [float(v) for v in re.findall(r'Batch 0, ip = (\S+)', err + out)]
         e = 2 ** 0.7
