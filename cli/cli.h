@@ -63,6 +63,8 @@ int nr_cmd_time(int argc, char **argv);
 int nr_cmd_check(int argc, char **argv);
 int nr_cmd_upgrade(int argc, char **argv);
 int nr_cmd_convert_mnist(int argc, char **argv);
+int nr_cmd_convert_cifar(int argc, char **argv);
+int nr_cmd_compute_image_mean(int argc, char **argv);
 int nr_cmd_plot(int argc, char **argv);
 int nr_cmd_device_query(int argc, char **argv);
 

@@ -335,6 +335,9 @@ static const nr_command commands[] = {
     {"check", nr_cmd_check, "build a net and print its layers, shapes and memory"},
     {"upgrade", nr_cmd_upgrade, "rewrite an old net or solver prototxt in the current format"},
     {"convert-mnist", nr_cmd_convert_mnist, "write an IDX data set (MNIST format) into an LMDB"},
+    {"convert-cifar", nr_cmd_convert_cifar, "write CIFAR-10's binary batches into two LMDBs"},
+    {"compute-image-mean", nr_cmd_compute_image_mean,
+     "write the mean image of an LMDB as a mean_file (.binaryproto)"},
     {"plot", nr_cmd_plot, "draw training loss and test accuracy from a training log"},
     {"device_query", nr_cmd_device_query, "describe the processor netrun computes on"},
     {NULL, NULL, NULL}};
@@ -421,6 +424,6 @@ static int run_main(int argc, char **argv) {
       return r == 3 ? 0 : r;
     }
   nr_cli_error("unknown command '%s' (commands: train, test, time, check, upgrade, plot, "
-               "convert-mnist, device_query, help)", cmd);
+               "convert-mnist, convert-cifar, compute-image-mean, device_query, help)", cmd);
   return 2;
 }

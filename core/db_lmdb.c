@@ -2,10 +2,13 @@
 #include "db_lmdb.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <lmdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* Caffe's map size: 1 TiB of address space. The file grows only as data is written. */
 #define NR_LMDB_MAP_SIZE ((size_t)1 << 40)
@@ -154,4 +157,13 @@ void nr_lmdb_writer_close(nr_lmdb_writer *w) {
   if (w->env) mdb_env_close(w->env);
   free(w->path);
   free(w);
+}
+
+void nr_lmdb_remove(const char *path) {
+  const char *files[] = {"data.mdb", "lock.mdb"};
+  for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+    char p[PATH_MAX];
+    if (snprintf(p, sizeof p, "%s/%s", path, files[i]) < (int)sizeof p) unlink(p);
+  }
+  rmdir(path);
 }

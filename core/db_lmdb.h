@@ -42,5 +42,8 @@ nr_status nr_lmdb_writer_put(nr_lmdb_writer *w, const void *key, size_t klen, co
 nr_status nr_lmdb_writer_commit(nr_lmdb_writer *w, nr_error *err);
 /* Closes, dropping anything not committed. */
 void nr_lmdb_writer_close(nr_lmdb_writer *w);
+/* Removes a database directory this process created (its two files, then the directory);
+ * what cannot be removed stays. For writers that fail half-way. */
+void nr_lmdb_remove(const char *path);
 
 #endif

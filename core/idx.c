@@ -115,15 +115,6 @@ void nr_idx_free(nr_idx *idx) {
 }
 
 /* Removes a database directory this conversion created (data.mdb, lock.mdb, the dir). */
-static void remove_db(const char *path) {
-  const char *files[] = {"data.mdb", "lock.mdb"};
-  for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-    char p[PATH_MAX];
-    if (snprintf(p, sizeof p, "%s/%s", path, files[i]) < (int)sizeof p) unlink(p);
-  }
-  rmdir(path);
-}
-
 nr_status nr_convert_mnist(const char *images, const char *labels, const char *db_path,
                            FILE *log, nr_error *err) {
   nr_status s;
@@ -194,7 +185,7 @@ nr_status nr_convert_mnist(const char *images, const char *labels, const char *d
   return NR_OK;
 fail:
   nr_lmdb_writer_close(w);
-  if (created) remove_db(db_path);
+  if (created) nr_lmdb_remove(db_path);
   free(buf);
   nr_idx_free(im);
   nr_idx_free(lb);

@@ -53,6 +53,66 @@ case_missing_source() {
   expect_err "layer 0 'mnist' (Data): cannot open LMDB '$WORK/nowhere_lmdb': No such file or directory"
 }
 
+# Caffe's CIFAR-10 recipe from its unchanged cifar10_quick_train_test.prototxt, run from a
+# folder laid out as Caffe's root: convert-cifar on generated batches in CIFAR-10's binary
+# format (a class is a colour plus noise), compute-image-mean, then Caffe's quick solver
+# (shortened) trains and tests.
+case_cifar10_quick() {
+  mkdir -p data/cifar10 examples/cifar10
+  /usr/bin/python3 - <<'PY' || fail "generating CIFAR batches"
+import numpy as np
+rng = np.random.default_rng(7)
+colours = np.array([[r, g, b] for r in (110, 145) for g in (110, 145) for b in (110, 145)] +
+                   [[128, 128, 128], [128, 110, 145]])
+def batch(path, n):
+    labels = rng.integers(0, 10, size=n)
+    img = colours[labels][:, :, None] + rng.normal(0, 25, size=(n, 3, 1024))
+    rec = np.concatenate([labels[:, None], np.clip(img, 0, 255).reshape(n, 3072)], axis=1)
+    rec.astype(np.uint8).tofile(path)
+for i in range(1, 6):
+    batch('data/cifar10/data_batch_%d.bin' % i, 200)
+batch('data/cifar10/test_batch.bin', 200)
+PY
+  run 0 "$NETRUN" convert-cifar data/cifar10 examples/cifar10
+  expect_err "Writing Training data"; expect_err "Training Batch 5"; expect_err "Writing Testing data"
+  run 0 "$NETRUN" compute-image-mean examples/cifar10/cifar10_train_lmdb \
+    examples/cifar10/mean.binaryproto
+  expect_err "Processed 1000 files."; expect_err "Number of channels: 3"
+  expect_err "mean_value channel [2]: "
+  cp "$NR_CAFFE_DATA/cifar10-cifar10_quick_train_test.prototxt" \
+    examples/cifar10/cifar10_quick_train_test.prototxt
+  # Caffe's cifar10_quick_solver.prototxt, with max_iter 4000 -> 60 and test_iter 100 -> 2
+  cat > examples/cifar10/cifar10_quick_solver.prototxt <<'S'
+net: "examples/cifar10/cifar10_quick_train_test.prototxt"
+test_iter: 2
+test_interval: 60
+base_lr: 0.001
+momentum: 0.9
+weight_decay: 0.004
+lr_policy: "fixed"
+display: 20
+max_iter: 60
+snapshot: 60
+snapshot_prefix: "examples/cifar10/cifar10_quick"
+solver_mode: GPU
+S
+  run 0 "$NETRUN" train --solver examples/cifar10/cifar10_quick_solver.prototxt
+  expect_err "Iteration 60, Testing net (#0)"
+  [ -f examples/cifar10/cifar10_quick_iter_60.caffemodel ] || fail "no snapshot written"
+  local acc
+  acc=$(grep -oE "Test net output #0: accuracy = [0-9.]+" "$WORK/err" | tail -1 | grep -oE "[0-9.]+$")
+  awk -v a="${acc:-0}" 'BEGIN { exit !(a >= 0.5) }' \
+    || fail "cifar10_quick reached test accuracy ${acc:-none} after 60 iterations (want >= 0.5)"
+  # broken inputs: a truncated batch, a folder without batches
+  head -c 5000 data/cifar10/test_batch.bin > data/cifar10/short.bin
+  mkdir bad; cp data/cifar10/data_batch_*.bin bad/; cp data/cifar10/short.bin bad/test_batch.bin
+  run 1 "$NETRUN" convert-cifar bad out_bad
+  expect_err "bad/test_batch.bin' is truncated: record 1 has 1927 of 3073 bytes"
+  [ ! -e out_bad/cifar10_train_lmdb ] || fail "a failed convert-cifar left cifar10_train_lmdb"
+  run 1 "$NETRUN" convert-cifar nowhere out2
+  expect_err "cannot open 'nowhere/data_batch_1.bin'"
+}
+
 "case_$1"
 [ "$failures" = 0 ] || exit 1
 echo "ok: $1"
