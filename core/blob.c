@@ -3,11 +3,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+/* Large buffers are anonymous mappings: zero already, and a page costs nothing until it is
+ * first touched (a net's buffers that a run never writes, e.g. under `netrun check`, cost no
+ * time; memset would fault in every page). The handle is then the mapping's length. */
+#define NR_MMAP_MIN ((size_t)256 << 10)
 
 static nr_status malloc_alloc(void *ctx, size_t bytes, void **ptr, void **handle,
                               nr_error *err) {
   (void)ctx;
   size_t rounded = (bytes + 63) & ~(size_t)63;
+  if (rounded >= NR_MMAP_MIN) {
+    void *p = mmap(NULL, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+      return nr_err_set(err, NR_ERR_NOMEM, "out of memory allocating %zu bytes", bytes);
+    *ptr = p;
+    *handle = (void *)(uintptr_t)rounded;
+    return NR_OK;
+  }
   void *p = aligned_alloc(64, rounded ? rounded : 64);
   if (!p) return nr_err_set(err, NR_ERR_NOMEM, "out of memory allocating %zu bytes", bytes);
   memset(p, 0, rounded);
@@ -18,8 +32,10 @@ static nr_status malloc_alloc(void *ctx, size_t bytes, void **ptr, void **handle
 
 static void malloc_free(void *ctx, void *ptr, void *handle) {
   (void)ctx;
-  (void)handle;
-  free(ptr);
+  if (handle)
+    munmap(ptr, (size_t)(uintptr_t)handle);
+  else
+    free(ptr);
 }
 
 static const nr_allocator nr__malloc_allocator = {NULL, malloc_alloc, malloc_free};

@@ -96,6 +96,23 @@ case_check_caffe_nets() {
   done
   run 0 "$NETRUN" check --model "$CAFFE/mnist-lenet.prototxt"
   expect_out "conv1"; expect_out "64x20x24x24"; expect_out "431080"
+  # Every net Caffe ships here, in both phases (the autoencoder's TEST net with the stage its
+  # solver names): their data files are not here, so the data layers become Input layers of
+  # the shapes they would produce (data_as_input.py). linreg's Python loss is pylayers/pyloss.
+  local f n phase stage
+  for f in "$CAFFE"/*.prototxt; do
+    case "$f" in *solver*) continue ;; esac
+    n=$(basename "$f")
+    "$NR_PYTHON" "$HERE/data_as_input.py" "$f" "$n" || { fail "data_as_input.py $n"; continue; }
+    for phase in TRAIN TEST; do
+      # a net without phase rules is the same net in both phases
+      [ $phase = TEST ] && ! grep -q "phase: *TEST" "$f" && continue
+      stage=()
+      [ "$n/$phase" = mnist-mnist_autoencoder.prototxt/TEST ] && stage=(--stage test-on-test)
+      PYTHONPATH="$HERE/pylayers" run 0 "$NETRUN" check --model "$n" --phase $phase "${stage[@]}"
+      grep -q "^total:" "$WORK/out" || fail "check $n ($phase) printed no total"
+    done
+  done
 }
 
 case_check_errors() {
