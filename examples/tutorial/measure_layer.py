@@ -6,8 +6,10 @@ A binary classifier's measures, computed in Python:
 Bottoms: the scores (N x 2: one per class) and the labels (N). Its tops have no loss weight,
 so they only appear as "Train net output" / "Test net output" lines.
 
-Written as the tutorial writes it (it assigns `top[i].data = value`, which netrun supports
-beyond pycaffe); only Python syntax errors of the original are fixed.
+This is netrun's own version of the tutorial's layer, written anew: it keeps the tutorial's
+class name, bottoms, tops and measures, and its style of assigning `top[i].data = value`
+(which netrun supports beyond pycaffe), but the code is not the tutorial's (whose listing
+does not run as printed).
 """
 import caffe
 import numpy as np
