@@ -69,9 +69,31 @@ nr_status nr_blob_create(const char *name, const nr_allocator *alloc, nr_blob **
 
 void nr_blob_destroy(nr_blob *b) {
   if (!b) return;
+  nr_buf_release(b->diff_buf);
   nr_buf_release(b->buf);
   free(b->name);
   free(b);
+}
+
+/* A buffer of `copies` x capacity floats from alloc (2: data and diff; 1: a diff alone). */
+static nr_status buf_new(const nr_allocator *alloc, int64_t capacity, int copies, nr_buf **out,
+                         nr_error *err) {
+  nr_buf *nb = calloc(1, sizeof *nb);
+  if (!nb) return nr_err_set(err, NR_ERR_NOMEM, "out of memory reshaping blob");
+  void *ptr = NULL, *handle = NULL;
+  nr_status s = alloc->alloc(alloc->ctx, (size_t)capacity * (size_t)copies * sizeof(float),
+                             &ptr, &handle, err);
+  if (s != NR_OK) {
+    free(nb);
+    return s;
+  }
+  nb->refs = 1;
+  nb->capacity = capacity;
+  nb->base = ptr;
+  nb->handle = handle;
+  nb->alloc = alloc;
+  *out = nb;
+  return NR_OK;
 }
 
 nr_status nr_blob_reshape(nr_blob *b, int naxes, const int64_t *dims, nr_error *err) {
@@ -99,22 +121,14 @@ nr_status nr_blob_reshape(nr_blob *b, int naxes, const int64_t *dims, nr_error *
                       b->name ? b->name : "", tmp, (long long)NR_MAX_BLOB_COUNT);
   }
   int64_t cap = b->buf ? b->buf->capacity : 0;
+  if (b->diff_buf && b->diff_buf->capacity < cap) cap = b->diff_buf->capacity;
   if (count > cap) {
-    nr_buf *nb = calloc(1, sizeof *nb);
-    if (!nb) return nr_err_set(err, NR_ERR_NOMEM, "out of memory reshaping blob");
-    void *ptr = NULL, *handle = NULL;
-    nr_status s = b->alloc->alloc(b->alloc->ctx, (size_t)count * 2 * sizeof(float), &ptr,
-                                  &handle, err);
-    if (s != NR_OK) {
-      free(nb);
+    nr_buf *nb = NULL;
+    if (buf_new(b->alloc, count, 2, &nb, err) != NR_OK)
       return nr_err_prefix(err, "blob '%s'", b->name ? b->name : "");
-    }
-    nb->refs = 1;
-    nb->capacity = count;
-    nb->base = ptr;
-    nb->handle = handle;
-    nb->alloc = b->alloc;
     nr_buf_release(b->buf);
+    nr_buf_release(b->diff_buf);
+    b->diff_buf = NULL;
     b->buf = nb;
     b->data = nb->base;
     b->diff = nb->base + count;
@@ -142,8 +156,11 @@ nr_status nr_blob_reshape4(nr_blob *b, int64_t n, int64_t c, int64_t h, int64_t 
 void nr_blob_share(nr_blob *dst, nr_blob *src) {
   if (dst == src) return;
   nr_buf_retain(src->buf);
+  nr_buf_retain(src->diff_buf);
   nr_buf_release(dst->buf);
+  nr_buf_release(dst->diff_buf);
   dst->buf = src->buf;
+  dst->diff_buf = src->diff_buf;
   dst->data = src->data;
   dst->diff = src->diff;
   dst->num_axes = src->num_axes;
@@ -153,10 +170,32 @@ void nr_blob_share(nr_blob *dst, nr_blob *src) {
   dst->generation++;
 }
 
+nr_status nr_blob_share_data(nr_blob *dst, nr_blob *src, nr_error *err) {
+  if (dst == src) return NR_OK;
+  nr_buf *diff = NULL;
+  if (src->count > 0) NR_TRY(buf_new(dst->alloc, src->count, 1, &diff, err));
+  nr_buf_retain(src->buf);
+  nr_buf_release(dst->buf);
+  nr_buf_release(dst->diff_buf);
+  dst->buf = src->buf;
+  dst->diff_buf = diff;
+  dst->data = src->data;
+  dst->diff = diff ? diff->base : NULL;
+  dst->num_axes = src->num_axes;
+  memcpy(dst->shape, src->shape, sizeof dst->shape);
+  dst->count = src->count;
+  dst->shaped = src->shaped;
+  dst->generation++;
+  return NR_OK;
+}
+
 void nr_blob_swap(nr_blob *a, nr_blob *b) {
   nr_buf *buf = a->buf;
   a->buf = b->buf;
   b->buf = buf;
+  buf = a->diff_buf;
+  a->diff_buf = b->diff_buf;
+  b->diff_buf = buf;
   float *d = a->data;
   a->data = b->data;
   b->data = d;

@@ -61,6 +61,8 @@ typedef struct nr_blob {
   float *data;         /* NULL while capacity is 0 */
   float *diff;
   nr_buf *buf;         /* owned reference */
+  nr_buf *diff_buf;    /* owned reference or NULL: when set, diff lives here and not in buf
+                          (a parameter sharing only its data: nr_blob_share_data) */
   const nr_allocator *alloc; /* borrowed */
   uint64_t generation; /* grows whenever data/diff move or shape changes */
   void *user;          /* (optional) owner-defined tag, e.g. the ipc layer's id */
@@ -85,6 +87,11 @@ nr_status nr_blob_reshape4(nr_blob *b, int64_t n, int64_t c, int64_t h, int64_t 
 
 /* Make dst use src's buffer (data and diff) and shape. src must be shaped. */
 void nr_blob_share(nr_blob *dst, nr_blob *src);
+/* Make dst use src's data and shape, with a diff of its own (zero; Caffe's ShareData: a test
+ * net's parameters see the trained values, their gradients stay apart). Readers that map a
+ * blob's buffer whole (the worker pool) see buf's diff, not this one: Python layers do not
+ * get such blobs (nr_net_share_trained). Error: out of memory (dst unchanged). */
+nr_status nr_blob_share_data(nr_blob *dst, nr_blob *src, nr_error *err);
 
 /* Exchanges the memory (buffer, data, diff) and the shape of a and b, without copying;
  * both generations grow, so a reader that caches a view of either remaps it. Names,

@@ -764,6 +764,7 @@ void nr_net_destroy(nr_net *n) {
   free(n->has_lr_mult);
   free(n->has_decay_mult);
   if (n->param) protobuf_c_message_free_unpacked(&n->param->base, NULL);
+  free(n->trained_layer);
   free(n->source_dir);
   free(n->name);
   free(n);
@@ -783,9 +784,19 @@ static nr_status interrupted(const nr_net *n, const nr_layer *l, const char *pas
   return nr_err_set(err, NR_ERR_INTERRUPT, "interrupted before layer '%s' (%s)", l->name, pass);
 }
 
+/* A Python layer of a net sharing trained weights takes their current values. */
+static void take_trained(nr_net *n, int i) {
+  const nr_layer *sl = n->trained_from->layers[n->trained_layer[i]];
+  nr_layer *l = n->layers[i];
+  for (int j = 0; j < l->nblobs && j < sl->nblobs; j++)
+    if (l->blobs[j]->count == sl->blobs[j]->count && l->blobs[j]->data != sl->blobs[j]->data)
+      memcpy(l->blobs[j]->data, sl->blobs[j]->data, (size_t)l->blobs[j]->count * sizeof(float));
+}
+
 nr_status nr_net_forward_layer(nr_net *n, int i, float *loss, nr_error *err) {
   nr_layer *l = n->layers[i];
   if (n->interrupt && *n->interrupt) return interrupted(n, l, "forward", err);
+  if (n->trained_layer && n->trained_layer[i] >= 0) take_trained(n, i);
   if (l->type->reshape && l->type->reshape(l, err) != NR_OK)
     return layer_fail(n, l, "reshape", err);
   if (l->type->forward(l, err) != NR_OK) return layer_fail(n, l, "forward", err);
@@ -862,6 +873,12 @@ void nr_net_update(nr_net *n) {
 /* ---- weights ------------------------------------------------------------------------------ */
 
 nr_status nr_net_share_trained(nr_net *dst, const nr_net *src, nr_error *err) {
+  if (!dst->trained_layer && dst->nlayers > 0) {
+    if (!(dst->trained_layer = malloc((size_t)dst->nlayers * sizeof *dst->trained_layer)))
+      return nr_err_set(err, NR_ERR_NOMEM, "out of memory sharing weights");
+  }
+  for (int i = 0; i < dst->nlayers; i++) dst->trained_layer[i] = -1;
+  dst->trained_from = src;
   for (int i = 0; i < dst->nlayers; i++) {
     nr_layer *l = dst->layers[i];
     if (l->nblobs == 0) continue;
@@ -882,8 +899,13 @@ nr_status nr_net_share_trained(nr_net *dst, const nr_net *src, nr_error *err) {
                           l->name, j, nr_blob_shape_str(l->blobs[j], a, 256), dst->name,
                           nr_blob_shape_str(sl->blobs[j], b, 256), src->name);
       }
-      nr_blob_share(l->blobs[j], sl->blobs[j]);
     }
+    if (strcmp(l->type->name, "Python") == 0) {
+      dst->trained_layer[i] = si;
+      continue;
+    }
+    for (int j = 0; j < l->nblobs; j++)
+      NR_TRY(nr_blob_share_data(l->blobs[j], sl->blobs[j], err));
   }
   return NR_OK;
 }

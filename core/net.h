@@ -39,7 +39,8 @@ typedef struct nr_net_opts {
   volatile sig_atomic_t *interrupt;
 } nr_net_opts;
 
-typedef struct nr_net {
+typedef struct nr_net nr_net;
+struct nr_net {
   char *name;
   int phase;
   Caffe__NetParameter *param;  /* owned: filtered, split-inserted */
@@ -73,7 +74,12 @@ typedef struct nr_net {
                                   long after the caller freed its string */
   double last_forward_loss;
   volatile sig_atomic_t *interrupt; /* borrowed from the options */
-} nr_net;
+  /* nr_net_share_trained: the net whose values each Python layer's parameters take before
+   * that layer's forward (borrowed; must outlive this net), and per layer the index of its
+   * layer there (-1: none). */
+  const nr_net *trained_from;
+  int *trained_layer;
+};
 
 /* Builds a net. param is borrowed (copied). Errors name the net and the layer:
  * "net 'LeNet': layer 1 'conv1' (Convolution): ...". */
@@ -101,7 +107,11 @@ nr_blob *nr_net_blob(const nr_net *n, const char *name);
 int nr_net_layer_index(const nr_net *n, const char *name);
 
 /* Makes dst's parameters use src's data by layer name (Caffe's ShareTrainedLayersWith):
- * same blob count and shapes required. */
+ * same blob count and shapes required. As in Caffe only the data is shared: each parameter
+ * of dst keeps a diff of its own, so a backward of dst (pycaffe) or a layer writing its
+ * gradients there leaves src's untouched. A Python layer's parameters (which its worker maps
+ * as one buffer of data and diff) stay dst's own and take src's values before each forward
+ * of that layer instead. src must outlive dst. */
 nr_status nr_net_share_trained(nr_net *dst, const nr_net *src, nr_error *err);
 /* Copies parameters by layer name from a NetParameter carrying blobs (Caffe's
  * CopyTrainedLayersFrom): layers absent from it keep their values; a shape mismatch is an

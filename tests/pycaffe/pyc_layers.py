@@ -6,6 +6,8 @@ fault happens only while that file does not exist, and creates it (a one-time cr
 import os
 import time
 
+import numpy as np
+
 import caffe
 
 
@@ -75,3 +77,24 @@ class Pid(caffe.Layer):
 
     def backward(self, top, propagate_down, bottom):
         pass
+
+
+class OwnDiff(caffe.Layer):
+    """top[0] = w * bottom with a learnable scalar w (starts at 1); top[1] = the diff of w as
+    this layer sees it at forward (a test net's layer must see its own, not the train net's)."""
+
+    def setup(self, bottom, top):
+        self.blobs.add_blob(1)
+        self.blobs[0].data[...] = 1
+
+    def reshape(self, bottom, top):
+        top[0].reshape(*bottom[0].data.shape)
+        top[1].reshape(1)
+
+    def forward(self, bottom, top):
+        top[0].data[...] = self.blobs[0].data[0] * bottom[0].data
+        top[1].data[0] = self.blobs[0].diff[0]
+
+    def backward(self, top, propagate_down, bottom):
+        self.blobs[0].diff[0] += np.sum(top[0].diff * bottom[0].data)
+        bottom[0].diff[...] = self.blobs[0].data[0] * top[0].diff

@@ -229,6 +229,49 @@ class SolverFiles(Base):
                                    "snapshot_after_train: false display: 0\n" % net))
 
 
+class TestSharedWeights(Base):
+    """A solver's test net shares the trained values, not the gradients (Caffe's
+    ShareTrainedLayersWith): its layers, Python ones included, see diffs of their own."""
+
+    def test_test_net_shares_data_not_diff(self):
+        net = self.net_file(write("""\
+            name: 'shared'
+            layer { type: 'DummyData' name: 'd' top: 'data' top: 'target'
+              dummy_data_param { shape { dim: 4 dim: 5 } shape { dim: 4 dim: 3 }
+                data_filler { type: 'constant' value: 1 } } }
+            layer { type: 'Python' name: 'own' bottom: 'data' top: 'scaled' top: 'seen'
+              python_param { module: 'pyc_layers' layer: 'OwnDiff' } }
+            layer { type: 'InnerProduct' name: 'ip' bottom: 'scaled' top: 'ip'
+              inner_product_param { num_output: 3 weight_filler { type: 'gaussian' std: 1 } } }
+            layer { type: 'EuclideanLoss' name: 'l' bottom: 'ip' bottom: 'target' top: 'loss' }
+            """))
+        s = caffe.SGDSolver(self.net_file(write(
+            "net: '%s' base_lr: 0.01 lr_policy: 'fixed' max_iter: 5 test_iter: 1 "
+            "test_interval: 1000 snapshot_after_train: false display: 0\n" % net)))
+        s.step(2)
+        train, test = s.net, s.test_nets[0]
+        self.assertNotEqual(float(np.abs(train.params['ip'][0].diff).sum()), 0)
+        self.assertNotEqual(float(train.params['own'][0].diff[0]), 0)
+        test.forward()
+        # the values are the trained ones, in the native and in the Python layer
+        np.testing.assert_array_equal(test.params['ip'][0].data, train.params['ip'][0].data)
+        self.assertEqual(float(test.params['own'][0].data[0]),
+                         float(train.params['own'][0].data[0]))
+        self.assertNotEqual(float(train.params['own'][0].data[0]), 1)
+        # the gradients are the test net's own: zero, as the Python layer saw at forward
+        self.assertEqual(float(test.blobs['seen'].data[0]), 0)
+        self.assertEqual(float(np.abs(test.params['ip'][0].diff).sum()), 0)
+        train_diff = train.params['ip'][0].diff.copy()
+        test.blobs['loss'].diff[...] = 1
+        test.backward()
+        self.assertNotEqual(float(np.abs(test.params['ip'][0].diff).sum()), 0)
+        np.testing.assert_array_equal(train.params['ip'][0].diff, train_diff)
+        # a train-net update is seen by the test net at once (shared data)
+        train.params['ip'][0].data[...] = 0.5
+        np.testing.assert_array_equal(test.params['ip'][0].data,
+                                      np.full((3, 5), 0.5, np.float32))
+
+
 class TestLifetimes(SolverFiles):
     def test_any_gc_order(self):
         for order in ('net_first', 'solver_first', 'views_first'):
