@@ -12,7 +12,7 @@ failures=0
 fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
 
 # /dev/shm entries, minus names other programs on a shared machine are known to make.
-shm_list() { ls -A /dev/shm 2>/dev/null | grep -Ev '^(torch_|__KMP_REGISTERED_LIB|sem\.mp-|psm_)' | sort; }
+shm_list() { ls -A /dev/shm 2>/dev/null | grep -Ev '^(torch_|__KMP_REGISTERED_LIB|sem\.mp-|psm_|vader_segment\.|sm_segment\.)' | sort; }
 
 # Processes still in session $1 (pid, state, command), zombies excluded.
 session_left() { ps -o pid=,stat=,args= -s "$1" 2>/dev/null | awk '$2 !~ /^Z/'; }
