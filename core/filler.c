@@ -27,7 +27,7 @@ static void fill_uniform(float *restrict x, int64_t n, float lo, float hi, nr_rn
 }
 
 static void fill_gaussian(float *restrict x, int64_t n, float mean, float std, nr_rng *rng) {
-  for (int64_t i = 0; i < n; i++) x[i] = nr_rng_gaussian(rng, mean, std);
+  nr_rng_gaussian_fill(rng, n, mean, std, x);
 }
 
 /* Caffe's fan-in/fan-out: a blob (num, channels, ...) has fan_in = count / num and

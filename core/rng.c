@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* sincos */
 #include "rng.h"
 
 #include <math.h>
@@ -39,6 +40,20 @@ float nr_rng_gaussian(nr_rng *r, float mean, float std) {
   if (u1 < 1e-300) u1 = 1e-300;
   double z = sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
   return mean + std * (float)z;
+}
+
+void nr_rng_gaussian_fill(nr_rng *r, int64_t n, float mean, float std, float *out) {
+  /* Box-Muller gives two independent normals per pair of uniforms: R cos t and R sin t. */
+  int64_t i = 0;
+  for (; i + 1 < n; i += 2) {
+    double u1 = nr_rng_uniform(r), u2 = nr_rng_uniform(r);
+    if (u1 < 1e-300) u1 = 1e-300;
+    double rad = sqrt(-2.0 * log(u1)), s, c;
+    sincos(2.0 * M_PI * u2, &s, &c);
+    out[i] = mean + std * (float)(rad * c);
+    out[i + 1] = mean + std * (float)(rad * s);
+  }
+  if (i < n) out[i] = nr_rng_gaussian(r, mean, std);
 }
 
 int nr_rng_bernoulli(nr_rng *r, double p) { return nr_rng_uniform(r) < p; }

@@ -21,6 +21,9 @@ double nr_rng_uniform(nr_rng *r);
 float nr_rng_uniform_range(nr_rng *r, float a, float b);
 /* Normal with mean and standard deviation (Box-Muller). */
 float nr_rng_gaussian(nr_rng *r, float mean, float std);
+/* n normal values into out: both values of each Box-Muller pair (half the uniforms, logs and
+ * trigonometry of n calls to nr_rng_gaussian; a different sequence). */
+void nr_rng_gaussian_fill(nr_rng *r, int64_t n, float mean, float std, float *out);
 /* 1 with probability p, else 0. */
 int nr_rng_bernoulli(nr_rng *r, double p);
 /* Uniform integer in [0, n). n > 0. */
