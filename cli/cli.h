@@ -57,6 +57,16 @@ void nr_cli_free_split(char **v);
 /* Directory part of a path (new string). */
 char *nr_cli_dirname(const char *path);
 
+/* Data-parallel training (cli_mpi.c): joins the MPI job when an MPI launcher started this
+ * process, filling *out with this rank's hooks (core/dist.h); otherwise (or in a build
+ * without MPI) *out is one process, size 1. nr_cli_dist_end finalizes MPI after a
+ * successful run; nr_cli_dist_abort ends every rank of the job with exit code `code` (it
+ * returns only when MPI is not running). */
+struct nr_dist;
+nr_status nr_cli_dist_start(struct nr_dist *out, nr_error *err);
+void nr_cli_dist_end(void);
+void nr_cli_dist_abort(int code);
+
 int nr_cmd_train(int argc, char **argv);
 int nr_cmd_test(int argc, char **argv);
 int nr_cmd_time(int argc, char **argv);
