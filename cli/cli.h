@@ -48,6 +48,8 @@ void nr_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The Python-layer runtime for the global options (ipc/runtime.h): a worker pool, or the
  * in-process backend for --py-workers 0. */
 nr_status nr_cli_py_start(nr_runtime **out, nr_error *err);
+/* The same with the pool's log lines going to `log` (borrowed; outlives the runtime). */
+nr_status nr_cli_py_start_log(FILE *log, nr_runtime **out, nr_error *err);
 
 /* Parses "TRAIN"/"TEST" (any case). */
 int nr_cli_phase(const char *s, int *phase);

@@ -156,7 +156,7 @@ static int train(const char *solver_path, const char *weights, const char *snaps
   char **stages = nr_cli_split(stage, &nst);
   nr_runtime *py = NULL;
   nr_solver *s = NULL;
-  nr_status st = nr_cli_py_start(&py, err);
+  nr_status st = nr_cli_py_start_log(log, &py, err);
   if (st == NR_OK) {
     nr_solver_opts so = {0};
     so.alloc = nr_runtime_allocator(py);

@@ -967,7 +967,6 @@ static nr_status sync_ranks(nr_solver *s, nr_error *err) {
 
 static nr_status step_impl(nr_solver *s, int iters, nr_error *err) {
   const Caffe__SolverParameter *p = s->param;
-  if (s->dist && !s->synced) NR_TRY(sync_ranks(s, err));
   const int start_iter = s->iter, stop_iter = s->iter + iters;
   s->nlosses = 0;
   s->smoothed_loss = 0;
@@ -1015,6 +1014,7 @@ static nr_status step_impl(nr_solver *s, int iters, nr_error *err) {
 }
 
 nr_status nr_solver_step(nr_solver *s, int iters, nr_error *err) {
+  if (s->dist && !s->synced) NR_TRY(sync_ranks(s, err));
   s->requested_early_exit = false;
   s->live_t0 = now_sec();
   s->live_iter0 = s->iter;
@@ -1044,6 +1044,8 @@ nr_status nr_solver_solve(nr_solver *s, nr_error *err) {
   slog(s, "Learning Rate Policy: %s", p->lr_policy ? p->lr_policy : "");
   s->requested_early_exit = false;
   s->snapshot_failed = false;
+  /* Before anything counts iterations: the other ranks learn rank 0's (resumed) iter. */
+  if (s->dist && !s->synced) NR_TRY(sync_ranks(s, err));
   const int start_iter = s->iter;
   s->live_t0 = now_sec();
   s->live_iter0 = s->iter;

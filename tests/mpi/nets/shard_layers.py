@@ -19,7 +19,7 @@ class ShardData(caffe.Layer):
         p = _params(self)
         self.batch = int(p['batch'])
         self.n = int(p.get('n', 1 << 30))
-        self.log = p.get('log')
+        self.log = p.get('log') if self.phase == caffe.TRAIN else None
         self.k = caffe.solver_count()
         self.pos = caffe.solver_rank()
         self.rank = caffe.solver_rank()
