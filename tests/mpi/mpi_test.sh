@@ -87,6 +87,34 @@ equivalence() {
 case_equivalence_2() { equivalence 2 4; }
 case_equivalence_3() { equivalence 3 2; }
 
+# Native Data layer (LMDB): item i on rank i % K (Caffe's DataLayer::Skip), so 2 ranks x
+# batch 4 read what one process x batch 8 reads, and end with the same weights.
+case_equivalence_data() {
+  "$PY" - <<'P'
+import struct
+import numpy as np
+g = np.random.RandomState(3)
+n = 200
+with open('img.idx', 'wb') as f:
+    f.write(struct.pack('>IIII', 2051, n, 6, 6))
+    f.write(g.randint(0, 256, size=(n, 6, 6)).astype(np.uint8).tobytes())
+with open('lab.idx', 'wb') as f:
+    f.write(struct.pack('>II', 2049, n))
+    f.write((np.arange(n) % 10).astype(np.uint8).tobytes())
+P
+  "$NETRUN" convert-mnist img.idx lab.idx db > convert.log 2>&1 || { cat convert.log; fail "convert"; }
+  local k b
+  for k in 1 2; do
+    b=$((8 / k))
+    mk "d$k" "$b" 50
+    sed -i -e "/^layer { name: \"data\"/,/} }$/d" "d$k/net.prototxt"
+    sed -i -e "1a layer { name: \"data\" type: \"Data\" top: \"data\" top: \"label\" transform_param { scale: 0.00390625 } data_param { source: \"$W/db\" batch_size: $b backend: LMDB } }" "d$k/net.prototxt"
+    mpi "$k" train --solver "d$k/solver.prototxt" --check-replicas 1 > "d$k.log" 2>&1 ||
+      { cat "d$k.log"; fail "$k ranks"; }
+  done
+  same_weights d1/snap_iter_50.caffemodel d2/snap_iter_50.caffemodel
+}
+
 # A sharded Python data layer: across the ranks, every sample exactly once per epoch.
 case_shard_epoch() {
   mk shard 5 12 0 "'$W/ids'" 0 60
