@@ -133,9 +133,13 @@ void nr_cli_dist_abort(int code) {
 #else /* built without MPI: one process, whatever the launcher */
 
 nr_status nr_cli_dist_start(nr_dist *out, nr_error *err) {
-  (void)err;
   memset(out, 0, sizeof *out);
   out->size = 1;
+  /* K copies each training the whole model alone would be a silent waste: refuse. */
+  const char *k = getenv("OMPI_COMM_WORLD_SIZE");
+  if (k && strcmp(k, "1") != 0)
+    return nr_err_set(err, NR_ERR_INPUT, "this netrun was built without MPI, but mpirun "
+                      "started %s copies of it (install libopenmpi-dev and rebuild)", k);
   return NR_OK;
 }
 void nr_cli_dist_end(void) {}
