@@ -48,6 +48,8 @@ void nr_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The Python-layer runtime for the global options (ipc/runtime.h): a worker pool, or the
  * in-process backend for --py-workers 0. */
 nr_status nr_cli_py_start(nr_runtime **out, nr_error *err);
+/* The same with the pool's log lines going to `log` (borrowed; outlives the runtime). */
+nr_status nr_cli_py_start_log(FILE *log, nr_runtime **out, nr_error *err);
 
 /* Parses "TRAIN"/"TEST" (any case). */
 int nr_cli_phase(const char *s, int *phase);
@@ -56,6 +58,16 @@ char **nr_cli_split(const char *s, int *n);
 void nr_cli_free_split(char **v);
 /* Directory part of a path (new string). */
 char *nr_cli_dirname(const char *path);
+
+/* Data-parallel training (cli_mpi.c): joins the MPI job when an MPI launcher started this
+ * process, filling *out with this rank's hooks (core/dist.h); otherwise (or in a build
+ * without MPI) *out is one process, size 1. nr_cli_dist_end finalizes MPI after a
+ * successful run; nr_cli_dist_abort ends every rank of the job with exit code `code` (it
+ * returns only when MPI is not running). */
+struct nr_dist;
+nr_status nr_cli_dist_start(struct nr_dist *out, nr_error *err);
+void nr_cli_dist_end(void);
+void nr_cli_dist_abort(int code);
 
 int nr_cmd_train(int argc, char **argv);
 int nr_cmd_test(int argc, char **argv);

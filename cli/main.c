@@ -309,12 +309,16 @@ char *nr_cli_dirname(const char *path) {
 /* ---- the Python runtime ---------------------------------------------------------------- */
 
 nr_status nr_cli_py_start(nr_runtime **out, nr_error *err) {
+  return nr_cli_py_start_log(nr_cli_log(), out, err);
+}
+
+nr_status nr_cli_py_start_log(FILE *log, nr_runtime **out, nr_error *err) {
   nr_pool_opts o = {0};
   o.nworkers = nr_cli_global.py_workers;
   o.timeout_sec = nr_cli_global.py_timeout >= 1e9 ? 0 : nr_cli_global.py_timeout;
   o.max_restarts = nr_cli_global.py_restarts;
   o.prefetch = nr_cli_global.py_prefetch;
-  o.log = nr_cli_log();
+  o.log = log;
   o.max_blob_bytes = (long long)nr_cli_global.py_max_blob_bytes;
   o.replicas = nr_cli_global.py_replicas;
   return nr_runtime_create(&o, out, err);

@@ -46,6 +46,10 @@ typedef struct nr_layer_ctx {
   const char *net_name;         /* (optional) for messages */
   const char *source_dir;       /* (optional) directory of the prototxt (Python imports) */
   FILE *log;                    /* (optional) the net's log (nr_net_opts.log); NULL = none */
+  /* Data-parallel training (core/dist.h): this process's rank of solver_count. Native data
+   * layers read item i only when i % solver_count == solver_rank (Caffe's DataLayer::Skip).
+   * solver_count <= 1: one process, every item. */
+  int solver_rank, solver_count;
 } nr_layer_ctx;
 
 typedef struct nr_layer_type {

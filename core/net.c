@@ -556,6 +556,8 @@ nr_status nr_net_create(const Caffe__NetParameter *param, const nr_net_opts *opt
   n->ctx.alloc = opts->alloc ? opts->alloc : nr_allocator_malloc();
   n->ctx.py = opts->py;
   n->ctx.log = opts->log;
+  n->ctx.solver_rank = opts->solver_rank;
+  n->ctx.solver_count = opts->solver_count;
   n->interrupt = opts->interrupt;
   /* no iteration while the net is built: an error in a layer's setup is not one of an
    * iteration (set at the end, for the calls the solver makes) */

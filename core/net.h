@@ -37,6 +37,8 @@ typedef struct nr_net_opts {
    * with NR_ERR_INTERRUPT ("interrupted") and is reset to 0 (the error reports it). Set
    * from a signal handler (Ctrl-C). */
   volatile sig_atomic_t *interrupt;
+  /* (optional) Data-parallel training: copied into the layers' context (nr_layer_ctx). */
+  int solver_rank, solver_count;
 } nr_net_opts;
 
 typedef struct nr_net nr_net;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "binary.h"
+#include "dist.h"
 #include "load.h"
 #include "nr_math.h"
 #include "snapshot_prefix.h"
@@ -56,6 +57,11 @@ struct nr_solver {
   bool snapshot_failed;
   bool requested_early_exit;
   int prefix_lock; /* fd holding the snapshot_prefix lock, -1 = none */
+
+  /* Data-parallel training (core/dist.h); dist is NULL in one process. */
+  const nr_dist *dist;
+  nr_dist_reducer *reducer;
+  bool synced; /* rank 0's state broadcast */
 
   /* Display timing. */
   double timer_start;
@@ -213,6 +219,10 @@ static nr_status build_net(nr_solver *s, const Caffe__NetParameter *np, const ch
   no.interrupt = s->opts.interrupt;
   no.source_dir = dir;
   no.log = s->log;
+  if (s->dist) {
+    no.solver_rank = s->dist->rank;
+    no.solver_count = s->dist->size;
+  }
   live_clear(s);
   st = nr_net_create(&view, &no, out, err);
 fail:
@@ -414,6 +424,7 @@ nr_status nr_solver_create(const Caffe__SolverParameter *param, const nr_solver_
   if (!s) return nr_err_set(err, NR_ERR_NOMEM, "solver: out of memory");
   if (opts) s->opts = *opts;
   s->log = s->opts.log ? s->opts.log : stderr;
+  s->dist = nr_dist_on(s->opts.dist) ? s->opts.dist : NULL;
   s->last_snapshot_iter = -1;
   s->prefix_lock = -1;
   s->param = (Caffe__SolverParameter *)copy_message(&param->base);
@@ -440,7 +451,8 @@ nr_status nr_solver_create(const Caffe__SolverParameter *param, const nr_solver_
     slog(s, "snapshot_format HDF5 is not supported: snapshots are written as BINARYPROTO "
             "(.caffemodel / .solverstate)");
 
-  if (s->param->snapshot > 0 || s->param->snapshot_after_train) {
+  if ((s->param->snapshot > 0 || s->param->snapshot_after_train) &&
+      (!s->dist || s->dist->rank == 0)) { /* rank 0 alone writes snapshots */
     if ((st = probe_snapshot_dir(s, err)) != NR_OK) goto fail;
     if (string_set(s->param->snapshot_prefix)) {
       if (s->opts.exclusive_prefix &&
@@ -455,7 +467,17 @@ nr_status nr_solver_create(const Caffe__SolverParameter *param, const nr_solver_
   s->seed = s->param->random_seed >= 0 ? (uint64_t)s->param->random_seed
             : s->opts.default_seed ? s->opts.default_seed
                                    : clock_seed();
+  if (s->dist) {
+    /* One seed for all ranks: shuffles and fillers agree (the weights are broadcast
+     * anyway; a shuffled HDF5 list must be the same list on every rank to be sharded). */
+    if ((st = s->dist->bcast(s->dist->ctx, &s->seed, sizeof s->seed, err)) != NR_OK) goto fail;
+  }
   if ((st = create_nets(s, err)) != NR_OK) goto fail;
+  if (s->dist &&
+      (st = nr_dist_reducer_create(s->dist, s->net,
+                                   s->opts.bucket_bytes ? s->opts.bucket_bytes : 4u << 20,
+                                   !s->opts.no_overlap, &s->reducer, err)) != NR_OK)
+    goto fail;
 
   {
     const int nl = s->net->nlearnable, sets = nr_solver_kind_histories(s->kind);
@@ -487,6 +509,7 @@ fail:
 void nr_solver_destroy(nr_solver *s) {
   if (!s) return;
   live_clear(s);
+  nr_dist_reducer_destroy(s->reducer);
   for (int k = 0; k < s->ntest; k++) nr_net_destroy(s->test_nets[k]);
   free(s->test_nets);
   nr_net_destroy(s->net);
@@ -511,6 +534,7 @@ double nr_solver_smoothed_loss(const nr_solver *s) { return s->smoothed_loss; }
 /* ---- weights, snapshot, restore ----------------------------------------------------------- */
 
 nr_status nr_solver_load_weights(nr_solver *s, const char *comma_paths, nr_error *err) {
+  if (s->dist && s->dist->rank != 0) return NR_OK; /* rank 0 loads, then broadcasts */
   char *copy = xstrdup(comma_paths);
   if (!copy) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
   nr_status st = NR_OK;
@@ -536,6 +560,10 @@ nr_status nr_solver_snapshot(nr_solver *s, nr_error *err) {
   Caffe__NetParameter *np = NULL;
   Caffe__BlobProto *bp = NULL, **bpp = NULL;
   Caffe__BlobShape *shapes = NULL;
+  if (s->dist && s->dist->rank != 0) { /* rank 0 writes the (identical) replicas' state */
+    s->last_snapshot_iter = s->iter;
+    goto out;
+  }
   if (!model || !state_path) goto nomem;
 
   slog(s, "Snapshotting to binary proto file %s", model);
@@ -618,6 +646,7 @@ nr_status nr_solver_restore(nr_solver *s, const char *path, nr_error *err) {
   float **tmp = NULL;
   char *learned = NULL;
   const int nl = s->net->nlearnable;
+  if (s->dist && s->dist->rank != 0) return NR_OK; /* rank 0 restores, then broadcasts */
   if (ends_with(path, ".h5")) {
     st = nr_err_set(err, NR_ERR_INPUT,
                     "HDF5 solver states are not supported (write BINARYPROTO snapshots with "
@@ -683,6 +712,10 @@ nr_status nr_solver_restore(nr_solver *s, const char *path, nr_error *err) {
     tmp[i] = NULL;
   }
   slog(s, "SGDSolver: restoring history");
+  if (s->dist)
+    slog(s, "Resuming on %d ranks: the effective batch is now %d x the train net's batch "
+            "(the state does not record how many ranks wrote it)",
+         s->dist->size, s->dist->size);
   goto out;
 nomem:
   st = nr_err_set(err, NR_ERR_NOMEM, "out of memory");
@@ -724,6 +757,24 @@ static void poll_flags(nr_solver *s, bool *snapshot, bool *stop) {
   if (s->opts.stop_flag && *s->opts.stop_flag) *stop = true;
 }
 
+/* Sums the ranks' test scores and losses into every rank's (rank 0's batch 0 sizes them;
+ * a rank that had no batch adds zeros). */
+static nr_status sum_scores(nr_solver *s, nr_net_scores *sc, double *loss, nr_error *err) {
+  const nr_dist *d = s->dist;
+  double n = (double)sc->n;
+  NR_TRY(d->allreduce_f64(d->ctx, &n, 1, NR_DIST_MAX, err));
+  if (sc->n != (int64_t)n) {
+    if (sc->n != 0)
+      return nr_err_set(err, NR_ERR_INPUT, "rank %d's test outputs have %lld values, another "
+                        "rank's %lld", d->rank, (long long)sc->n, (long long)n);
+    if (!(sc->sum = calloc((size_t)n + 1, sizeof *sc->sum)))
+      return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
+    sc->n = (int64_t)n;
+  }
+  NR_TRY(d->allreduce_f64(d->ctx, sc->sum, sc->n, NR_DIST_SUM, err));
+  return d->allreduce_f64(d->ctx, loss, 1, NR_DIST_SUM, err);
+}
+
 nr_status nr_solver_test(nr_solver *s, int id, nr_error *err) {
   if (id < 0 || id >= s->ntest)
     return nr_err_set(err, NR_ERR_INPUT, "no test net #%d (the solver has %d)", id, s->ntest);
@@ -733,9 +784,12 @@ nr_status nr_solver_test(nr_solver *s, int id, nr_error *err) {
   nr_net_scores sc = {0};
   double loss = 0;
   nr_status st = NR_OK;
-  for (int i = 0; i < iters; i++) {
-    bool snap, stop;
-    poll_flags(s, &snap, &stop);
+  /* Several ranks: batch i is rank i % size's; the flags are agreed on per iteration
+   * (step_impl), never here, so every rank runs the same collectives. */
+  const int rank = s->dist ? s->dist->rank : 0, stride = s->dist ? s->dist->size : 1;
+  for (int i = rank; i < iters; i += stride) {
+    bool snap = false, stop = false;
+    if (!s->dist) poll_flags(s, &snap, &stop);
     if (snap && (st = nr_solver_snapshot(s, err)) != NR_OK) goto out;
     if (stop) s->requested_early_exit = true;
     if (s->requested_early_exit) break;
@@ -749,6 +803,10 @@ nr_status nr_solver_test(nr_solver *s, int id, nr_error *err) {
   }
   if (s->requested_early_exit) {
     slog(s, "Test interrupted.");
+    goto out;
+  }
+  if (s->dist && (st = sum_scores(s, &sc, &loss, err)) != NR_OK) {
+    nr_err_prefix(err, "iteration %d, testing net #%d: summing the ranks' scores", s->iter, id);
     goto out;
   }
   if (s->param->test_compute_loss) slog(s, "Test loss: %g", loss / iters);
@@ -861,6 +919,52 @@ static void log_display(nr_solver *s) {
   }
 }
 
+/* Backward with the gradient reduction riding along: each layer done may start a bucket
+ * (core/dist.c); then the averaged gradients are waited for. */
+static nr_status backward_reduce(nr_solver *s, nr_error *err) {
+  nr_net *n = s->net;
+  for (int i = n->nlayers - 1; i >= 0; i--) {
+    if (nr_net_backward_layer(n, i, err) != NR_OK)
+      return nr_err_prefix(err, "net '%s'", n->name);
+    NR_TRY(nr_dist_reducer_layer_done(s->reducer, i, err));
+  }
+  return nr_dist_reducer_finish(s->reducer, err);
+}
+
+/* A signal reaches one rank (mpirun hands Ctrl-C to rank 0): every rank acts on it at the
+ * same iteration, or the collectives would fall out of step. */
+static nr_status agree_flags(nr_solver *s, bool *snap, bool *stop, nr_error *err) {
+  double f[2] = {*snap, *stop};
+  NR_TRY(s->dist->allreduce_f64(s->dist->ctx, f, 2, NR_DIST_MAX, err));
+  *snap = f[0] != 0;
+  *stop = f[1] != 0;
+  return NR_OK;
+}
+
+/* Rank 0's state to every rank, once before the first iteration: the parameters (filled,
+ * or loaded from --weights / --snapshot on rank 0 only), the iteration, the step and the
+ * history. */
+static nr_status sync_ranks(nr_solver *s, nr_error *err) {
+  const nr_dist *d = s->dist;
+  int32_t counters[2] = {s->iter, s->current_step};
+  NR_TRY(d->bcast(d->ctx, counters, sizeof counters, err));
+  s->iter = counters[0];
+  s->iter64 = s->iter;
+  s->current_step = counters[1];
+  NR_TRY(nr_dist_bcast_params(d, s->net, err));
+  for (int i = 0; i < s->nhist; i++) {
+    const nr_blob *b = s->net->learnable[i % s->net->nlearnable];
+    NR_TRY(d->bcast(d->ctx, s->hist[i], b->count * (int64_t)sizeof(float), err));
+  }
+  int64_t batch = s->net->ninputs > 0 ? s->net->inputs[0]->shape[0] : 0;
+  if (s->net->nlayers > 0 && s->net->layers[0]->ntop > 0 && s->net->layers[0]->top[0]->num_axes)
+    batch = s->net->layers[0]->top[0]->shape[0];
+  slog(s, "Data-parallel training on %d ranks: gradients averaged over the ranks, effective "
+          "batch %d x %lld", d->size, d->size, (long long)batch);
+  s->synced = true;
+  return NR_OK;
+}
+
 static nr_status step_impl(nr_solver *s, int iters, nr_error *err) {
   const Caffe__SolverParameter *p = s->param;
   const int start_iter = s->iter, stop_iter = s->iter + iters;
@@ -881,7 +985,8 @@ static nr_status step_impl(nr_solver *s, int iters, nr_error *err) {
     for (int i = 0; i < p->iter_size; i++) {
       float l = 0;
       nr_status st = nr_net_forward(s->net, &l, err);
-      if (st == NR_OK) st = nr_net_backward(s->net, err);
+      if (st == NR_OK) st = s->dist && i == p->iter_size - 1 ? backward_reduce(s, err)
+                                                             : nr_net_backward(s->net, err);
       if (st != NR_OK) return nr_err_prefix(err, "iteration %d", s->iter);
       loss += l;
     }
@@ -895,6 +1000,9 @@ static nr_status step_impl(nr_solver *s, int iters, nr_error *err) {
 
     bool snap, stop;
     poll_flags(s, &snap, &stop);
+    if (s->dist) NR_TRY(agree_flags(s, &snap, &stop, err));
+    if (s->dist && s->opts.check_replicas > 0 && s->iter % s->opts.check_replicas == 0)
+      NR_TRY(nr_dist_check_replicas(s->dist, s->net, s->iter, err));
     if ((p->snapshot > 0 && s->iter % p->snapshot == 0) || snap)
       NR_TRY(nr_solver_snapshot(s, err));
     if (stop) {
@@ -906,6 +1014,7 @@ static nr_status step_impl(nr_solver *s, int iters, nr_error *err) {
 }
 
 nr_status nr_solver_step(nr_solver *s, int iters, nr_error *err) {
+  if (s->dist && !s->synced) NR_TRY(sync_ranks(s, err));
   s->requested_early_exit = false;
   s->live_t0 = now_sec();
   s->live_iter0 = s->iter;
@@ -915,12 +1024,28 @@ nr_status nr_solver_step(nr_solver *s, int iters, nr_error *err) {
   return st;
 }
 
+/* What the gradient reduction cost: bytes per iteration and how much of its time was
+ * left after backward (not hidden). */
+static void log_dist_stats(nr_solver *s) {
+  if (!s->reducer) return;
+  nr_dist_stats ds;
+  nr_dist_reducer_stats(s->reducer, &ds);
+  if (ds.passes == 0) return;
+  slog(s, "Allreduce: %d bucket%s, %.3f MiB of gradients per rank per iteration, %s; waited "
+          "%.3f ms per iteration after backward (backward %.3f ms)",
+       ds.buckets, ds.buckets == 1 ? "" : "s", (double)ds.bytes / (1 << 20),
+       s->opts.no_overlap ? "started after backward" : "overlapping backward",
+       1e3 * ds.wait_sec / (double)ds.passes, 1e3 * ds.backward_sec / (double)ds.passes);
+}
+
 nr_status nr_solver_solve(nr_solver *s, nr_error *err) {
   const Caffe__SolverParameter *p = s->param;
   slog(s, "Solving %s", s->net->name ? s->net->name : "");
   slog(s, "Learning Rate Policy: %s", p->lr_policy ? p->lr_policy : "");
   s->requested_early_exit = false;
   s->snapshot_failed = false;
+  /* Before anything counts iterations: the other ranks learn rank 0's (resumed) iter. */
+  if (s->dist && !s->synced) NR_TRY(sync_ranks(s, err));
   const int start_iter = s->iter;
   s->live_t0 = now_sec();
   s->live_iter0 = s->iter;
@@ -956,6 +1081,7 @@ nr_status nr_solver_solve(nr_solver *s, nr_error *err) {
     slog(s, "Iteration %d, loss = %g", s->iter, s->smoothed_loss);
   }
   if (p->test_interval > 0 && s->iter % p->test_interval == 0) NR_TRY(test_all(s, err));
+  log_dist_stats(s);
   slog(s, "Optimization Done.");
   return NR_OK;
 }

@@ -72,6 +72,19 @@ typedef struct nr_solver_opts {
   volatile sig_atomic_t *interrupt;
   /* Seed when the solver's random_seed is unset (< 0); 0 = from the clock. */
   uint64_t default_seed;
+  /* (optional) Data-parallel training over several processes (core/dist.h), borrowed:
+   * rank 0 alone loads --weights / --snapshot files and writes snapshots, its state is
+   * broadcast when training starts, gradients are averaged over the ranks after each
+   * backward, test batches are dealt round-robin. The caller gives ranks other than 0 a
+   * log that drops the Caffe lines. NULL or size 1: a single process, as always. */
+  const struct nr_dist *dist;
+  /* With dist: compare a checksum of the weights across ranks every N iterations and fail
+   * on a difference (0 = never). */
+  int check_replicas;
+  /* With dist: gradient bucket size in bytes (0 = 4 MiB), and whether reductions start
+   * during backward (false: all after it, to measure what overlap hides). */
+  size_t bucket_bytes;
+  bool no_overlap;
 } nr_solver_opts;
 
 /* Builds the solver: validates the parameters (exactly one train net source; one

@@ -14,6 +14,7 @@ PACKAGES=(
   # Caffe's own pycaffe test suite)
   protobuf-compiler python3-protobuf python3-six python3-skimage python3-pydot graphviz
   python3-h5py # pycaffe: Net.save_hdf5 / load_hdf5
+  libopenmpi-dev openmpi-bin # mpirun -np K netrun train (docs/distributed.md; tests/mpi)
 )
 # Optional extras by environment variable: NR_WITH_BENCH=1 (PyTorch peer), NR_WITH_CLANG=1.
 [ "${NR_WITH_BENCH:-0}" = 1 ] && PACKAGES+=(python3-torch)

@@ -43,6 +43,7 @@ typedef struct data_priv {
   int64_t out[3];       /* one transformed item */
   size_t item_out;      /* floats per transformed item */
   bool has_label;
+  int stride;           /* records per item taken: solver_count (1 in one process) */
   /* The ring: slot i holds data[i] (batch_size * item_out floats) and label[i]. */
   int nslots;
   float **data;
@@ -121,9 +122,12 @@ static nr_status fill_slot(data_priv *p, int slot, nr_error *err) {
                          p->data[slot] + (size_t)i * p->item_out);
     if (p->has_label) p->label[slot][i] = (float)d->label;
     caffe__datum__free_unpacked(d, NULL);
-    bool wrapped;
-    NR_TRY(nr_lmdb_reader_next(p->db, &wrapped, err));
-    if (wrapped) fprintf(p->log, "Restarting data prefetching from start.\n");
+    /* Item i of the stream belongs to rank i % stride: step over the other ranks' ones. */
+    for (int k = 0; k < p->stride; k++) {
+      bool wrapped;
+      NR_TRY(nr_lmdb_reader_next(p->db, &wrapped, err));
+      if (wrapped) fprintf(p->log, "Restarting data prefetching from start.\n");
+    }
   }
   return NR_OK;
 }
@@ -243,6 +247,17 @@ static nr_status data_setup(nr_layer *l, nr_error *err) {
     uint64_t skip = nr_rng_below(&p->rng, dp->rand_skip);
     fprintf(log, "Skipping first %llu data points.\n", (unsigned long long)skip);
     for (uint64_t i = 0; i < skip; i++) {
+      bool wrapped;
+      NR_TRY(nr_lmdb_reader_next(p->db, &wrapped, err));
+    }
+  }
+
+  /* Data-parallel training: this rank starts at item `rank` and takes every count-th one
+   * (Caffe's DataLayer::Skip); the ranks together read each item once per pass. */
+  p->stride = 1;
+  if (l->ctx && l->ctx->solver_count > 1) {
+    p->stride = l->ctx->solver_count;
+    for (int i = 0; i < l->ctx->solver_rank; i++) {
       bool wrapped;
       NR_TRY(nr_lmdb_reader_next(p->db, &wrapped, err));
     }

@@ -39,6 +39,7 @@ typedef struct h5_priv {
   int *ndims;         /* per top, including the row axis */
   int batch_size;
   bool shuffle;
+  int stride;         /* rows per row taken: solver_count (1 in one process) */
   nr_rng rng;
 } h5_priv;
 
@@ -286,6 +287,21 @@ static nr_status h5_setup(nr_layer *l, nr_error *err) {
   return h5_reshape(l, err);
 }
 
+static nr_status next_row(nr_layer *l, h5_priv *p, nr_error *err);
+
+/* Data-parallel training: this rank starts at row `rank` of the stream and takes every
+ * count-th one (Caffe's DataLayer::Skip); the ranks together read each row once per pass. */
+static nr_status h5_setup_sharded(nr_layer *l, nr_error *err) {
+  NR_TRY(h5_setup(l, err));
+  h5_priv *p = l->priv;
+  p->stride = 1;
+  if (l->ctx && l->ctx->solver_count > 1) {
+    p->stride = l->ctx->solver_count;
+    for (int i = 0; i < l->ctx->solver_rank; i++) NR_TRY(next_row(l, p, err));
+  }
+  return NR_OK;
+}
+
 /* Past the last row of the loaded file: the next file (or the first again), new row order. */
 static nr_status next_row(nr_layer *l, h5_priv *p, nr_error *err) {
   if (++p->cur_row < p->nrows) return NR_OK;
@@ -309,11 +325,11 @@ static nr_status h5_forward(nr_layer *l, nr_error *err) {
       const int64_t n = p->row_size[i];
       memcpy(l->top[i]->data + b * n, p->rows[i] + row * n, (size_t)n * sizeof(float));
     }
-    NR_TRY(next_row(l, p, err));
+    for (int k = 0; k < p->stride; k++) NR_TRY(next_row(l, p, err));
   }
   return NR_OK;
 }
 
 const nr_layer_type nr_layer_hdf5_data = {
     .name = "HDF5Data", .min_bottoms = 0, .max_bottoms = 0, .min_tops = 1, .max_tops = -1,
-    .setup = h5_setup, .reshape = h5_reshape, .forward = h5_forward, .destroy = h5_destroy};
+    .setup = h5_setup_sharded, .reshape = h5_reshape, .forward = h5_forward, .destroy = h5_destroy};

@@ -17,6 +17,11 @@ worker computes every batch or R replicas each compute every R-th one (netrun's 
 data layers tell a replica its index, the replica count and the first batch it produces
 through caffe.get_worker_info(); in Caffe, which has no such function, add
 `caffe.get_worker_info = lambda: None` before the net is built).
+
+Under `mpirun -np K netrun train` each rank reads its own batches: local batch j of rank r
+is global batch j*K + r (caffe.solver_count(), caffe.solver_rank()), so K ranks together
+read the batch sequence one process reads, K batches per iteration, and the test batches
+netrun deals round-robin to the ranks are the ones one process scores.
 """
 import ast
 import gzip
@@ -82,6 +87,8 @@ class FashionMNISTData(caffe.Layer):
         info = caffe.get_worker_info()
         self.replicas = info.num_workers if info else 1
         self.batch = info.first_batch if info else 0  # the next batch index computed here
+        self.ranks = caffe.solver_count()
+        self.rank = caffe.solver_rank()
         self.order_epoch = -1
         self.order = None
 
@@ -107,10 +114,11 @@ class FashionMNISTData(caffe.Layer):
         return out
 
     def forward(self, bottom, top):
-        idx = self.indices(self.batch)
+        k = self.batch * self.ranks + self.rank  # the global batch index
+        idx = self.indices(k)
         images = self.images[idx].astype(np.float32) * self.scale
         if self.augment:
-            rng = np.random.RandomState(self.seed * 7919 + self.batch)
+            rng = np.random.RandomState(self.seed * 7919 + k)
             flip = rng.rand(len(idx)) < 0.5
             images[flip] = images[flip, :, ::-1]
             shifts = rng.randint(-2, 3, size=(len(idx), 2))

@@ -42,6 +42,9 @@ def init(pkg_dir, layer_types):
     _insert_at = sys.path.index(cwd) + 1
     import caffe
     caffe._in_worker = True
+    # Data-parallel training (mpirun -np K netrun train): this rank of K, for sharding.
+    caffe._solver_count = int(os.environ.get('NETRUN_SOLVER_COUNT', '1'))
+    caffe._solver_rank = int(os.environ.get('NETRUN_SOLVER_RANK', '0'))
     if layer_types:
         caffe._layer_types = sorted(set(layer_types.split(', ')) | {'Python'})
     if not sys.argv:
