@@ -3,7 +3,7 @@ of A equals B's within rtol relative to the largest magnitude of the blob (print
 import sys
 
 import numpy as np
-from caffe.proto import caffe_pb2
+import caffe_pb2  # the staged caffe/proto folder alone: no C extension is loaded
 
 
 def load(path):

@@ -40,7 +40,7 @@ mpi() {
 }
 
 same_weights() {
-  PYTHONPATH="$BUILD_PY" "$PY" "$HERE/compare_weights.py" "$1" "$2" 1e-5 ||
+  PYTHONPATH="$BUILD_PY/caffe/proto" "$PY" "$HERE/compare_weights.py" "$1" "$2" 1e-5 ||
     fail "weights differ: $1 vs $2"
 }
 
