@@ -25,9 +25,11 @@ static volatile sig_atomic_t stop_flag, snapshot_flag;
 static int sigint_action, sighup_action; /* 0 none, 1 stop, 2 snapshot */
 
 static void on_signal(int sig) {
-  int action = sig == SIGINT ? sigint_action : sighup_action;
+  /* Under mpirun, Ctrl-C reaches mpirun, which sends every rank SIGTERM (then SIGKILL a
+   * moment later): a rank of several takes SIGTERM as Ctrl-C. */
+  int action = sig == SIGHUP ? sighup_action : sigint_action;
   if (action == 1) {
-    if (stop_flag && sig == SIGINT) _exit(130);
+    if (stop_flag && sig != SIGHUP) _exit(130);
     stop_flag = 1;
     snapshot_flag = 1;
   } else if (action == 2) {
@@ -180,6 +182,7 @@ static int train(const char *solver_path, const char *weights, const char *snaps
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    if (dist->size > 1) sigaction(SIGTERM, &sa, NULL);
     fprintf(log, "Starting Optimization\n");
     st = nr_solver_create(sp, &so, &s, err);
     if (st == NR_OK && weights) st = nr_solver_load_weights(s, weights, err);

@@ -208,5 +208,31 @@ case_resume_any_k() {
   grep -q "Resuming on 3 ranks" r3.log || fail "no note on the effective batch"
 }
 
+# Ctrl-C at the terminal reaches mpirun, which sends every rank SIGTERM (and SIGKILL a moment
+# later): the ranks agree to stop, rank 0 snapshots first (Caffe's --sigint_effect stop).
+case_ctrl_c() {
+  mk cc 4 100000
+  mpi 2 train --solver cc/solver.prototxt > cc.log 2>&1 &
+  local job=$! i
+  for i in $(seq 200); do
+    grep -q "Iteration 20" cc.log && break
+    sleep 0.1
+  done
+  grep -q "Iteration 20" cc.log || { cat cc.log; fail "training did not start"; }
+  local launcher
+  launcher=$(pgrep -P "$job" mpirun) || fail "mpirun not found"
+  kill -INT "$launcher"
+  for i in $(seq 150); do
+    kill -0 "$job" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$job" 2>/dev/null && fail "the job still runs 15 s after Ctrl-C"
+  wait "$job"
+  ls cc/snap_iter_*.caffemodel >/dev/null 2>&1 || { cat cc.log; fail "no snapshot after Ctrl-C"; }
+  ls cc/snap_iter_*.solverstate >/dev/null 2>&1 || fail "no solver state after Ctrl-C"
+  grep -q "Optimization stopped early" cc.log || { tail -20 cc.log; fail "no stop line"; }
+  nothing_left
+}
+
 "case_$1"
 echo "ok: $1"
