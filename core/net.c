@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "layers/memory_data.h"
 #include "nr_math.h"
 #include "pylayer.h"
 #include "weights.h"
@@ -873,6 +874,35 @@ void nr_net_update(nr_net *n) {
 }
 
 /* ---- weights ------------------------------------------------------------------------------ */
+
+static nr_status memory_data_layer(const nr_net *n, const char *layer, nr_layer **out,
+                                   nr_error *err) {
+  int i = layer ? nr_net_layer_index(n, layer) : 0;
+  if (!layer && (n->nlayers == 0 || !nr_memory_data_is(n->layers[0])))
+    return nr_err_set(err, NR_ERR_INPUT,
+                      "net '%s': set_input_arrays may only be called if the first layer is a "
+                      "MemoryData layer", n->name);
+  if (i < 0 || !nr_memory_data_is(n->layers[i]))
+    return nr_err_set(err, NR_ERR_INPUT, "net '%s' has no MemoryData layer '%s'", n->name,
+                      layer);
+  *out = n->layers[i];
+  return NR_OK;
+}
+
+nr_status nr_net_set_input_arrays(nr_net *n, const char *layer, const float *data,
+                                  const float *labels, int64_t count, nr_error *err) {
+  nr_layer *l = NULL;
+  NR_TRY(memory_data_layer(n, layer, &l, err));
+  return nr_memory_data_reset(l, data, labels, count, err);
+}
+
+nr_status nr_net_memory_data_dims(const nr_net *n, const char *layer, int64_t dims[4],
+                                  nr_error *err) {
+  nr_layer *l = NULL;
+  NR_TRY(memory_data_layer(n, layer, &l, err));
+  nr_memory_data_dims(l, dims);
+  return NR_OK;
+}
 
 nr_status nr_net_share_trained(nr_net *dst, const nr_net *src, nr_error *err) {
   if (!dst->trained_layer && dst->nlayers > 0) {

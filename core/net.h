@@ -108,6 +108,18 @@ void nr_net_update(nr_net *n);
 nr_blob *nr_net_blob(const nr_net *n, const char *name);
 int nr_net_layer_index(const nr_net *n, const char *name);
 
+/* Hands arrays to the net's MemoryData layer `layer` (NULL: the first layer, which must be
+ * MemoryData, as pycaffe's set_input_arrays requires): n items of data (n x C x H x W floats,
+ * the layer's C, H, W) and labels (n floats), borrowed until the next call or the net's end;
+ * each forward takes the next batch_size items, wrapping around. Errors (NR_ERR_INPUT): no
+ * such MemoryData layer, n not a positive multiple of batch_size. */
+nr_status nr_net_set_input_arrays(nr_net *n, const char *layer, const float *data,
+                                  const float *labels, int64_t count, nr_error *err);
+/* The batch_size, channels, height and width of MemoryData layer `layer` (NULL: the first
+ * layer); NR_ERR_INPUT when there is no such layer. */
+nr_status nr_net_memory_data_dims(const nr_net *n, const char *layer, int64_t dims[4],
+                                  nr_error *err);
+
 /* Makes dst's parameters use src's data by layer name (Caffe's ShareTrainedLayersWith):
  * same blob count and shapes required. As in Caffe only the data is shared: each parameter
  * of dst keeps a diff of its own, so a backward of dst (pycaffe) or a layer writing its

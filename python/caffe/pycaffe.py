@@ -172,6 +172,41 @@ class Net(_caffe.Net):
 
     # ---- running ----
 
+    def set_input_arrays(self, data, labels):
+        """Hands data (N x C x H x W float32, C-contiguous) and labels (N, or N x 1 x 1 x 1) to
+        the net's first layer, a MemoryData layer; each forward then takes the next
+        batch_size items, wrapping around. N must be a multiple of batch_size. The net keeps
+        the arrays referenced and reads them as they are at each forward (as Caffe)."""
+        if isinstance(labels, np.ndarray) and labels.ndim == 1:
+            labels = np.ascontiguousarray(labels[:, np.newaxis, np.newaxis, np.newaxis])
+        # RuntimeError, as Caffe's pycaffe raises for every one of these checks
+        try:
+            batch, channels, height, width = self._memory_data_dims()
+        except ValueError as e:
+            raise RuntimeError(str(e)) from None
+        for arr, name, shape in ((data, 'data array', (channels, height, width)),
+                                 (labels, 'labels array', (1, 1, 1))):
+            if not isinstance(arr, np.ndarray):
+                raise RuntimeError('%s must be a numpy array' % name)
+            if not arr.flags['C_CONTIGUOUS']:
+                raise RuntimeError('%s must be C contiguous' % name)
+            if arr.ndim != 4:
+                raise RuntimeError('%s must be 4-d' % name)
+            if arr.dtype != np.float32:
+                raise RuntimeError('%s must be float32' % name)
+            for axis, what in ((1, 'channels'), (2, 'height'), (3, 'width')):
+                if arr.shape[axis] != shape[axis - 1]:
+                    raise RuntimeError('%s has wrong %s (%d, expected %d)' % (
+                        name, 'number of channels' if what == 'channels' else what,
+                        arr.shape[axis], shape[axis - 1]))
+        if data.shape[0] != labels.shape[0]:
+            raise RuntimeError('data and labels must have the same first dimension')
+        if data.shape[0] % batch != 0:
+            raise RuntimeError('first dimensions of input arrays must be a multiple of batch '
+                             'size (%d items, batch size %d)' % (data.shape[0], batch))
+        self._set_input_arrays(data, labels)
+        self.__dict__['_input_arrays'] = (data, labels)  # read at every forward
+
     def forward(self, blobs=None, start=None, end=None, **kwargs):
         """Forward from layer `start` to layer `end` (names; default all). Keyword arguments
         fill the net's inputs first. Returns {name: array} of the outputs (or of end's tops)
@@ -297,12 +332,6 @@ class Net(_caffe.Net):
                                      'the net' % (path, name, len(g), len(blobs)))
                 for i, b in enumerate(blobs):
                     b.data[...] = np.asarray(g[str(i)]).reshape(b.data.shape)
-
-    def set_input_arrays(self, data, labels):
-        raise NotImplementedError('set_input_arrays feeds a MemoryData layer, which netrun '
-                                  'does not have yet; use an Input layer and forward(**inputs)')
-
-    _set_input_arrays = set_input_arrays
 
 
 _caffe._set_net_class(Net)

@@ -292,6 +292,42 @@ static PyObject *net_reshape(ext_net *o, PyObject *unused) {
   Py_RETURN_NONE;
 }
 
+/* _memory_data_dims() -> (batch_size, channels, height, width) of the first layer. */
+static PyObject *net_memory_data_dims(ext_net *o, PyObject *unused) {
+  (void)unused;
+  if (ready(o)) return NULL;
+  static __thread nr_error err;
+  int64_t d[4];
+  if (nr_net_memory_data_dims(o->net, NULL, d, &err) != NR_OK)
+    return ext_raise(NR_ERR_INPUT, &err);
+  return Py_BuildValue("(LLLL)", (long long)d[0], (long long)d[1], (long long)d[2],
+                       (long long)d[3]);
+}
+
+/* _set_input_arrays(data, labels): C-contiguous float32 buffers, checked by pycaffe.py
+ * (which also keeps them referenced while the net may read them). */
+static PyObject *net_set_input_arrays(ext_net *o, PyObject *args) {
+  PyObject *data, *labels;
+  if (ready(o) || !PyArg_ParseTuple(args, "OO:_set_input_arrays", &data, &labels)) return NULL;
+  Py_buffer d, l;
+  if (PyObject_GetBuffer(data, &d, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
+  if (PyObject_GetBuffer(labels, &l, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+    PyBuffer_Release(&d);
+    return NULL;
+  }
+  static __thread nr_error err;
+  nr_status s = NR_OK;
+  if (strcmp(d.format ? d.format : "B", "f") != 0 || strcmp(l.format ? l.format : "B", "f") != 0 ||
+      d.ndim < 1 || l.ndim < 1)
+    s = nr_err_set(&err, NR_ERR_INPUT, "data and labels must be float32 arrays");
+  else
+    s = nr_net_set_input_arrays(o->net, NULL, d.buf, l.buf, (int64_t)d.shape[0], &err);
+  PyBuffer_Release(&d);
+  PyBuffer_Release(&l);
+  if (s != NR_OK) return ext_raise(s, &err);
+  Py_RETURN_NONE;
+}
+
 static PyObject *net_clear_param_diffs(ext_net *o, PyObject *unused) {
   if (ready(o)) return NULL;
   PyThreadState *ts;
@@ -476,6 +512,10 @@ static PyMethodDef net_methods[] = {
      "_backward(start=None, end=None): backward over layers start down to end"},
     {"reshape", (PyCFunction)net_reshape, METH_NOARGS, "reshape every layer (after an input "
      "changed shape)"},
+    {"_set_input_arrays", (PyCFunction)net_set_input_arrays, METH_VARARGS,
+     "hand data and labels to the first layer, a MemoryData layer (see set_input_arrays)"},
+    {"_memory_data_dims", (PyCFunction)net_memory_data_dims, METH_NOARGS,
+     "(batch_size, channels, height, width) of the first layer, a MemoryData layer"},
     {"clear_param_diffs", (PyCFunction)net_clear_param_diffs, METH_NOARGS,
      "set every parameter's diff to zero"},
     {"copy_from", (PyCFunction)net_copy_from, METH_O,

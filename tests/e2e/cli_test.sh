@@ -116,6 +116,16 @@ case_check_caffe_nets() {
 }
 
 case_check_errors() {
+  # MemoryData: its shapes come from memory_data_param; without arrays handed over (pycaffe's
+  # set_input_arrays, nr_net_set_input_arrays) a forward says how to give them
+  cat > memdata.prototxt <<'P'
+name: "x"
+layer { name: "m" type: "MemoryData" top: "d" top: "l" memory_data_param { batch_size: 5 channels: 3 height: 4 width: 2 } }
+P
+  run 0 "$NETRUN" check --model memdata.prototxt; expect_out "5x3x4x2"
+  run 1 "$NETRUN" test --model memdata.prototxt --iterations 1; expect_err "MemoryData has no arrays"
+  sed 's/width: 2/width: 0/' memdata.prototxt > memdata0.prototxt
+  run 1 "$NETRUN" check --model memdata0.prototxt; expect_err "must be specified and positive"
   printf 'name: "x"\nlayer { name: "a" type: "Frobnicate" top: "t" }\n' > unknown.prototxt
   run 1 "$NETRUN" check --model unknown.prototxt
   expect_err "unknown layer type 'Frobnicate'"; expect_err "Convolution"

@@ -217,6 +217,61 @@ class TestBadInput(Base):
         self.assertIn('ip', str(cm.exception))
 
 
+MEMORY_NET = """\
+    name: 'md'
+    layer { name: 'data' type: 'MemoryData' top: 'data' top: 'label'
+      memory_data_param { batch_size: 2 channels: 1 height: 2 width: 3 } }
+    layer { name: 'ip' type: 'InnerProduct' bottom: 'data' top: 'ip'
+      inner_product_param { num_output: 1 weight_filler { type: 'constant' value: 1 } } }
+    """
+
+
+class TestMemoryData(Base):
+    """set_input_arrays feeds the first layer, a MemoryData layer, batch by batch."""
+
+    def test_batches_in_order_and_wrap_around(self):
+        net = caffe.Net(self.net_file(write(MEMORY_NET)), caffe.TEST)
+        data = np.arange(4 * 6, dtype=np.float32).reshape(4, 1, 2, 3)
+        labels = np.array([7, 8, 9, 10], dtype=np.float32)
+        net.set_input_arrays(data, labels)
+        seen = []
+        for _ in range(3):
+            out = net.forward()
+            seen.append((net.blobs['label'].data.tolist(), out['ip'][:, 0].tolist()))
+        sums = data.reshape(4, 6).sum(axis=1).tolist()
+        self.assertEqual(seen, [([7, 8], sums[:2]), ([9, 10], sums[2:]), ([7, 8], sums[:2])])
+        self.assertEqual(net.blobs['data'].data.shape, (2, 1, 2, 3))
+        # the arrays are read as they are at each forward (kept by reference, as Caffe)
+        data[0] = 0
+        net.forward()
+        net.forward()
+        self.assertEqual(float(net.blobs['ip'].data[0, 0]), 0.0)
+
+    def test_checks_as_caffe(self):
+        net = caffe.Net(self.net_file(write(MEMORY_NET)), caffe.TEST)
+        with self.assertRaisesRegex(ValueError, 'MemoryData has no arrays'):
+            net.forward()
+        good = np.zeros((4, 1, 2, 3), np.float32)
+        labels = np.zeros(4, np.float32)
+        cases = [
+            (good[:3], labels[:3], 'multiple of batch size'),
+            (good, labels[:2], 'same first dimension'),
+            (good.astype(np.float64), labels, 'data array must be float32'),
+            (np.zeros((4, 1, 2, 2), np.float32), labels, 'data array has wrong width'),
+            (np.zeros((4, 2, 2, 3), np.float32), labels, 'wrong number of channels'),
+            (good.reshape(4, 6), labels, 'data array must be 4-d'),
+            (np.zeros((4, 1, 3, 2), np.float32).transpose(0, 1, 3, 2), labels,
+             'data array must be C contiguous'),
+        ]
+        for data, lab, msg in cases:
+            with self.subTest(msg=msg):
+                with self.assertRaisesRegex(RuntimeError, msg):
+                    net.set_input_arrays(data, lab)
+        other = caffe.Net(self.net_file(write(NATIVE_NET)), caffe.TEST)
+        with self.assertRaisesRegex(RuntimeError, 'first layer is a MemoryData layer'):
+            other.set_input_arrays(good, labels)
+
+
 class SolverFiles(Base):
     def solver_file(self):
         net = write(NATIVE_NET.replace("input: 'data' input_shape { dim: 4 dim: 5 }",
