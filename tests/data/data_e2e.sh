@@ -113,6 +113,45 @@ S
   expect_err "cannot open 'nowhere/data_batch_1.bin'"
 }
 
+# HDF5Output: every forward appends its batch to "data" and "label"; h5py reads the file
+# (Caffe's legacy 4-D shapes) and netrun's own HDF5Data layer reads it back row for row.
+case_hdf5_output() {
+  cat > out.prototxt <<'P'
+name: "h5out"
+layer { name: "d" type: "DummyData" top: "data" top: "label"
+  dummy_data_param { shape { dim: 2 dim: 3 } shape { dim: 2 }
+    data_filler { type: "uniform" min: 0 max: 1 } data_filler { type: "uniform" min: 5 max: 6 } } }
+layer { name: "copy" type: "Power" bottom: "data" top: "copy" }
+layer { name: "out" type: "HDF5Output" bottom: "data" bottom: "label"
+  hdf5_output_param { file_name: "out.h5" } }
+P
+  run 0 "$NETRUN" test --verbose --model out.prototxt --iterations 3
+  expect_err "Successfully saved 2 rows"
+  /usr/bin/python3 - <<'PY' || fail "h5py read of out.h5"
+import h5py, re, numpy as np
+f = h5py.File('out.h5', 'r')
+assert f['data'].shape == (6, 3, 1, 1), f['data'].shape
+assert f['label'].shape == (6, 1, 1, 1), f['label'].shape
+assert f['data'].dtype == np.float32
+d = f['data'][...].reshape(6, 3)
+assert ((d >= 0) & (d <= 1)).all() and ((f['label'][...] >= 5) & (f['label'][...] <= 6)).all()
+# the rows are the batches the net saw, in order ("Batch i, copy = v" lines)
+want = [float(v) for v in re.findall(r'Batch \d+, copy = (\S+)', open('err').read())]
+np.testing.assert_allclose(d.ravel(), want, rtol=1e-5)
+PY
+  echo out.h5 > list.txt
+  cat > back.prototxt <<'P'
+name: "back"
+layer { name: "h" type: "HDF5Data" top: "data" top: "label" hdf5_data_param { source: "list.txt" batch_size: 6 } }
+P
+  run 0 "$NETRUN" test --verbose --model back.prototxt --iterations 1
+  expect_err "Batch 0, data = "
+  [ "$(grep -c "Batch 0, data = " "$WORK/err")" = 18 ] || fail "HDF5Data did not read 6 x 3 values"
+  sed 's#out.h5#nowhere/out.h5#' out.prototxt > bad.prototxt
+  run 1 "$NETRUN" test --model bad.prototxt --iterations 1
+  expect_err "cannot create HDF5 file 'nowhere/out.h5'"
+}
+
 "case_$1"
 [ "$failures" = 0 ] || exit 1
 echo "ok: $1"
