@@ -7,9 +7,8 @@ from what the source names (MNIST 1x28x28, the siamese pairs 2x28x28, CIFAR 3x32
 from new_height/new_width; a second top (the label) is (batch,)."""
 import sys
 
+import caffe_pb2  # the staged caffe/proto folder alone: no C extension is loaded
 from google.protobuf import text_format
-
-from caffe.proto import caffe_pb2
 
 DATA = {'Data': 'data_param', 'ImageData': 'image_data_param', 'HDF5Data': 'hdf5_data_param',
         'WindowData': 'window_data_param', 'MemoryData': 'memory_data_param'}
