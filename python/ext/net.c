@@ -320,8 +320,20 @@ static PyObject *net_set_input_arrays(ext_net *o, PyObject *args) {
   if (strcmp(d.format ? d.format : "B", "f") != 0 || strcmp(l.format ? l.format : "B", "f") != 0 ||
       d.ndim < 1 || l.ndim < 1)
     s = nr_err_set(&err, NR_ERR_INPUT, "data and labels must be float32 arrays");
-  else
-    s = nr_net_set_input_arrays(o->net, NULL, d.buf, l.buf, (int64_t)d.shape[0], &err);
+  else {
+    /* The engine reads n x C x H x W data and n labels: the buffers must hold that much
+     * whoever calls (pycaffe.py checks shapes first; a direct call must not over-read). */
+    int64_t dims[4], n = (int64_t)d.shape[0];
+    s = nr_net_memory_data_dims(o->net, NULL, dims, &err);
+    if (s == NR_OK && (d.len != (Py_ssize_t)(n * dims[1] * dims[2] * dims[3] * 4) ||
+                       l.len != (Py_ssize_t)(n * 4)))
+      s = nr_err_set(&err, NR_ERR_INPUT,
+                     "data must hold %lld x %lld x %lld x %lld floats and labels %lld",
+                     (long long)n, (long long)dims[1], (long long)dims[2], (long long)dims[3],
+                     (long long)n);
+    if (s == NR_OK)
+      s = nr_net_set_input_arrays(o->net, NULL, d.buf, l.buf, n, &err);
+  }
   PyBuffer_Release(&d);
   PyBuffer_Release(&l);
   if (s != NR_OK) return ext_raise(s, &err);

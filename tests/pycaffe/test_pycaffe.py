@@ -267,6 +267,11 @@ class TestMemoryData(Base):
             with self.subTest(msg=msg):
                 with self.assertRaisesRegex(RuntimeError, msg):
                     net.set_input_arrays(data, lab)
+        # the C entry point itself refuses buffers smaller than the layer reads
+        with self.assertRaisesRegex(ValueError, 'data must hold 4 x 1 x 2 x 3 floats'):
+            net._set_input_arrays(np.zeros((4, 1), np.float32), labels)
+        with self.assertRaisesRegex(ValueError, 'labels 4'):
+            net._set_input_arrays(good, np.zeros(3, np.float32))
         other = caffe.Net(self.net_file(write(NATIVE_NET)), caffe.TEST)
         with self.assertRaisesRegex(RuntimeError, 'first layer is a MemoryData layer'):
             other.set_input_arrays(good, labels)
