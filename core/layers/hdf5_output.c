@@ -36,20 +36,22 @@ static nr_status out_setup(nr_layer *l, nr_error *err) {
   o->ds[0] = o->ds[1] = -1;
   o->file = -1;
   l->priv = o;
-  /* A path that cannot be written is found out before HDF5 (which says less). */
-  FILE *probe = fopen(p->file_name, "wb");
-  if (!probe)
-    return nr_err_set(err, NR_ERR_IO, "cannot create HDF5 file '%s': %s", p->file_name,
-                      strerror(errno));
-  fclose(probe);
   H5E_auto2_t old_fn;
   void *old_data;
   H5Eget_auto2(H5E_DEFAULT, &old_fn, &old_data);
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   o->file = H5Fcreate(p->file_name, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   H5Eset_auto2(H5E_DEFAULT, old_fn, old_data);
-  if (o->file < 0)
-    return nr_err_set(err, NR_ERR_IO, "cannot create HDF5 file '%s'", p->file_name);
+  if (o->file < 0) {
+    /* The reason, from the file system (opened for appending: nothing is truncated). */
+    FILE *probe = fopen(p->file_name, "ab");
+    if (!probe)
+      return nr_err_set(err, NR_ERR_IO, "cannot create HDF5 file '%s': %s", p->file_name,
+                        strerror(errno));
+    fclose(probe);
+    return nr_err_set(err, NR_ERR_IO, "cannot create HDF5 file '%s' (is it open elsewhere?)",
+                      p->file_name);
+  }
   return NR_OK;
 }
 

@@ -150,6 +150,12 @@ P
   sed 's#out.h5#nowhere/out.h5#' out.prototxt > bad.prototxt
   run 1 "$NETRUN" test --model bad.prototxt --iterations 1
   expect_err "cannot create HDF5 file 'nowhere/out.h5'"
+  # a second layer on a file the first holds open: refused with the likely reason
+  { cat out.prototxt
+    echo 'layer { name: "out2" type: "HDF5Output" bottom: "data" bottom: "label"'
+    echo '  hdf5_output_param { file_name: "out.h5" } }'; } > twice.prototxt
+  run 1 "$NETRUN" test --model twice.prototxt --iterations 1
+  expect_err "cannot create HDF5 file 'out.h5' (is it open elsewhere?)"
 }
 
 "case_$1"
