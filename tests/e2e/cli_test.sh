@@ -103,7 +103,7 @@ case_check_caffe_nets() {
   for f in "$CAFFE"/*.prototxt; do
     case "$f" in *solver*) continue ;; esac
     n=$(basename "$f")
-    "$NR_PYTHON" "$HERE/data_as_input.py" "$f" "$n" || { fail "data_as_input.py $n"; continue; }
+    PYTHONPATH="$NR_PROTO_PY" "$NR_PYTHON" "$HERE/data_as_input.py" "$f" "$n" || { fail "data_as_input.py $n"; continue; }
     for phase in TRAIN TEST; do
       # a net without phase rules is the same net in both phases
       [ $phase = TEST ] && ! grep -q "phase: *TEST" "$f" && continue
