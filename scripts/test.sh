@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 extra=()
 [ "${CI:-}" = true ] && extra+=(-DNR_WERROR=ON)
 scripts/setup.sh "${extra[@]}"
-# (includes the soak: 1 000 000 Python-layer calls through random worker kills, tests/soak)
+# (includes the soak: 400 000 Python-layer calls through random worker kills, tests/soak;
+# bench/run soak makes 1 000 000)
 (cd build && ctest --output-on-failure -j2 --timeout 300 -LE valgrind)
 # Valgrind memcheck over the core's unit tests (tests/valgrind; about 90 s of CPU).
 (cd build && ctest --output-on-failure -j2 --timeout 900 -L valgrind)

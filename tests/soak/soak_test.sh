@@ -24,12 +24,15 @@ HERE="$NR_SOURCE_DIR/tests/soak"
 cp "$HERE/soak_layers.py" .
 log() { echo "soak: $*" >&2; }
 
-# killer PID MS: every ~MS ms (random 0.5..1.5 x MS) SIGKILLs one random worker child of PID
-# (any: one still starting, or being set up again after a restart, too) and appends its pid
-# to $WORK/kills; also samples PID's VmRSS (kB) and fd count into $WORK/samples ("seconds
-# rss fds"). Ends when PID is gone.
+# killer PID MS [MAX]: every ~MS ms (random 0.5..1.5 x MS) SIGKILLs one random worker child
+# of PID (any: one still starting, or being set up again after a restart, too) and appends
+# its pid to $WORK/kills; also samples PID's VmRSS (kB) and fd count into $WORK/samples
+# ("seconds rss fds"). Ends when PID is gone. It kills again only once the run has logged
+# the restart of the previous kill (at most one death outstanding), and after MAX kills (if
+# given) it only samples: on a loaded machine a worker's start can take longer than MS, and
+# a killer that outpaces the restarts starves the run instead of testing it.
 killer() {
-  local pid=$1 ms=$2 t0=$SECONDS
+  local pid=$1 ms=$2 max=${3:-0} t0=$SECONDS
   : > "$WORK/kills"; : > "$WORK/samples"
   while kill -0 "$pid" 2>/dev/null; do
     local d=$(( ms / 2 + RANDOM % (ms + 1) ))
@@ -39,6 +42,8 @@ killer() {
     fds=$(ls "/proc/$pid/fd" 2>/dev/null | wc -l)
     [ -n "$rss" ] && echo "$((SECONDS - t0)) $rss $fds" >> "$WORK/samples"
     [ "$ms" -gt 0 ] || continue
+    [ "$max" = 0 ] || [ "$(wc -l < "$WORK/kills")" -lt "$max" ] || continue
+    [ "$(grep -c 'restarting Python worker' "$WORK/err")" -ge "$(wc -l < "$WORK/kills")" ] || continue
     local ws; mapfile -t ws < <(workers_of "$pid")
     [ "${#ws[@]}" -gt 0 ] || continue
     local v=${ws[RANDOM % ${#ws[@]}]}
@@ -46,15 +51,18 @@ killer() {
   done
 }
 
-# run WANT KILL_MS CMD...: CMD as the leader of a new session (stdout/stderr in out/err);
-# with KILL_MS > 0 the killer runs beside it (KILL_MS = 0: samples only).
+# run WANT KILL_MS[/MAX] CMD...: CMD as the leader of a new session (stdout/stderr in
+# out/err); with KILL_MS > 0 the killer runs beside it (KILL_MS = 0: samples only; MAX: at
+# most that many kills).
 run() {
-  local want=$1 ms=$2; shift 2
+  local want=$1 ms=${2%/*} max=0
+  case $2 in */*) max=${2#*/} ;; esac
+  shift 2
   local before; before=$(shm_list)
   setsid "$@" >"$WORK/out" 2>"$WORK/err" &
   local pid=$!
   local kp=""
-  if [ "$ms" != "-" ]; then killer "$pid" "$ms" & kp=$!; fi
+  if [ "$ms" != "-" ]; then killer "$pid" "$ms" "$max" & kp=$!; fi
   wait "$pid"; local got=$?
   [ -n "$kp" ] && wait "$kp"
   [ "$got" = "$want" ] || fail "'$*' exited $got, expected $want; stderr: $(tail -c 3000 "$WORK/err")"
@@ -110,10 +118,10 @@ case_replay() {
   grep -q 'setting layers up again after a restart: .*soak_layers\.[A-Za-z]*\.setup' "$WORK/err" ||
     fail "restarts exhausted while set up again: $(tail -c 2000 "$WORK/err")"
   # kills from outside: a random worker child of the run every ~100 ms (one starting or
-  # being set up again included), through a longer run (its own undisturbed reference).
-  # SOAK_OUTSIDE=0 leaves it out.
+  # being set up again included), at most REPLAY_OUTSIDE_KILLS (80), through a longer run
+  # (its own undisturbed reference). SOAK_OUTSIDE=0 leaves it out.
   [ "${SOAK_OUTSIDE:-1}" = 1 ] || return 0
-  iters=${REPLAY_OUTSIDE_ITERS:-3000}
+  iters=${REPLAY_OUTSIDE_ITERS:-1500}
   model=snap/r_iter_$iters.caffemodel
   sed "s/@ITERS@/$iters/" "$HERE/replay_solver.prototxt" > solver.prototxt
   sed "s|@SEED@|1|g" net.tmpl > net.prototxt
@@ -124,7 +132,7 @@ case_replay() {
   # (a kill every ~REPLAY_KILL_MS ms: longer than a worker's restart, or a run whose every
   # new worker dies before it is set up never ends; sanitizer builds start workers in
   # 200-300 ms and set 1000)
-  run 0 "${REPLAY_KILL_MS:-100}" "$NETRUN" --py-workers 2 --py-restarts 100000 train --solver solver.prototxt
+  run 0 "${REPLAY_KILL_MS:-100}/${REPLAY_OUTSIDE_KILLS:-80}" "$NETRUN" --py-workers 2 --py-restarts 100000 train --solver solver.prototxt
   local k; k=$(wc -l < kills)
   local r; r=$(restarts_in_err)
   log "replay, outside kills: $k SIGKILLs sent, $r restarts, $iters iterations"
