@@ -27,7 +27,7 @@ identical)
 net: "$net"
 base_lr: 0.01 momentum: 0.9 weight_decay: 0.0005
 lr_policy: "inv" gamma: 0.0001 power: 0.75
-display: 100 max_iter: $ITERS snapshot: $ITERS
+display: $(( ITERS < 100 ? ITERS : 100 )) max_iter: $ITERS snapshot: $ITERS
 snapshot_prefix: "$tmp/w$w"
 random_seed: 1701
 S
