@@ -69,6 +69,8 @@ nr_status nr_pool_create(const nr_pool_opts *o, nr_pool **out, nr_error *err) {
   }
   pthread_mutex_init(&p->mu, NULL);
   pthread_mutex_init(&p->seg_mu, NULL);
+  pthread_mutex_init(&p->zy_mu, NULL);
+  p->zy_sock = -1;
   if (!(p->worker_path = find_worker(p->o.worker_path))) {
     nr_status s = nr_err_set(err, NR_ERR_IO,
                              "cannot find the netrun-worker executable%s%s (looked next to "
@@ -165,6 +167,7 @@ void nr_pool_destroy(nr_pool *p) {
       usleep(2000);
     }
   }
+  nr__zygote_stop(p);
   if (p->watcher_on) {
     char c = 'q';
     ssize_t r = write(p->wake[1], &c, 1);
@@ -189,6 +192,7 @@ void nr_pool_destroy(nr_pool *p) {
   free((char *)p->o.python_path);
   free((char *)p->o.replicas);
   pthread_mutex_destroy(&p->seg_mu);
+  pthread_mutex_destroy(&p->zy_mu);
   for (int i = 0; i < NR_POOL_MAX_WORKERS; i++) {
     pthread_mutex_destroy(&p->w[i].io);
     free(p->w[i].first_err);

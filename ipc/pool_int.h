@@ -130,6 +130,12 @@ struct nr_pool {
   int wake[2];
   struct spawn_job *spawn_job; /* under mu: a spawn the watcher thread is to do */
   pthread_cond_t spawn_cv;     /* the watcher did it */
+  /* the zygote (pool_zygote.c), under zy_mu */
+  pthread_mutex_t zy_mu;
+  int zy_state;  /* 0: not started, 1: ready, -1: off for this pool */
+  int zy_starts; /* zygotes started so far */
+  pid_t zy_pid;
+  int zy_sock;
 };
 
 /* WR_GONE: the worker died earlier and was not restarted (its layers are lost).
@@ -170,12 +176,27 @@ void nr__seg_drop_worker(nr_pool *p, worker *w);
 
 /* ---- pool_proc.c ---- */
 
+/* Starts worker_path (argv) with fds[i] as descriptor 3 + i, through the watcher thread;
+ * zygote: the zygote's environment. 0 or an errno. */
+int nr__spawn_process(nr_pool *p, char *const argv[], const int *fds, int nfds, bool zygote,
+                      pid_t *pid);
+
 /* The watcher thread's body (arg: the pool); 'q' on p->wake[1] ends it. */
 void *nr__watcher_main(void *arg);
 /* Starts worker w's process (its control block, socket, fault file). NR_ERR_IO. */
 nr_status nr__worker_spawn(nr_pool *p, worker *w, nr_error *err);
 /* Closes what the core holds of w (after it was reaped or never started). */
 void nr__worker_close(nr_pool *p, worker *w);
+
+/* ---- pool_zygote.c ---- */
+
+/* A worker process cloned from the pool's zygote (started on first use), with fds (its
+ * socket, control block, fault file) as descriptors 3..5: 0 with *pid set, a child of this
+ * process; -1: no zygote to use (off, could not start, died, refused): start the worker
+ * directly. */
+int nr__zygote_clone(nr_pool *p, const int fds[3], pid_t *pid);
+/* Ends and reaps the zygote (the pool is going). */
+void nr__zygote_stop(nr_pool *p);
 /* Signals w's process through its pidfd (never a reaped pid). */
 void nr__worker_signal(const worker *w, int sig);
 /* Waits for w's process (once). */

@@ -143,35 +143,21 @@ void nr__worker_reap(worker *w) {
   w->wstatus = st;
 }
 
-nr_status nr__worker_spawn(nr_pool *p, worker *w, nr_error *err) {
-  int sv[2] = {-1, -1}, ctlfd = -1, fault = -1;
-  nr_ctl *ctl = MAP_FAILED;
+/* Starts worker_path with argv, fds[i] as descriptor 3 + i, default signals and an empty
+ * mask, and the environment with the pool's python_path first on PYTHONPATH (and, for the
+ * zygote, OPENBLAS_NUM_THREADS=1 unless set: see pool_zygote.c). Spawned by the watcher
+ * thread, which lives as long as the pool: a process's PR_SET_PDEATHSIG follows the thread
+ * that spawned it, and the caller's thread may end long before the pool (a Python thread
+ * that made a net). 0, or an errno. */
+int nr__spawn_process(nr_pool *p, char *const argv[], const int *fds, int nfds, bool zygote,
+                      pid_t *pid) {
   posix_spawn_file_actions_t fa;
-  bool fa_init = false;
-  nr_status s = NR_OK;
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) goto io;
-  sv[1] = fd_high(sv[1]);
-  ctlfd = fd_high(nr__pool_memfd("netrun-ctl"));
-  fault = nr__pool_memfd("netrun-fault");
-  if (sv[1] < 0 || ctlfd < 0 || fault < 0) goto io;
-  fault = fd_high(fault);
-  if (fault < 0 || ftruncate(ctlfd, NR_CTL_SIZE) < 0) goto io;
-  ctl = mmap(NULL, NR_CTL_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, ctlfd, 0);
-  if (ctl == MAP_FAILED) goto io;
-  atomic_store(&ctl->req_seq, 0);
-  atomic_store(&ctl->rep_seq, UINT32_MAX); /* the hello answers message 0 */
-  w->seq = 0;
-  atomic_store(&ctl->core_cpu, -1);
-  atomic_store(&ctl->worker_cpu, -2);
-  if (posix_spawn_file_actions_init(&fa)) goto io;
-  fa_init = true;
-  if (posix_spawn_file_actions_adddup2(&fa, sv[1], NR_FD_SOCK) ||
-      posix_spawn_file_actions_adddup2(&fa, ctlfd, NR_FD_CTL) ||
-      posix_spawn_file_actions_adddup2(&fa, fault, NR_FD_FAULT))
-    goto io;
-  char ppid[32];
-  snprintf(ppid, sizeof ppid, "%d", (int)getpid());
-  char *argv[] = {p->worker_path, ppid, p->layer_types ? p->layer_types : (char *)"", NULL};
+  if (posix_spawn_file_actions_init(&fa)) return ENOMEM;
+  for (int i = 0; i < nfds; i++)
+    if (posix_spawn_file_actions_adddup2(&fa, fds[i], NR_FD_SOCK + i)) {
+      posix_spawn_file_actions_destroy(&fa);
+      return ENOMEM;
+    }
   posix_spawnattr_t at;
   posix_spawnattr_init(&at);
   sigset_t none, def;
@@ -183,32 +169,32 @@ nr_status nr__worker_spawn(nr_pool *p, worker *w, nr_error *err) {
   posix_spawnattr_setsigdefault(&at, &def);
   posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   /* The caller's sys.path first on the worker's PYTHONPATH (o.python_path). */
+  bool pypath_set = p->o.python_path && *p->o.python_path;
+  bool blas1 = zygote && !getenv("OPENBLAS_NUM_THREADS");
   char **envp = environ, **own_env = NULL, *pypath = NULL;
-  if (p->o.python_path && *p->o.python_path) {
+  int e = 0;
+  if (pypath_set || blas1) {
     size_t n = 0;
     const char *old = getenv("PYTHONPATH");
     while (environ[n]) n++;
-    own_env = calloc(n + 2, sizeof *own_env);
-    size_t plen = strlen(p->o.python_path) + (old ? strlen(old) : 0) + 16;
+    own_env = calloc(n + 3, sizeof *own_env);
+    size_t plen = (pypath_set ? strlen(p->o.python_path) : 0) + (old ? strlen(old) : 0) + 16;
     pypath = malloc(plen);
     if (!own_env || !pypath) {
-      free(own_env);
-      free(pypath);
-      posix_spawnattr_destroy(&at);
-      errno = ENOMEM;
-      goto io;
+      e = ENOMEM;
+      goto out;
     }
-    snprintf(pypath, plen, "PYTHONPATH=%s%s%s", p->o.python_path, old && *old ? ":" : "",
-             old ? old : "");
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-      if (strncmp(environ[i], "PYTHONPATH=", 11) != 0) own_env[k++] = environ[i];
-    own_env[k++] = pypath;
+      if (!pypath_set || strncmp(environ[i], "PYTHONPATH=", 11) != 0) own_env[k++] = environ[i];
+    if (pypath_set) {
+      snprintf(pypath, plen, "PYTHONPATH=%s%s%s", p->o.python_path, old && *old ? ":" : "",
+               old ? old : "");
+      own_env[k++] = pypath;
+    }
+    if (blas1) own_env[k++] = (char *)"OPENBLAS_NUM_THREADS=1";
     envp = own_env;
   }
-  /* Spawned by the watcher thread, which lives as long as the pool: the worker's
-   * PR_SET_PDEATHSIG follows the thread that spawned it, and the caller's thread may end
-   * long before the pool (a Python thread that made a net). */
   spawn_job job = {argv, envp, &fa, &at, 0, 0, false};
   pthread_mutex_lock(&p->mu);
   while (p->spawn_job) pthread_cond_wait(&p->spawn_cv, &p->mu); /* one job at a time */
@@ -224,18 +210,48 @@ nr_status nr__worker_spawn(nr_pool *p, worker *w, nr_error *err) {
   p->spawn_job = NULL;
   pthread_cond_broadcast(&p->spawn_cv);
   pthread_mutex_unlock(&p->mu);
-  pid_t pid = job.pid;
-  int e = job.err;
+  *pid = job.pid;
+  e = job.err;
+out:
   free(own_env);
   free(pypath);
   posix_spawnattr_destroy(&at);
-  if (e) {
-    errno = e;
-    goto io;
+  posix_spawn_file_actions_destroy(&fa);
+  return e;
+}
+
+nr_status nr__worker_spawn(nr_pool *p, worker *w, nr_error *err) {
+  int sv[2] = {-1, -1}, ctlfd = -1, fault = -1;
+  nr_ctl *ctl = MAP_FAILED;
+  nr_status s = NR_OK;
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) goto io;
+  sv[1] = fd_high(sv[1]);
+  ctlfd = fd_high(nr__pool_memfd("netrun-ctl"));
+  fault = nr__pool_memfd("netrun-fault");
+  if (sv[1] < 0 || ctlfd < 0 || fault < 0) goto io;
+  fault = fd_high(fault);
+  if (fault < 0 || ftruncate(ctlfd, NR_CTL_SIZE) < 0) goto io;
+  ctl = mmap(NULL, NR_CTL_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, ctlfd, 0);
+  if (ctl == MAP_FAILED) goto io;
+  atomic_store(&ctl->req_seq, 0);
+  atomic_store(&ctl->rep_seq, UINT32_MAX); /* the hello answers message 0 */
+  w->seq = 0;
+  atomic_store(&ctl->core_cpu, -1);
+  atomic_store(&ctl->worker_cpu, -2);
+  const int fds[3] = {sv[1], ctlfd, fault};
+  pid_t pid = 0;
+  if (nr__zygote_clone(p, fds, &pid) != 0) {
+    char ppid[32];
+    snprintf(ppid, sizeof ppid, "%d", (int)getpid());
+    char *argv[] = {p->worker_path, ppid, p->layer_types ? p->layer_types : (char *)"", NULL};
+    int e = nr__spawn_process(p, argv, fds, 3, false, &pid);
+    if (e) {
+      errno = e;
+      goto io;
+    }
   }
   close(sv[1]);
   close(ctlfd);
-  posix_spawn_file_actions_destroy(&fa);
   pthread_mutex_lock(&p->mu);
   w->pid = pid;
   w->gen++;
@@ -255,7 +271,6 @@ nr_status nr__worker_spawn(nr_pool *p, worker *w, nr_error *err) {
 io:
   s = nr_err_set(err, NR_ERR_IO, "cannot start Python worker %d (%s): %s", w->idx,
                  p->worker_path, strerror(errno));
-  if (fa_init) posix_spawn_file_actions_destroy(&fa);
   if (ctl != MAP_FAILED) munmap(ctl, NR_CTL_SIZE);
   for (int i = 0; i < 2; i++)
     if (sv[i] >= 0) close(sv[i]);

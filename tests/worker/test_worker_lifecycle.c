@@ -110,6 +110,133 @@ static void test_restarts_exhausted(void) {
   CHECK_INT_EQ(wk_children(), 0);
 }
 
+/* The pool's zygote (ipc/pool_zygote.c), if this build uses one: the pid of our child
+ * named netrun-zygote, or 0. */
+static pid_t zygote_pid(void) {
+  DIR *d = opendir("/proc");
+  pid_t found = 0;
+  for (struct dirent *e; d && (e = readdir(d));) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    char path[300], buf[512];
+    snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+    FILE *f = fopen(path, "r");
+    if (!f) continue;
+    size_t k = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[k] = '\0';
+    char *rp = strrchr(buf, ')');
+    int ppid = 0;
+    if (strstr(buf, "(netrun-zygote)") && rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 &&
+        ppid == getpid())
+      found = (pid_t)atoi(e->d_name);
+  }
+  if (d) closedir(d);
+  return found;
+}
+
+/* Worker pid's parent and current directory. */
+static pid_t parent_of(pid_t pid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  size_t k = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[k] = '\0';
+  char *rp = strrchr(buf, ')');
+  int ppid = -1;
+  if (rp) sscanf(rp + 2, "%*c %d", &ppid);
+  return ppid;
+}
+
+/* Was pid cloned from a zygote (its command line is the zygote's)? */
+static bool cloned(pid_t pid) {
+  char path[64], buf[4096];
+  snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return false;
+  size_t k = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  for (size_t i = 0; i < k; i++)
+    if (!buf[i]) buf[i] = ' ';
+  buf[k] = '\0';
+  return strstr(buf, " --zygote ") != NULL;
+}
+
+/* Workers cloned from the zygote: children of the core (the core reaps them and reads how
+ * they died), unseeded NumPy draws differ between workers, a restarted worker works in the
+ * core's current directory of the moment, and a killed zygote is replaced. With
+ * NETRUN_ZYGOTE=0 (and in sanitizer builds) workers start directly: the same checks hold. */
+static void zygote_case(bool off) {
+  nr_error err;
+  char mk[512], ps[600];
+  marker(mk, sizeof mk, off ? "zoff" : "zon");
+  snprintf(ps, sizeof ps, "forward:exit:%s", mk);
+  if (off) setenv("NETRUN_ZYGOTE", "0", 1);
+  char cwd0[4096], dir[] = "/tmp/nr_zygote_cwd.XXXXXX";
+  CHECK(getcwd(cwd0, sizeof cwd0) != NULL);
+  CHECK(mkdtemp(dir) != NULL);
+  FILE *log = tmpfile();
+  nr_pool *p = NULL;
+  nr_pool_opts o = {2, 0, 3, NULL, log, 0, 0, NULL, NULL};
+  CHECK_OK(nr_pool_create(&o, &p, &err), &err);
+  const char *cls[] = {"Rand", "Rand", "Fault"};
+  const char *pss[] = {"", "", ps};
+  wk_chain c;
+  CHECK_OK(wk_chain_init(&c, nr_pool_backend(p), nr_pool_allocator(p), 3, "nr_fx_layers", cls,
+                         pss, NR_TEST, &err), &err);
+  CHECK_OK(nr_blob_reshape4(c.b[0], 1, 1, 4, 4, &err), &err);
+  CHECK_OK(wk_chain_setup(&c, &err), &err);
+  CHECK_INT_EQ(nr_pool_nworkers(p), 2);
+  pid_t z = zygote_pid();
+#if defined(__SANITIZE_ADDRESS__)
+  CHECK_INT_EQ(z, 0);
+#else
+  if (off) CHECK_INT_EQ(z, 0);
+  else CHECK(z > 0);
+#endif
+  for (int i = 0; i < 2; i++) {
+    CHECK_INT_EQ(parent_of(nr_pool_worker_pid(p, i)), getpid());
+    CHECK_INT_EQ(cloned(nr_pool_worker_pid(p, i)), z > 0);
+  }
+  /* kill the zygote, move; the forward crashes worker 0 (layer 2 is on it): the restart
+   * works (from a new zygote), in the new directory */
+  if (z > 0) {
+    kill(z, SIGKILL);
+    usleep(100000);
+  }
+  CHECK(chdir(dir) == 0);
+  pid_t before = nr_pool_worker_pid(p, 0);
+  CHECK_OK(wk_chain_forward(&c, &err), &err);
+  CHECK_INT_EQ(nr_pool_restarts(p), 1);
+  pid_t now = nr_pool_worker_pid(p, 0);
+  CHECK(now != before);
+  CHECK_INT_EQ(parent_of(now), getpid());
+  CHECK_INT_EQ(cloned(now), z > 0);
+  /* layer 0 ran on worker 0, layer 1 on worker 1: unseeded draws differ */
+  CHECK(memcmp(c.b[1]->data, c.b[2]->data, 16 * sizeof(float)) != 0);
+  char link[64], wd[4096];
+  snprintf(link, sizeof link, "/proc/%d/cwd", (int)now);
+  ssize_t n = readlink(link, wd, sizeof wd - 1);
+  CHECK(n > 0);
+  wd[n > 0 ? n : 0] = '\0';
+  CHECK_STR_EQ(wd, dir);
+  CHECK(chdir(cwd0) == 0);
+  char *text = read_all(log);
+  CHECK_CONTAINS(text, "restarting Python worker 0 (restart 1 of 3) and replaying the call");
+  CHECK_CONTAINS(text, "exited with status 7");
+  free(text);
+  wk_chain_free(&c);
+  nr_pool_destroy(p);
+  fclose(log);
+  rmdir(dir);
+  unsetenv("NETRUN_ZYGOTE");
+  CHECK_INT_EQ(wk_children(), 0);
+}
+
+static void test_zygote(void) { zygote_case(false); }
+static void test_zygote_off(void) { zygote_case(true); }
+
 /* kill -9 of the core: its workers are gone within 1 s, nothing left in /dev/shm. */
 static void test_core_sigkill(void) {
   int shm0 = wk_shm_entries();
@@ -263,6 +390,8 @@ int main(void) {
   NR_RUN(test_restart_hang_forward);
   NR_RUN(test_restart_hang_slow_watcher);
   NR_RUN(test_restarts_exhausted);
+  NR_RUN(test_zygote);
+  NR_RUN(test_zygote_off);
   NR_RUN(test_core_sigkill);
   NR_RUN(test_print_whole_lines);
   NR_RUN(test_segments_private);
