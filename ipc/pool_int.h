@@ -134,6 +134,7 @@ struct nr_pool {
   pthread_mutex_t zy_mu;
   int zy_state;  /* 0: not started, 1: ready, -1: off for this pool */
   int zy_starts; /* zygotes started so far */
+  int zy_requests; /* workers asked of nr__zygote_clone so far */
   pid_t zy_pid;
   int zy_sock;
 };

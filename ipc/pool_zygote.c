@@ -5,6 +5,9 @@
  * process (CLONE_PARENT), so everything else about a worker is unchanged: its pidfd, the
  * watcher, the reap, its exit status and the kill of its process group.
  *
+ * The pool's first worker is started directly (a one-worker pool pays nothing for the
+ * zygote); the second request starts the zygote, whose import overlaps the first worker's.
+ *
  * Protocol, on a SOCK_SEQPACKET pair (the zygote's end is its descriptor 3): the zygote
  * sends 'R' once Python is up ('E': it could not start; 'T': it is not single-threaded and
  * cannot clone), then for each request (4 bytes, the three descriptors of a worker as
@@ -156,6 +159,12 @@ static int zygote_ask(nr_pool *p, const int fds[3], pid_t *pid) {
 int nr__zygote_clone(nr_pool *p, const int fds[3], pid_t *pid) {
   pthread_mutex_lock(&p->zy_mu);
   int got = 0;
+  /* The pool's first worker starts directly: a pool of one worker is not slower for the
+   * zygote, and with more the zygote's own start overlaps the first worker's. */
+  if (p->zy_requests++ == 0) {
+    pthread_mutex_unlock(&p->zy_mu);
+    return -1;
+  }
   /* a zygote that died (or hung) is replaced at once, at most NR_ZYGOTE_MAX_STARTS in all */
   for (int tries = 0; tries < 2 && got == 0; tries++) {
     if (p->zy_state == 0) zygote_start(p);
