@@ -9,19 +9,15 @@
  * netrun decodes no images. At the end of the database the reader starts again from the
  * first record ("Restarting data prefetching from start.").
  *
- * Threading. setup opens the database, reads the first record and starts one thread that
- * fills a ring of `prefetch` batch buffers in order; forward takes the oldest ready batch,
- * copies it into the tops and hands the buffer back. When no batch is ready the net waits
- * and the log says "Waiting for data" (the first time and every 1000th time after, like
- * Caffe's LOG_EVERY_N). A reader error is kept by the thread and returned by the forward
- * that would have used the failed batch. destroy stops and joins the thread.
+ * Threading. setup opens the database, reads the first record and starts the prefetch
+ * ring (core/prefetch.h): one thread fills `prefetch` batches ahead in order, forward takes
+ * the oldest ("Waiting for data" when none is ready), a reader error is returned by the
+ * forward that would have used the failed batch. destroy stops and joins the thread.
  *
  * Determinism: the thread draws mirror and crop offsets from the layer's own rng, seeded at
  * setup from the net's rng (without advancing it) and the layer index, and fills batches in
  * order, so the same seed gives the same batches whatever the timing.
  */
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +27,7 @@
 #include "data_transformer.h"
 #include "db_lmdb.h"
 #include "layer.h"
+#include "prefetch.h"
 
 typedef struct data_priv {
   nr_lmdb_reader *db;
@@ -44,21 +41,7 @@ typedef struct data_priv {
   size_t item_out;      /* floats per transformed item */
   bool has_label;
   int stride;           /* records per item taken: solver_count (1 in one process) */
-  /* The ring: slot i holds data[i] (batch_size * item_out floats) and label[i]. */
-  int nslots;
-  float **data;
-  float **label;
-  pthread_mutex_t mu;
-  pthread_cond_t ready_cv, space_cv;
-  bool sync_init;
-  int head;     /* next slot forward takes */
-  int nready;   /* filled slots from head on */
-  bool stop;    /* destroy asks the thread to end */
-  bool failed;  /* the thread ended on an error (in thread_err) */
-  bool thread_started;
-  pthread_t thread;
-  nr_error thread_err;
-  uint64_t waits;
+  nr_prefetch *ring;
 } data_priv;
 
 static const Caffe__DataParameter data_default = CAFFE__DATA_PARAMETER__INIT;
@@ -112,15 +95,17 @@ static nr_status read_datum(data_priv *p, Caffe__Datum **out, nr_error *err) {
   return NR_OK;
 }
 
-/* Reads batch_size records into slot `slot`, advancing (and wrapping) the cursor. */
-static nr_status fill_slot(data_priv *p, int slot, nr_error *err) {
+/* Reads batch_size records into one batch, advancing (and wrapping) the cursor. On the
+ * prefetch thread. */
+static nr_status fill_batch(void *ctx, float *data, float *label, nr_error *err) {
+  data_priv *p = ctx;
   for (int i = 0; i < p->batch_size; i++) {
     Caffe__Datum *d = NULL;
     NR_TRY(read_datum(p, &d, err));
     nr_transformer_apply(p->tf, d->data.len ? d->data.data : NULL,
                          d->data.len ? NULL : d->float_data, &p->rng,
-                         p->data[slot] + (size_t)i * p->item_out);
-    if (p->has_label) p->label[slot][i] = (float)d->label;
+                         data + (size_t)i * p->item_out);
+    if (label) label[i] = (float)d->label;
     caffe__datum__free_unpacked(d, NULL);
     /* Item i of the stream belongs to rank i % stride: step over the other ranks' ones. */
     for (int k = 0; k < p->stride; k++) {
@@ -132,50 +117,10 @@ static nr_status fill_slot(data_priv *p, int slot, nr_error *err) {
   return NR_OK;
 }
 
-static void *prefetch_main(void *arg) {
-  data_priv *p = arg;
-  int slot = 0; /* the thread fills slots in ring order, starting at 0 */
-  for (;;) {
-    pthread_mutex_lock(&p->mu);
-    while (!p->stop && p->nready == p->nslots) pthread_cond_wait(&p->space_cv, &p->mu);
-    bool stop = p->stop;
-    pthread_mutex_unlock(&p->mu);
-    if (stop) return NULL;
-    /* The slot is free: forward hands a slot back only after copying out of it. */
-    nr_status s = fill_slot(p, slot, &p->thread_err);
-    pthread_mutex_lock(&p->mu);
-    if (s != NR_OK)
-      p->failed = true;
-    else
-      p->nready++;
-    pthread_cond_signal(&p->ready_cv);
-    pthread_mutex_unlock(&p->mu);
-    if (s != NR_OK) return NULL;
-    slot = (slot + 1) % p->nslots;
-  }
-}
-
 static void data_destroy(nr_layer *l) {
   data_priv *p = l->priv;
   if (!p) return;
-  if (p->thread_started) {
-    pthread_mutex_lock(&p->mu);
-    p->stop = true;
-    pthread_cond_broadcast(&p->space_cv);
-    pthread_mutex_unlock(&p->mu);
-    pthread_join(p->thread, NULL);
-  }
-  if (p->sync_init) {
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->ready_cv);
-    pthread_cond_destroy(&p->space_cv);
-  }
-  for (int i = 0; i < p->nslots; i++) {
-    if (p->data) free(p->data[i]);
-    if (p->label) free(p->label[i]);
-  }
-  free(p->data);
-  free(p->label);
+  nr_prefetch_stop(p->ring);
   nr_lmdb_reader_close(p->db);
   nr_transformer_destroy(p->tf);
   free(p->source);
@@ -271,42 +216,9 @@ static nr_status data_setup(nr_layer *l, nr_error *err) {
   fprintf(log, "output data size: %d,%lld,%lld,%lld\n", p->batch_size, (long long)p->out[0],
           (long long)p->out[1], (long long)p->out[2]);
 
-  p->nslots = (int)prefetch;
-  p->data = calloc((size_t)p->nslots, sizeof *p->data);
-  p->label = calloc((size_t)p->nslots, sizeof *p->label);
-  if (!p->data || !p->label) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
-  for (int i = 0; i < p->nslots; i++) {
-    p->data[i] = malloc((size_t)p->batch_size * p->item_out * sizeof(float));
-    p->label[i] = malloc((size_t)p->batch_size * sizeof(float));
-    if (!p->data[i] || !p->label[i])
-      return nr_err_set(err, NR_ERR_NOMEM, "out of memory for %d prefetch batches",
-                        p->nslots);
-  }
-  if (pthread_mutex_init(&p->mu, NULL) != 0)
-    return nr_err_set(err, NR_ERR_NOMEM, "cannot create a mutex");
-  if (pthread_cond_init(&p->ready_cv, NULL) != 0) {
-    pthread_mutex_destroy(&p->mu);
-    return nr_err_set(err, NR_ERR_NOMEM, "cannot create a condition variable");
-  }
-  if (pthread_cond_init(&p->space_cv, NULL) != 0) {
-    pthread_cond_destroy(&p->ready_cv);
-    pthread_mutex_destroy(&p->mu);
-    return nr_err_set(err, NR_ERR_NOMEM, "cannot create a condition variable");
-  }
-  p->sync_init = true;
-  /* Signals (SIGINT, SIGCHLD from the worker pool, ...) stay with the main thread: the
-   * prefetch thread starts with them blocked. Faults stay deliverable. */
-  sigset_t all, old;
-  sigfillset(&all);
-  const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP};
-  for (size_t i = 0; i < sizeof faults / sizeof *faults; i++) sigdelset(&all, faults[i]);
-  pthread_sigmask(SIG_BLOCK, &all, &old);
-  int rc = pthread_create(&p->thread, NULL, prefetch_main, p);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (rc != 0)
-    return nr_err_set(err, NR_ERR_NOMEM, "cannot start the prefetch thread: %s", strerror(rc));
-  p->thread_started = true;
-  return NR_OK;
+  return nr_prefetch_start((int)prefetch, (size_t)p->batch_size * p->item_out,
+                           p->has_label ? (size_t)p->batch_size : 0, fill_batch, p, log,
+                           &p->ring, err);
 }
 
 static nr_status data_reshape(nr_layer *l, nr_error *err) {
@@ -321,29 +233,7 @@ static nr_status data_reshape(nr_layer *l, nr_error *err) {
 
 static nr_status data_forward(nr_layer *l, nr_error *err) {
   data_priv *p = l->priv;
-  pthread_mutex_lock(&p->mu);
-  if (p->nready == 0 && !p->failed) {
-    if (p->waits++ % 1000 == 0) fprintf(p->log, "Waiting for data\n");
-    while (p->nready == 0 && !p->failed) pthread_cond_wait(&p->ready_cv, &p->mu);
-  }
-  if (p->nready == 0) { /* the thread failed and every good batch is used */
-    pthread_mutex_unlock(&p->mu);
-    nr_err_set(err, p->thread_err.status, "%s", p->thread_err.msg);
-    return err ? err->status : p->thread_err.status;
-  }
-  const int slot = p->head;
-  pthread_mutex_unlock(&p->mu);
-
-  memcpy(l->top[0]->data, p->data[slot], (size_t)p->batch_size * p->item_out * sizeof(float));
-  if (p->has_label)
-    memcpy(l->top[1]->data, p->label[slot], (size_t)p->batch_size * sizeof(float));
-
-  pthread_mutex_lock(&p->mu);
-  p->head = (p->head + 1) % p->nslots;
-  p->nready--;
-  pthread_cond_signal(&p->space_cv);
-  pthread_mutex_unlock(&p->mu);
-  return NR_OK;
+  return nr_prefetch_take(p->ring, l->top[0]->data, p->has_label ? l->top[1]->data : NULL, err);
 }
 
 const nr_layer_type nr_layer_data = {
