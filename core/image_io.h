@@ -1,0 +1,31 @@
+/* image_io.h: reading images for the ImageData layer, as Caffe reads them with OpenCV
+ * (ReadImageToCVMat: cv::imread, then cv::resize with INTER_LINEAR).
+ *
+ * JPEG through libjpeg-turbo, PNG through libpng (the format is told by the file's first
+ * bytes, not its name). Pixels come out 8-bit, rows top to bottom, channels interleaved in
+ * OpenCV's order: B, G, R for color, one channel for gray. A gray file read as color has
+ * its value in all three; a color file read as gray is converted by libjpeg (its Y) or by
+ * libpng (0.2126 R + 0.7152 G + 0.0722 B in linear light, libpng's default). 16-bit PNGs are
+ * reduced to 8 bits and transparency is dropped (as imread without IMREAD_UNCHANGED).
+ */
+#ifndef NR_IMAGE_IO_H
+#define NR_IMAGE_IO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "nr_status.h"
+
+/* Decodes the file at path; *pix (malloc'ed, h x w x (color ? 3 : 1) bytes) on success.
+ * Errors (NR_ERR_IO / NR_ERR_INPUT) name the file: cannot open, not a JPEG or PNG, corrupt
+ * or truncated, too big (over 2^28 pixels). */
+nr_status nr_image_read(const char *path, bool color, uint8_t **pix, int *h, int *w,
+                        nr_error *err);
+
+/* Resizes h x w x c interleaved bytes to nh x nw x c (dst, caller's buffer) by bilinear
+ * interpolation exactly as OpenCV's cv::resize(INTER_LINEAR) computes it for 8-bit images
+ * in its portable code: pixel centres aligned ((d + 0.5) * scale - 0.5), edges clamped,
+ * weights in 11-bit fixed point, the sum rounded once. nh == h and nw == w copies. */
+void nr_image_resize(const uint8_t *src, int h, int w, int c, uint8_t *dst, int nh, int nw);
+
+#endif

@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# End-to-end tests of the ImageData layer through `netrun test` / `netrun train`, on images
+# generated here with PIL (Debian's /usr/bin/python3 and python3-pil), read back through an
+# HDF5Output layer (python3-h5py). Usage: image_e2e.sh CASE
+#   pixels   PNG (color and gray) and JPEG batches equal PIL's decode (B, G, R planes),
+#            labels in list order, wrap-around at the list's end
+#   shuffle  shuffle: each pass a permutation of the list, the same order in two runs
+#   errors   a missing list, an empty list, a line without a label, a missing image, a
+#            corrupt image, images of two sizes: one clear message each, exit 1
+#   flickr   Caffe's finetune_flickr_style train_val (unchanged) trains 2 iterations and
+#            tests on 24 generated JPEGs, with a generated mean file
+set -u
+: "${NETRUN:?}" "${NR_SOURCE_DIR:?}"
+PY=/usr/bin/python3
+# shellcheck source=../lib/cli_test.sh
+. "$NR_SOURCE_DIR/tests/lib/cli_test.sh"
+
+# images DIR N H W MODE EXT [SEED]: N random images imgI.EXT (MODE RGB or L) and list.txt
+images() {
+  "$PY" - "$@" <<'PYEOF'
+import sys
+import numpy as np
+from PIL import Image
+d, n, h, w, mode, ext = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
+rng = np.random.RandomState(int(sys.argv[7]) if len(sys.argv) > 7 else 0)
+lines = []
+for i in range(n):
+    shape = (h, w, 3) if mode == 'RGB' else (h, w)
+    Image.fromarray(rng.randint(0, 256, shape).astype(np.uint8), mode).save('%s/img%d.%s' % (d, i, ext), quality=90)
+    lines.append('img%d.%s %d' % (i, ext, 3 * i + 1))
+open('%s/list.txt' % d, 'w').write('\n'.join(lines) + '\n')
+PYEOF
+}
+
+# net LIST BATCH [EXTRA image_data_param fields] > prototxt: ImageData -> HDF5Output out.h5
+net() {
+  cat <<N
+name: "images"
+layer { name: "data" type: "ImageData" top: "data" top: "label"
+  image_data_param { source: "$1" batch_size: $2 ${3:-} } }
+layer { name: "out" type: "HDF5Output" bottom: "data" bottom: "label"
+  hdf5_output_param { file_name: "$WORK/out.h5" } }
+N
+}
+
+# check_pixels DIR N ITEMS COLOR: $WORK/out.h5 holds ITEMS items, item k = image k % N of
+# DIR/list.txt as PIL reads it
+check_pixels() {
+  "$PY" - "$@" <<'PYEOF' || fail "pixels differ from PIL's decode ($*)"
+import sys
+import h5py
+import numpy as np
+from PIL import Image
+d, n, items, color = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == '1'
+f = h5py.File(sys.argv[5], 'r')
+data, label = f['data'][:], f['label'][:].ravel()
+assert data.shape[0] == items, data.shape
+names = [l.split()[0] for l in open(d + '/list.txt')]
+for k in range(items):
+    im = Image.open('%s/%s' % (d, names[k % n]))
+    if color:
+        want = np.asarray(im.convert('RGB'))[:, :, ::-1].transpose(2, 0, 1)
+    else:
+        want = np.asarray(im)[None]
+    got = data[k]
+    assert got.shape == want.shape, (got.shape, want.shape)
+    assert np.array_equal(got, want.astype(np.float32)), (k, np.abs(got - want).max())
+    assert label[k] == 3 * (k % n) + 1, (k, label[k])
+PYEOF
+}
+
+case_pixels() {
+  for kind in "RGB png 1" "L png 0" "RGB jpg 1"; do
+    set -- $kind
+    rm -rf imgs && mkdir imgs && images "$WORK/imgs" 5 6 8 "$1" "$2"
+    local extra=""
+    [ "$3" = 0 ] && extra="is_color: false"
+    net "$WORK/imgs/list.txt" 2 "root_folder: \"$WORK/imgs/\" $extra" > net.prototxt
+    rm -f out.h5
+    run 0 "$NETRUN" test --model net.prototxt --iterations 3
+    expect_err "A total of 5 images."
+    expect_err "output data size: 2,$([ "$3" = 1 ] && echo 3 || echo 1),6,8"
+    expect_err "Restarting data prefetching from start."
+    check_pixels "$WORK/imgs" 5 6 "$3" "$WORK/out.h5"
+  done
+}
+
+case_shuffle() {
+  mkdir imgs && images "$WORK/imgs" 7 4 4 RGB png
+  net "$WORK/imgs/list.txt" 7 "root_folder: \"$WORK/imgs/\" shuffle: true" > net.prototxt
+  local orders=()
+  for r in 1 2; do
+    rm -f out.h5
+    run 0 "$NETRUN" test --model net.prototxt --iterations 2
+    expect_err "Shuffling data"
+    orders+=("$("$PY" -c "import h5py; print(' '.join('%d' % v for v in h5py.File('$WORK/out.h5', 'r')['label'][:].ravel()))")")
+  done
+  [ "${orders[0]}" = "${orders[1]}" ] || fail "two runs shuffled differently: ${orders[0]} / ${orders[1]}"
+  "$PY" - "${orders[0]}" <<'PYEOF' || fail "shuffled passes are not permutations of the list, or not shuffled: ${orders[0]}"
+import sys
+v = [int(x) for x in sys.argv[1].split()]
+want = sorted(3 * i + 1 for i in range(7))
+assert sorted(v[:7]) == want and sorted(v[7:]) == want, v
+assert v[:7] != want or v[7:] != want, v  # 1 in 5040 per pass to stay in order
+PYEOF
+}
+
+case_errors() {
+  mkdir imgs && images "$WORK/imgs" 2 4 4 RGB png
+  net "$WORK/nolist.txt" 1 > net.prototxt
+  run 1 "$NETRUN" test --model net.prototxt --iterations 1
+  expect_err "cannot open the image list '$WORK/nolist.txt'"
+  : > empty.txt
+  net "$WORK/empty.txt" 1 > net.prototxt
+  run 1 "$NETRUN" test --model net.prototxt --iterations 1
+  expect_err "image list '$WORK/empty.txt' is empty"
+  printf 'imgs/img0.png 1\nimgs/img1.png\n' > nolabel.txt
+  net "$WORK/nolabel.txt" 1 > net.prototxt
+  run 1 "$NETRUN" test --model net.prototxt --iterations 1
+  expect_err "image list '$WORK/nolabel.txt' line 2: expected \"<image path> <integer label>\""
+  printf '%s/imgs/img0.png 1\n%s/imgs/gone.png 2\n' "$WORK" "$WORK" > missing.txt
+  net "$WORK/missing.txt" 1 > net.prototxt
+  run 1 "$NETRUN" test --model net.prototxt --iterations 3
+  expect_err "cannot open image '$WORK/imgs/gone.png'"
+  expect_err "layer 0 'data' (ImageData) forward"
+  head -c 200 /dev/urandom > bad.png
+  printf '%s/bad.png 1\n' "$WORK" > bad.txt
+  net "$WORK/bad.txt" 1 > net.prototxt
+  run 1 "$NETRUN" test --model net.prototxt --iterations 1
+  expect_err "image '$WORK/bad.png' is neither a JPEG nor a PNG"
+  "$PY" -c "from PIL import Image; Image.new('RGB', (40, 30)).save('$WORK/t.jpg')"
+  head -c 300 t.jpg > trunc.jpg
+  printf '%s/trunc.jpg 1\n' "$WORK" > trunc.txt
+  net "$WORK/trunc.txt" 1 > net.prototxt
+  run 1 "$NETRUN" test --model net.prototxt --iterations 1
+  expect_err "image '$WORK/trunc.jpg' is not a readable JPEG"
+  "$PY" -c "from PIL import Image; Image.new('RGB', (5, 5)).save('$WORK/other.png')"
+  printf '%s/imgs/img0.png 1\n%s/other.png 2\n' "$WORK" "$WORK" > sizes.txt
+  net "$WORK/sizes.txt" 1 > net.prototxt
+  run 1 "$NETRUN" test --model net.prototxt --iterations 2
+  expect_err "image '$WORK/other.png' is 5x5, but the list's first image is 4x4: give image_data_param new_height and new_width"
+}
+
+case_flickr() {
+  local caffe="$NR_SOURCE_DIR/tests/data/caffe"
+  mkdir -p models/finetune_flickr_style data/flickr_style/images data/ilsvrc12
+  cp "$caffe/finetune_flickr_style-train_val.prototxt" models/finetune_flickr_style/train_val.prototxt
+  # the solver unchanged but for how long it runs
+  sed -e 's/^test_iter: .*/test_iter: 1/' -e 's/^test_interval: .*/test_interval: 2/' \
+      -e 's/^max_iter: .*/max_iter: 2/' -e 's/^display: .*/display: 1/' \
+      -e 's/^snapshot: .*/snapshot: 0\nsnapshot_after_train: false/' \
+      "$caffe/finetune_flickr_style-solver.prototxt" > models/finetune_flickr_style/solver.prototxt
+  "$PY" - <<'PYEOF' || fail "could not generate the images"
+import struct
+import numpy as np
+from PIL import Image
+rng = np.random.RandomState(3)
+for split, n in (('train', 50), ('test', 50)):
+    with open('data/flickr_style/%s.txt' % split, 'w') as f:
+        for i in range(n):
+            h, w = rng.randint(200, 320), rng.randint(200, 320)
+            p = 'data/flickr_style/images/%s%d.jpg' % (split, i)
+            Image.fromarray(rng.randint(0, 256, (h, w, 3)).astype(np.uint8)).save(p, quality=85)
+            f.write('%s %d\n' % (p, i % 20))
+# the mean file: a BlobProto 1 x 3 x 256 x 256 (num 1, channels 2, height 3, width 4, data 5)
+def varint(v):
+    out = b''
+    while True:
+        b = v & 0x7f
+        v >>= 7
+        out += bytes([b | (0x80 if v else 0)])
+        if not v:
+            return out
+data = np.full(3 * 256 * 256, 120.0, np.float32).tobytes()
+blob = b''.join(bytes([k << 3]) + varint(v) for k, v in ((1, 1), (2, 3), (3, 256), (4, 256)))
+blob += bytes([5 << 3 | 2]) + varint(len(data)) + data
+open('data/ilsvrc12/imagenet_mean.binaryproto', 'wb').write(blob)
+PYEOF
+  run 0 "$NETRUN" train --solver models/finetune_flickr_style/solver.prototxt
+  expect_err "output data size: 50,3,227,227"
+  expect_err "Iteration 2, Testing net (#0)"
+  grep -qE "Test net output #[0-9]+: accuracy = " "$WORK/err" || fail "no test accuracy: $(tail -c 2000 "$WORK/err")"
+  grep -qE "Iteration 2, loss = [0-9.]+" "$WORK/err" || fail "no loss at iteration 2: $(tail -c 2000 "$WORK/err")"
+}
+
+"case_$1"
+[ "$failures" = 0 ] || exit 1
+echo "ok: $1"

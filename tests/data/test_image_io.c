@@ -1,0 +1,141 @@
+/* Tests of core/image_io: the bilinear resize against values worked out by hand from
+ * OpenCV's INTER_LINEAR rule (centres aligned, edges clamped, 11-bit weights, one rounding),
+ * PNG decoding of color and gray files written here with libpng, and the errors a user
+ * would see for a missing, empty, foreign, corrupt or truncated file. JPEG decoding is
+ * compared with PIL's in tests/data/image_e2e.sh. */
+#include <png.h>
+
+#include "data_util.h"
+#include "image_io.h"
+
+/* 1 x 2 -> 1 x 4: source centres at x = 0.25 and 0.75 of the destination's... by hand:
+ * d = 0: f = 0.5 * 0.5 - 0.5 < 0 -> clamped to pixel 0: 0.
+ * d = 1: f = 0.25: weights 1536/512 of 2048: 255 * 512 * 2048 / 2^22 = 63.75 -> 64.
+ * d = 2: f = 0.75: 255 * 1536 * 2048 / 2^22 = 191.25 -> 191.
+ * d = 3: f = 1.25 -> past the last pixel: clamped: 255. */
+static void test_resize_by_hand(void) {
+  const uint8_t src[2] = {0, 255};
+  uint8_t dst[4];
+  nr_image_resize(src, 1, 2, 1, dst, 1, 4);
+  CHECK_INT_EQ(dst[0], 0);
+  CHECK_INT_EQ(dst[1], 64);
+  CHECK_INT_EQ(dst[2], 191);
+  CHECK_INT_EQ(dst[3], 255);
+  /* vertically too, and per channel: a 2 x 1 two-channel column to 4 x 1 */
+  const uint8_t col[4] = {0, 100, 255, 0};
+  uint8_t out[8];
+  nr_image_resize(col, 2, 1, 2, out, 4, 1);
+  const uint8_t want[8] = {0, 100, 64, 75, 191, 25, 255, 0};
+  for (int i = 0; i < 8; i++) CHECK_INT_EQ(out[i], want[i]);
+  /* 4 -> 2 (down): f = 0.5 and 2.5: the means of each pair */
+  const uint8_t row[4] = {10, 20, 30, 41};
+  uint8_t half[2];
+  nr_image_resize(row, 1, 4, 1, half, 1, 2);
+  CHECK_INT_EQ(half[0], 15);
+  CHECK_INT_EQ(half[1], 36); /* 35.5 rounds up */
+  /* the same size copies */
+  uint8_t same[4];
+  nr_image_resize(row, 1, 4, 1, same, 1, 4);
+  CHECK(memcmp(same, row, 4) == 0);
+}
+
+static int write_png(const char *path, int w, int h, int format, const uint8_t *pix) {
+  png_image im;
+  memset(&im, 0, sizeof im);
+  im.version = PNG_IMAGE_VERSION;
+  im.width = (png_uint_32)w;
+  im.height = (png_uint_32)h;
+  im.format = (png_uint_32)format;
+  return png_image_write_to_file(&im, path, 0, pix, 0, NULL) ? 0 : -1;
+}
+
+static void test_png_color_gray_alpha(void) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/rgb.png", du_tmpdir());
+  const uint8_t rgb[2 * 3 * 3] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18};
+  CHECK(write_png(path, 3, 2, PNG_FORMAT_RGB, rgb) == 0);
+  nr_error err;
+  uint8_t *pix = NULL;
+  int h = 0, w = 0;
+  CHECK_OK(nr_image_read(path, true, &pix, &h, &w, &err), &err);
+  CHECK_INT_EQ(h, 2);
+  CHECK_INT_EQ(w, 3);
+  for (int i = 0; i < 6; i++) /* B, G, R */
+    for (int k = 0; k < 3; k++) CHECK_INT_EQ(pix[i * 3 + k], rgb[i * 3 + 2 - k]);
+  free(pix);
+  /* a gray file read as color: the value three times; read as gray: itself */
+  snprintf(path, sizeof path, "%s/gray.png", du_tmpdir());
+  const uint8_t g[4] = {0, 77, 200, 255};
+  CHECK(write_png(path, 2, 2, PNG_FORMAT_GRAY, g) == 0);
+  CHECK_OK(nr_image_read(path, true, &pix, &h, &w, &err), &err);
+  for (int i = 0; i < 4; i++)
+    for (int k = 0; k < 3; k++) CHECK_INT_EQ(pix[i * 3 + k], g[i]);
+  free(pix);
+  CHECK_OK(nr_image_read(path, false, &pix, &h, &w, &err), &err);
+  for (int i = 0; i < 4; i++) CHECK_INT_EQ(pix[i], g[i]);
+  free(pix);
+  /* alpha is dropped, not composed: a transparent pixel keeps its color */
+  snprintf(path, sizeof path, "%s/rgba.png", du_tmpdir());
+  const uint8_t rgba[4] = {200, 100, 50, 0};
+  CHECK(write_png(path, 1, 1, PNG_FORMAT_RGBA, rgba) == 0);
+  CHECK_OK(nr_image_read(path, true, &pix, &h, &w, &err), &err);
+  CHECK_INT_EQ(pix[0], 50);
+  CHECK_INT_EQ(pix[1], 100);
+  CHECK_INT_EQ(pix[2], 200);
+  free(pix);
+}
+
+static void expect_error(const char *path, const char *want) {
+  nr_error err;
+  uint8_t *pix = (uint8_t *)1;
+  int h, w;
+  CHECK(nr_image_read(path, true, &pix, &h, &w, &err) != NR_OK);
+  CHECK(pix == NULL);
+  CHECK_CONTAINS(err.msg, want);
+  CHECK_CONTAINS(err.msg, path);
+}
+
+static void put_file(const char *path, const void *data, size_t n) {
+  FILE *f = fopen(path, "wb");
+  CHECK(f != NULL);
+  if (!f) return;
+  CHECK(fwrite(data, 1, n, f) == n);
+  fclose(f);
+}
+
+static void test_errors(void) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/none.png", du_tmpdir());
+  expect_error(path, "cannot open image");
+  snprintf(path, sizeof path, "%s/empty.png", du_tmpdir());
+  put_file(path, "", 0);
+  expect_error(path, "neither a JPEG nor a PNG (the file is empty)");
+  snprintf(path, sizeof path, "%s/text.jpg", du_tmpdir());
+  put_file(path, "hello, world\n", 13);
+  expect_error(path, "neither a JPEG nor a PNG");
+  /* a PNG cut after its header, a JPEG start marker and garbage */
+  char src[512];
+  snprintf(src, sizeof src, "%s/full.png", du_tmpdir());
+  uint8_t px[64 * 64 * 3];
+  for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(i * 7);
+  CHECK(write_png(src, 64, 64, PNG_FORMAT_RGB, px) == 0);
+  FILE *f = fopen(src, "rb");
+  uint8_t buf[100];
+  CHECK(f && fread(buf, 1, sizeof buf, f) == sizeof buf);
+  if (f) fclose(f);
+  snprintf(path, sizeof path, "%s/cut.png", du_tmpdir());
+  put_file(path, buf, sizeof buf);
+  expect_error(path, "is not a readable PNG");
+  const uint8_t jpg[] = {0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, 'J', 'F', 'I', 'F', 0, 1, 2, 3};
+  snprintf(path, sizeof path, "%s/cut.jpg", du_tmpdir());
+  put_file(path, jpg, sizeof jpg);
+  expect_error(path, "is not a readable JPEG");
+}
+
+int main(void) {
+  NR_RUN(test_resize_by_hand);
+  NR_RUN(test_png_color_gray_alpha);
+  NR_RUN(test_errors);
+  du_cleanup();
+  return NR_TEST_EXIT();
+}
