@@ -137,6 +137,15 @@ nr_status nr_transformer_set_input(nr_transformer *t, int channels, int height, 
   return NR_OK;
 }
 
+void nr_transformer_info(const nr_transformer *t, nr_transform_info *out) {
+  *out = (nr_transform_info){t->scale, t->mirror, t->crop, t->mean, 1, 1, 1, t->mean_values,
+                             t->nmean_values};
+  if (t->mean) {
+    int64_t *d[3] = {&out->mean_w, &out->mean_h, &out->mean_c};
+    for (int i = 0; i < 3 && i < t->mean_naxes; i++) *d[i] = t->mean_dims[t->mean_naxes - 1 - i];
+  }
+}
+
 bool nr_transformer_needs_rng(const nr_transformer *t) {
   return t->mirror || (t->crop && t->phase == NR_TRAIN);
 }

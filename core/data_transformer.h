@@ -46,4 +46,19 @@ void nr_transformer_apply(const nr_transformer *t, const uint8_t *u8, const floa
                           nr_rng *rng, float *dst);
 bool nr_transformer_needs_rng(const nr_transformer *t);
 
+/* The parameter's settings for a layer that crops and warps by itself (WindowData): scale,
+ * mirror, crop size, and the mean: mean_file values (mean_c x mean_h x mean_w, the last
+ * three axes of the file's blob; NULL without a file) or mean_value (nmean_values: 0, 1 or
+ * one per channel). Borrowed from t. */
+typedef struct nr_transform_info {
+  float scale;
+  bool mirror;
+  int crop;
+  const float *mean;
+  int64_t mean_c, mean_h, mean_w;
+  const float *mean_values;
+  int nmean_values;
+} nr_transform_info;
+void nr_transformer_info(const nr_transformer *t, nr_transform_info *out);
+
 #endif

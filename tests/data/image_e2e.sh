@@ -8,7 +8,14 @@
 #   errors   a missing list, an empty list, a line without a label, a missing image, a
 #            corrupt image, images of two sizes: one clear message each, exit 1
 #   flickr   Caffe's finetune_flickr_style train_val (unchanged) trains 2 iterations and
-#            tests on 24 generated JPEGs, with a generated mean file
+#            tests on 100 generated JPEGs, with a generated mean file
+#   window_pixels   WindowData: background windows first, then foreground ones (by
+#            fg_fraction), labels, and windows of the crop's size cut out exactly
+#   window_context  context_pad at the image's corner: the part outside the image stays 0
+#            (mean_value applied inside only); with mirror the padding moves to the right
+#   window_errors   a missing or malformed window file, a window outside its image, a
+#            foreground window of class 0, an image whose size differs from its header, no
+#            crop_size: one clear message each
 set -u
 : "${NETRUN:?}" "${NR_SOURCE_DIR:?}"
 PY=/usr/bin/python3
@@ -181,6 +188,129 @@ PYEOF
   expect_err "Iteration 2, Testing net (#0)"
   grep -qE "Test net output #[0-9]+: accuracy = " "$WORK/err" || fail "no test accuracy: $(tail -c 2000 "$WORK/err")"
   grep -qE "Iteration 2, loss = [0-9.]+" "$WORK/err" || fail "no loss at iteration 2: $(tail -c 2000 "$WORK/err")"
+}
+
+# window image and file: img.png 40 x 60 random (seed 5), windows as given on stdin
+window_setup() {
+  "$PY" -c "
+import numpy as np
+from PIL import Image
+Image.fromarray(np.random.RandomState(5).randint(1, 256, (40, 60, 3)).astype(np.uint8)).save('$WORK/img.png')"
+  { printf '# 0\n%s/img.png\n3\n40\n60\n' "$WORK"; cat; } > windows.txt
+  sed -i "5a $(($(wc -l < windows.txt) - 5))" windows.txt
+}
+
+# wnet BATCH CROP "window_data_param extras" "transform_param extras"
+wnet() {
+  cat <<N
+name: "windows"
+layer { name: "data" type: "WindowData" top: "data" top: "label"
+  window_data_param { source: "$WORK/windows.txt" batch_size: $1 ${3:-} }
+  transform_param { crop_size: $2 ${4:-} } }
+layer { name: "out" type: "HDF5Output" bottom: "data" bottom: "label"
+  hdf5_output_param { file_name: "$WORK/out.h5" } }
+N
+}
+
+case_window_pixels() {
+  window_setup <<W
+2 0.9 10 5 17 12
+5 0.8 30 20 37 27
+7 0.5 40 10 47 17
+1 0.1 0 0 7 7
+3 0.3 50 30 57 37
+W
+  wnet 4 8 "fg_threshold: 0.7 bg_threshold: 0.4 fg_fraction: 0.5" > net.prototxt
+  run 0 "$NETRUN" test --model net.prototxt --iterations 6
+  expect_err "Number of images: 1"
+  expect_err "Foreground windows: 2, background windows: 2"
+  expect_err "output data size: 4,3,8,8"
+  "$PY" - "$WORK" <<'PYEOF' || fail "WindowData batches are wrong"
+import sys
+import h5py
+import numpy as np
+from PIL import Image
+w = sys.argv[1]
+img = np.asarray(Image.open(w + '/img.png'))[:, :, ::-1].transpose(2, 0, 1).astype(np.float32)
+f = h5py.File(w + '/out.h5', 'r')
+data, label = f['data'][:], f['label'][:].ravel()
+assert data.shape == (24, 3, 8, 8), data.shape
+win = {2: [(10, 5)], 5: [(30, 20)], 0: [(0, 0), (50, 30)]}
+seen = set()
+for k in range(24):
+    assert (label[k] == 0) == (k % 4 < 2), (k, label[k])  # 2 background, then 2 foreground
+    cands = [img[:, y:y + 8, x:x + 8] for x, y in win[int(label[k])]]
+    hit = [i for i, c in enumerate(cands) if np.array_equal(c, data[k])]
+    assert hit, (k, label[k])
+    seen.add((int(label[k]), hit[0]))
+assert seen == {(2, 0), (5, 0), (0, 0), (0, 1)}, seen  # every window drawn, the unused one never
+PYEOF
+}
+
+case_window_context() {
+  window_setup <<W
+4 0.9 0 0 7 7
+1 0.1 0 0 7 7
+W
+  wnet 2 12 "context_pad: 2" "mean_value: 10" > net.prototxt
+  run 0 "$NETRUN" test --model net.prototxt --iterations 4
+  expect_err "Amount of context padding: 2"
+  "$PY" - "$WORK" left <<'PYEOF' || fail "context padding is wrong (no mirror)"
+import sys
+import h5py
+import numpy as np
+d = h5py.File(sys.argv[1] + '/out.h5', 'r')['data'][:]
+# the window grown by 2 x 12/8: 13 pixels wide from -2: 2 output rows/columns fall outside
+for item in d:
+    assert not item[:, :2, :].any() and not item[:, :, :2].any(), item[0, :3, :3]
+    assert (item[:, 2:, 2:] != 0).mean() > 0.9
+    assert (item[:, 2:, 2:] >= -10).all()  # pixels 1..255 minus the mean value 10
+PYEOF
+  rm -f out.h5
+  wnet 2 12 "context_pad: 2" "mirror: true" > net.prototxt
+  run 0 "$NETRUN" test --model net.prototxt --iterations 10
+  "$PY" - "$WORK" <<'PYEOF' || fail "context padding is wrong (mirror)"
+import sys
+import h5py
+d = h5py.File(sys.argv[1] + '/out.h5', 'r')['data'][:]
+kinds = set()
+for item in d:
+    assert not item[:, :2, :].any()
+    left, right = not item[:, :, :2].any(), not item[:, :, -2:].any()
+    assert left != right, item[0, 2, :]
+    kinds.add(left)
+assert kinds == {True, False}, kinds  # 20 windows: both flipped and not
+PYEOF
+}
+
+case_window_errors() {
+  wnet 2 8 > net.prototxt
+  run 1 "$NETRUN" test --model net.prototxt --iterations 1
+  expect_err "cannot open the window file '$WORK/windows.txt'"
+  printf '0\nimg.png\n' > windows.txt
+  run 1 "$NETRUN" test --model net.prototxt --iterations 1
+  expect_err "window file '$WORK/windows.txt', image 0: expected \"# <index>\""
+  window_setup <<W
+1 0.9 55 0 62 7
+W
+  run 1 "$NETRUN" test --model net.prototxt --iterations 1
+  expect_err "window 0: corners (55, 0) - (62, 7) are not inside the 60x40 image"
+  window_setup <<W
+0 0.9 0 0 7 7
+W
+  run 1 "$NETRUN" test --model net.prototxt --iterations 1
+  expect_err "a foreground window (overlap 0.9) needs a class > 0, not 0"
+  window_setup <<W
+1 0.9 0 0 7 7
+1 0.1 0 0 7 7
+W
+  sed -i 's/^40$/41/' windows.txt
+  run 1 "$NETRUN" test --model net.prototxt --iterations 1
+  expect_err "image '$WORK/img.png' is 40x60, but the window file '$WORK/windows.txt' says 41x60"
+  sed -i 's/^41$/40/' windows.txt
+  wnet 2 0 > net.prototxt
+  run 1 "$NETRUN" test --model net.prototxt --iterations 1
+  expect_err "WindowData needs transform_param.crop_size"
 }
 
 "case_$1"

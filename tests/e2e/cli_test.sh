@@ -103,7 +103,9 @@ case_check_caffe_nets() {
   for f in "$CAFFE"/*.prototxt; do
     case "$f" in *solver*) continue ;; esac
     n=$(basename "$f")
-    PYTHONPATH="$NR_PROTO_PY" "$NR_PYTHON" "$HERE/data_as_input.py" "$f" "$n" || { fail "data_as_input.py $n"; continue; }
+    # in the current format first (finetune_flickr_style is a V1 net)
+    run 0 "$NETRUN" upgrade "$f" "$WORK/upgraded.prototxt"
+    PYTHONPATH="$NR_PROTO_PY" "$NR_PYTHON" "$HERE/data_as_input.py" "$WORK/upgraded.prototxt" "$n" || { fail "data_as_input.py $n"; continue; }
     for phase in TRAIN TEST; do
       # a net without phase rules is the same net in both phases
       [ $phase = TEST ] && ! grep -q "phase: *TEST" "$f" && continue
