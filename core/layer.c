@@ -25,6 +25,18 @@ static int cmp_names(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+void nr_layer_seed_own_rng(const nr_layer *l, nr_rng *rng) {
+  nr_rng copy = {{0x9e3779b97f4a7c15ull, 1, 2, 3}};
+  if (l->ctx && l->ctx->rng) copy = *l->ctx->rng;
+  nr_rng_seed(rng, nr_rng_next(&copy) + 0x9e3779b97f4a7c15ull * (uint64_t)(l->index + 1));
+}
+
+nr_status nr_layer_reshape_data_tops(nr_layer *l, int64_t n, int64_t c, int64_t h, int64_t w,
+                                     nr_error *err) {
+  NR_TRY(nr_blob_reshape4(l->top[0], n, c, h, w, err));
+  return l->ntop > 1 ? nr_blob_reshape(l->top[1], 1, &n, err) : NR_OK;
+}
+
 void nr_layer_type_list(char *buf, size_t len) {
   const char *names[256];
   int n = 0;

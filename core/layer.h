@@ -105,4 +105,14 @@ void nr_layer_destroy(nr_layer *l);
 /* Checks bottom/top counts against the type, then runs setup and reshape. */
 nr_status nr_layer_setup(nr_layer *l, nr_error *err);
 
+/* Seeds a layer's own generator (the data layers' crops, mirrors and shuffles) from the
+ * net's without advancing it, so adding a data layer does not change the weights'
+ * initialisation; the layer's index keeps two data layers apart. */
+void nr_layer_seed_own_rng(const nr_layer *l, nr_rng *rng);
+
+/* Shapes a data layer's tops: top 0 n x c x h x w, and top 1 (the label, if the layer has
+ * it) n. */
+nr_status nr_layer_reshape_data_tops(nr_layer *l, int64_t n, int64_t c, int64_t h, int64_t w,
+                                     nr_error *err);
+
 #endif

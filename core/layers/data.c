@@ -163,13 +163,7 @@ static nr_status data_setup(nr_layer *l, nr_error *err) {
   p->batch_size = (int)dp->batch_size;
   p->has_label = l->ntop > 1;
   if (!(p->source = strdup(dp->source))) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
-  {
-    /* Seed from the net's rng without advancing it, so adding a data layer does not change
-     * the weights' initialisation; the index keeps two data layers apart. */
-    nr_rng copy = {{0x9e3779b97f4a7c15ull, 1, 2, 3}};
-    if (l->ctx && l->ctx->rng) copy = *l->ctx->rng;
-    nr_rng_seed(&p->rng, nr_rng_next(&copy) + 0x9e3779b97f4a7c15ull * (uint64_t)(l->index + 1));
-  }
+  nr_layer_seed_own_rng(l, &p->rng);
   NR_TRY(nr_transformer_create(l->param->transform_param, l->phase, &p->tf, err));
   NR_TRY(nr_lmdb_reader_open(p->source, &p->db, err));
 
@@ -208,11 +202,7 @@ static nr_status data_setup(nr_layer *l, nr_error *err) {
     }
   }
 
-  NR_TRY(nr_blob_reshape4(l->top[0], p->batch_size, p->out[0], p->out[1], p->out[2], err));
-  if (p->has_label) {
-    int64_t n = p->batch_size;
-    NR_TRY(nr_blob_reshape(l->top[1], 1, &n, err));
-  }
+  NR_TRY(nr_layer_reshape_data_tops(l, p->batch_size, p->out[0], p->out[1], p->out[2], err));
   fprintf(log, "output data size: %d,%lld,%lld,%lld\n", p->batch_size, (long long)p->out[0],
           (long long)p->out[1], (long long)p->out[2]);
 
@@ -223,12 +213,7 @@ static nr_status data_setup(nr_layer *l, nr_error *err) {
 
 static nr_status data_reshape(nr_layer *l, nr_error *err) {
   const data_priv *p = l->priv;
-  NR_TRY(nr_blob_reshape4(l->top[0], p->batch_size, p->out[0], p->out[1], p->out[2], err));
-  if (p->has_label) {
-    int64_t n = p->batch_size;
-    NR_TRY(nr_blob_reshape(l->top[1], 1, &n, err));
-  }
-  return NR_OK;
+  return nr_layer_reshape_data_tops(l, p->batch_size, p->out[0], p->out[1], p->out[2], err);
 }
 
 static nr_status data_forward(nr_layer *l, nr_error *err) {

@@ -267,11 +267,7 @@ static nr_status h5_setup(nr_layer *l, nr_error *err) {
   l->priv = p; /* h5_destroy frees whatever is set */
   p->batch_size = (int)hp->batch_size;
   p->shuffle = hp->shuffle;
-  {
-    nr_rng copy = {{0x9e3779b97f4a7c15ull, 1, 2, 3}};
-    if (l->ctx && l->ctx->rng) copy = *l->ctx->rng;
-    nr_rng_seed(&p->rng, nr_rng_next(&copy) + 0x9e3779b97f4a7c15ull * (uint64_t)(l->index + 1));
-  }
+  nr_layer_seed_own_rng(l, &p->rng);
   p->rows = calloc((size_t)l->ntop, sizeof *p->rows);
   p->row_size = calloc((size_t)l->ntop, sizeof *p->row_size);
   p->dims = calloc((size_t)l->ntop, sizeof *p->dims);

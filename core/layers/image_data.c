@@ -196,12 +196,7 @@ static nr_status image_setup(nr_layer *l, nr_error *err) {
   p->color = ip->is_color;
   p->shuffle = ip->shuffle;
   p->has_label = l->ntop > 1;
-  {
-    /* as the Data layer: seeded from the net's rng without advancing it */
-    nr_rng copy = {{0x9e3779b97f4a7c15ull, 1, 2, 3}};
-    if (l->ctx && l->ctx->rng) copy = *l->ctx->rng;
-    nr_rng_seed(&p->rng, nr_rng_next(&copy) + 0x9e3779b97f4a7c15ull * (uint64_t)(l->index + 1));
-  }
+  nr_layer_seed_own_rng(l, &p->rng);
   NR_TRY(nr_transformer_create(l->param->transform_param, l->phase, &p->tf, err));
   NR_TRY(read_list(p, ip->source, ip->root_folder ? ip->root_folder : "", err));
   if (p->shuffle) {
@@ -242,11 +237,7 @@ static nr_status image_setup(nr_layer *l, nr_error *err) {
   nr_status s = nr_transformer_set_input(p->tf, p->c, h, w, p->out, err);
   if (s != NR_OK) return nr_err_prefix(err, "image '%s'", p->items[p->cur].path);
   p->item_out = (size_t)(p->out[0] * p->out[1] * p->out[2]);
-  NR_TRY(nr_blob_reshape4(l->top[0], p->batch_size, p->out[0], p->out[1], p->out[2], err));
-  if (p->has_label) {
-    int64_t n = p->batch_size;
-    NR_TRY(nr_blob_reshape(l->top[1], 1, &n, err));
-  }
+  NR_TRY(nr_layer_reshape_data_tops(l, p->batch_size, p->out[0], p->out[1], p->out[2], err));
   fprintf(p->log, "output data size: %d,%lld,%lld,%lld\n", p->batch_size,
           (long long)p->out[0], (long long)p->out[1], (long long)p->out[2]);
   return nr_prefetch_start(4, (size_t)p->batch_size * p->item_out,
@@ -256,12 +247,7 @@ static nr_status image_setup(nr_layer *l, nr_error *err) {
 
 static nr_status image_reshape(nr_layer *l, nr_error *err) {
   const image_priv *p = l->priv;
-  NR_TRY(nr_blob_reshape4(l->top[0], p->batch_size, p->out[0], p->out[1], p->out[2], err));
-  if (p->has_label) {
-    int64_t n = p->batch_size;
-    NR_TRY(nr_blob_reshape(l->top[1], 1, &n, err));
-  }
-  return NR_OK;
+  return nr_layer_reshape_data_tops(l, p->batch_size, p->out[0], p->out[1], p->out[2], err);
 }
 
 static nr_status image_forward(nr_layer *l, nr_error *err) {

@@ -356,11 +356,7 @@ static nr_status window_setup(nr_layer *l, nr_error *err) {
   p->square = !strcmp(mode, "square");
   p->cache = wp->cache_images;
   p->has_label = l->ntop > 1;
-  {
-    nr_rng copy = {{0x9e3779b97f4a7c15ull, 1, 2, 3}};
-    if (l->ctx && l->ctx->rng) copy = *l->ctx->rng;
-    nr_rng_seed(&p->rng, nr_rng_next(&copy) + 0x9e3779b97f4a7c15ull * (uint64_t)(l->index + 1));
-  }
+  nr_layer_seed_own_rng(l, &p->rng);
   if (wp->has_scale || wp->mean_file || wp->has_crop_size || wp->has_mirror)
     fprintf(p->log, "WindowData layer '%s': window_data_param.scale/mean_file/crop_size/mirror "
             "are ignored (as in Caffe); put them in transform_param\n", l->name);
@@ -399,11 +395,7 @@ static nr_status window_setup(nr_layer *l, nr_error *err) {
                       p->bg_threshold, p->fg_fraction);
   p->warp = malloc((size_t)p->crop * p->crop * 3);
   if (!p->warp) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
-  NR_TRY(nr_blob_reshape4(l->top[0], p->batch_size, 3, p->crop, p->crop, err));
-  if (p->has_label) {
-    int64_t n = p->batch_size;
-    NR_TRY(nr_blob_reshape(l->top[1], 1, &n, err));
-  }
+  NR_TRY(nr_layer_reshape_data_tops(l, p->batch_size, 3, p->crop, p->crop, err));
   fprintf(p->log, "output data size: %d,3,%d,%d\n", p->batch_size, p->crop, p->crop);
   return nr_prefetch_start(4, (size_t)p->batch_size * 3 * p->crop * p->crop,
                            p->has_label ? (size_t)p->batch_size : 0, fill_batch, p, p->log,
@@ -412,12 +404,7 @@ static nr_status window_setup(nr_layer *l, nr_error *err) {
 
 static nr_status window_reshape(nr_layer *l, nr_error *err) {
   const window_priv *p = l->priv;
-  NR_TRY(nr_blob_reshape4(l->top[0], p->batch_size, 3, p->crop, p->crop, err));
-  if (p->has_label) {
-    int64_t n = p->batch_size;
-    NR_TRY(nr_blob_reshape(l->top[1], 1, &n, err));
-  }
-  return NR_OK;
+  return nr_layer_reshape_data_tops(l, p->batch_size, 3, p->crop, p->crop, err);
 }
 
 static nr_status window_forward(nr_layer *l, nr_error *err) {

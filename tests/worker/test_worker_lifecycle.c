@@ -110,43 +110,18 @@ static void test_restarts_exhausted(void) {
   CHECK_INT_EQ(wk_children(), 0);
 }
 
-/* The pool's zygote (ipc/pool_zygote.c), if this build uses one: the pid of our child
- * named netrun-zygote, or 0. */
+/* The pool's zygote (ipc/pool_zygote.c), if this build uses one: our child named
+ * netrun-zygote, or 0. */
 static pid_t zygote_pid(void) {
-  DIR *d = opendir("/proc");
-  pid_t found = 0;
-  for (struct dirent *e; d && (e = readdir(d));) {
-    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-    char path[300], buf[512];
-    snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-    FILE *f = fopen(path, "r");
-    if (!f) continue;
-    size_t k = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[k] = '\0';
-    char *rp = strrchr(buf, ')');
-    int ppid = 0;
-    if (strstr(buf, "(netrun-zygote)") && rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 &&
-        ppid == getpid())
-      found = (pid_t)atoi(e->d_name);
-  }
-  if (d) closedir(d);
-  return found;
+  pid_t z = 0;
+  wk_children_named("netrun-zygote", &z);
+  return z;
 }
 
-/* Worker pid's parent and current directory. */
 static pid_t parent_of(pid_t pid) {
-  char path[64], buf[512];
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  FILE *f = fopen(path, "r");
-  if (!f) return -1;
-  size_t k = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[k] = '\0';
-  char *rp = strrchr(buf, ')');
+  char name[64];
   int ppid = -1;
-  if (rp) sscanf(rp + 2, "%*c %d", &ppid);
-  return ppid;
+  return wk_stat(pid, name, sizeof name, &ppid) == 0 ? ppid : -1;
 }
 
 /* Was pid cloned from a zygote (its command line is the zygote's)? */

@@ -126,8 +126,26 @@ static inline int wk_shm_entries(void) {
 }
 static inline int wk_open_fds(void) { return wk_count_dir("/proc/self/fd"); }
 
-/* Children of this process (running or zombie). */
-static inline int wk_children(void) {
+/* Process pid's name (comm, at most clen - 1 bytes) and parent, from /proc/PID/stat.
+ * 0, or -1 when it is gone. */
+static inline int wk_stat(pid_t pid, char *comm, size_t clen, int *ppid) {
+  char p[64], buf[512];
+  snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(p, "r");
+  if (!f) return -1;
+  size_t k = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[k] = '\0';
+  char *lp = strchr(buf, '('), *rp = strrchr(buf, ')');
+  char st;
+  if (!lp || !rp || rp < lp || sscanf(rp + 2, "%c %d", &st, ppid) != 2) return -1;
+  snprintf(comm, clen, "%.*s", (int)(rp - lp - 1), lp + 1);
+  return 0;
+}
+
+/* Children of this process (running or zombie) named comm (NULL: any): how many, and the
+ * last one seen in *one (may be NULL). */
+static inline int wk_children_named(const char *comm, pid_t *one) {
   DIR *d = opendir("/proc");
   if (!d) return -1;
   int n = 0;
@@ -135,21 +153,20 @@ static inline int wk_children(void) {
   pid_t me = getpid();
   while ((e = readdir(d))) {
     if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-    char p[300], buf[512];
-    snprintf(p, sizeof p, "/proc/%s/stat", e->d_name);
-    FILE *f = fopen(p, "r");
-    if (!f) continue;
-    size_t k = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[k] = '\0';
-    char *rp = strrchr(buf, ')');
+    char name[64];
     int ppid = 0;
-    char st;
-    if (rp && sscanf(rp + 2, "%c %d", &st, &ppid) == 2 && ppid == me) n++;
+    pid_t pid = (pid_t)atoi(e->d_name);
+    if (wk_stat(pid, name, sizeof name, &ppid) == 0 && ppid == me &&
+        (!comm || !strcmp(name, comm))) {
+      n++;
+      if (one) *one = pid;
+    }
   }
   closedir(d);
   return n;
 }
+
+static inline int wk_children(void) { return wk_children_named(NULL, NULL); }
 
 static inline int wk_pid_alive(pid_t pid) {
   char p[64], buf[256];
