@@ -21,6 +21,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 
 #include "net.h"
@@ -35,8 +36,10 @@ typedef struct ext_runtime {
   nr_allocator alloc;          /* wraps the runtime's allocator: deferred frees */
   const nr_allocator *inner;   /* the runtime's allocator, or the heap */
   pthread_mutex_t lock;        /* held by the thread inside the engine */
+  pthread_t holder;            /* that thread, while `held` */
+  _Atomic int held;
   pthread_mutex_t pending_mu;  /* guards pending */
-  struct ext_pending *pending; /* buffers to free at the next engine call */
+  struct ext_pending *pending; /* buffers, nets, solvers to free at the next engine call */
   int py_workers;
   pid_t owner_pid;             /* the process that made it (a forked child does not own it) */
   PyObject *weakrefs;
@@ -54,6 +57,11 @@ int ext_rt_enter(ext_runtime *r, PyThreadState **ts); /* -1: exception set (fork
 /* True in a child forked after r was made: nothing of r may be used or freed there. */
 int ext_rt_foreign(const ext_runtime *r);
 void ext_rt_leave(ext_runtime *r, PyThreadState *ts);
+/* Destroys a net or solver of r (one of them NULL), now, or, when this thread is inside
+ * the engine already (a Python layer running in this process dropped the last reference
+ * to another net), when the engine call in progress ends: blocking there would wait on
+ * this very thread. */
+void ext_rt_destroy(ext_runtime *r, nr_net *net, nr_solver *solver);
 /* Set by SIGINT while the main thread is in the engine; nets and solvers poll it. */
 extern volatile sig_atomic_t ext_interrupted;
 

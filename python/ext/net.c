@@ -96,12 +96,7 @@ static void net_dealloc(ext_net *o) {
   PyObject_GC_UnTrack(o);
   if (o->weakrefs) PyObject_ClearWeakRefs((PyObject *)o);
   net_clear(o);
-  if (o->net && !o->owner && o->r && !ext_rt_foreign(o->r)) {
-    PyThreadState *ts;
-    (void)ext_rt_enter(o->r, &ts);
-    nr_net_destroy(o->net);
-    ext_rt_leave(o->r, ts);
-  }
+  if (o->net && !o->owner && o->r) ext_rt_destroy(o->r, o->net, NULL);
   Py_CLEAR(o->owner);
   Py_CLEAR(o->r);
   Py_TYPE(o)->tp_free((PyObject *)o);
@@ -182,9 +177,7 @@ static int net_init(ext_net *o, PyObject *args, PyObject *kw) {
   ext_rt_leave(r, ts);
   if (s != NR_OK) {
     if (o->net) {
-      (void)ext_rt_enter(r, &ts); /* this process: cannot fail */
-      nr_net_destroy(o->net);
-      ext_rt_leave(r, ts);
+      ext_rt_destroy(r, o->net, NULL);
       o->net = NULL;
     }
     ext_raise(s, &err);

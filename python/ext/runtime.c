@@ -9,10 +9,13 @@ volatile sig_atomic_t ext_interrupted;
 unsigned long ext_main_thread; /* set at import (module.c) */
 
 typedef struct ext_pending {
-  nr_buf *buf;
+  nr_buf *buf; /* one of the three */
+  nr_net *net;
+  nr_solver *solver;
   struct ext_pending *next;
 } ext_pending;
 
+/* Under r->lock. */
 static void drain(ext_runtime *r) {
   pthread_mutex_lock(&r->pending_mu);
   ext_pending *p = r->pending;
@@ -20,10 +23,27 @@ static void drain(ext_runtime *r) {
   pthread_mutex_unlock(&r->pending_mu);
   while (p) {
     ext_pending *next = p->next;
-    nr_buf_release(p->buf);
+    if (p->buf) nr_buf_release(p->buf);
+    if (p->solver) nr_solver_destroy(p->solver);
+    if (p->net) nr_net_destroy(p->net);
     free(p);
     p = next;
   }
+}
+
+static void defer(ext_runtime *r, ext_pending item) {
+  ext_pending *p = malloc(sizeof *p);
+  if (!p) return; /* out of memory: it leaks rather than being freed mid-call */
+  *p = item;
+  pthread_mutex_lock(&r->pending_mu);
+  p->next = r->pending;
+  r->pending = p;
+  pthread_mutex_unlock(&r->pending_mu);
+}
+
+/* Is this thread inside the engine with r already? */
+static int inside(const ext_runtime *r) {
+  return atomic_load(&r->held) && pthread_equal(r->holder, pthread_self());
 }
 
 void ext_rt_release_buf(ext_runtime *r, nr_buf *buf) {
@@ -33,13 +53,20 @@ void ext_rt_release_buf(ext_runtime *r, nr_buf *buf) {
     pthread_mutex_unlock(&r->lock);
     return;
   }
-  ext_pending *p = malloc(sizeof *p);
-  if (!p) return; /* out of memory: the buffer leaks rather than being freed mid-call */
-  p->buf = buf;
-  pthread_mutex_lock(&r->pending_mu);
-  p->next = r->pending;
-  r->pending = p;
-  pthread_mutex_unlock(&r->pending_mu);
+  defer(r, (ext_pending){buf, NULL, NULL, NULL});
+}
+
+void ext_rt_destroy(ext_runtime *r, nr_net *net, nr_solver *solver) {
+  if (ext_rt_foreign(r)) return;
+  if (inside(r)) {
+    defer(r, (ext_pending){NULL, net, solver, NULL});
+    return;
+  }
+  PyThreadState *ts;
+  (void)ext_rt_enter(r, &ts); /* this process, this thread outside: cannot fail */
+  if (solver) nr_solver_destroy(solver);
+  if (net) nr_net_destroy(net);
+  ext_rt_leave(r, ts);
 }
 
 /* ---- Ctrl-C. While the main thread is in the engine, SIGINT sets ext_interrupted, which
@@ -65,6 +92,13 @@ int ext_rt_enter(ext_runtime *r, PyThreadState **ts) {
                  (int)r->owner_pid);
     return -1;
   }
+  if (inside(r)) {
+    PyErr_SetString(PyExc_RuntimeError,
+                    "a Python layer running in this process (py_workers 0) cannot drive a net "
+                    "or solver of the runtime that is running it: use another runtime, or "
+                    "Python workers");
+    return -1;
+  }
   const int main_thread = PyThread_get_thread_ident() == ext_main_thread;
   if (main_thread && !armed) {
     struct sigaction sa;
@@ -76,11 +110,15 @@ int ext_rt_enter(ext_runtime *r, PyThreadState **ts) {
   }
   *ts = PyEval_SaveThread();
   pthread_mutex_lock(&r->lock);
+  r->holder = pthread_self();
+  atomic_store(&r->held, 1);
   drain(r);
   return 0;
 }
 
 void ext_rt_leave(ext_runtime *r, PyThreadState *ts) {
+  drain(r); /* what was dropped inside this call (ext_rt_destroy) */
+  atomic_store(&r->held, 0);
   pthread_mutex_unlock(&r->lock);
   PyEval_RestoreThread(ts);
   if (armed && PyThread_get_thread_ident() == ext_main_thread) {
@@ -102,6 +140,7 @@ ext_runtime *ext_rt_new(int py_workers, double py_timeout, int py_restarts, int 
   r->rt = NULL;
   r->weakrefs = NULL;
   r->pending = NULL;
+  atomic_store(&r->held, 0);
   r->py_workers = py_workers;
   r->owner_pid = getpid();
   pthread_mutex_init(&r->lock, NULL);

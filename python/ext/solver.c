@@ -30,12 +30,7 @@ static int solver_clear(ext_solver *o) {
 static void solver_dealloc(ext_solver *o) {
   PyObject_GC_UnTrack(o);
   solver_clear(o);
-  if (o->s && !ext_rt_foreign(o->r)) {
-    PyThreadState *ts;
-    (void)ext_rt_enter(o->r, &ts);
-    nr_solver_destroy(o->s);
-    ext_rt_leave(o->r, ts);
-  }
+  if (o->s) ext_rt_destroy(o->r, NULL, o->s);
   Py_CLEAR(o->r);
   Py_TYPE(o)->tp_free((PyObject *)o);
 }

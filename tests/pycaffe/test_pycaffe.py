@@ -347,6 +347,29 @@ class TestLifetimes(SolverFiles):
                     objs.pop(0)
                     gc.collect()
 
+    @unittest.skipIf(WORKERS != 0, 'Python layers in this interpreter only')
+    def test_layer_drops_or_drives_a_net_of_its_runtime(self):
+        # A layer running in this interpreter drops the last reference to another net (as
+        # a garbage collection inside a layer may): freed when the call ends, no deadlock.
+        # Driving one from inside a layer is a RuntimeError, not a hang.
+        import pyc_layers
+        for mode in ('drop', 'drive'):
+            with self.subTest(mode=mode):
+                pyc_layers.held_nets[:] = [caffe.Net(self.net_file(chain_net()), caffe.TRAIN)]
+                del pyc_layers.outcome[:]
+                net = caffe.Net(self.net_file(chain_net('Reentrant', mode)), caffe.TRAIN)
+                net.blobs['data'].data[...] = 1
+                out = net.forward()['two']
+                np.testing.assert_array_equal(out, np.full((2, 3), 100, np.float32))
+                self.assertEqual(pyc_layers.held_nets, [])
+                if mode == 'drive':
+                    self.assertEqual(len(pyc_layers.outcome), 1)
+                    self.assertIn('cannot drive a net or solver of the runtime that is running '
+                                  'it', pyc_layers.outcome[0])
+                del net
+                gc.collect()
+        self.check_chain_works()
+
     @needs_workers
     def test_workers_survive_the_creating_thread(self):
         made = {}
