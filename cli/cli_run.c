@@ -215,7 +215,7 @@ int nr_cmd_time(int argc, char **argv) {
     double b0 = now_ms();
     for (int i = n->nlayers - 1; i >= 0 && st == NR_OK; i--) {
       double a = now_ms();
-      st = nr_net_backward_layer(n, i, &err);
+      st = nr_net_backward_layer_all(n, i, &err); /* a deploy net's too, as caffe time */
       bwd[i] += now_ms() - a;
     }
     total_b += now_ms() - b0;

@@ -841,6 +841,15 @@ nr_status nr_net_backward_layer(nr_net *n, int i, nr_error *err) {
   return NR_OK;
 }
 
+nr_status nr_net_backward_layer_all(nr_net *n, int i, nr_error *err) {
+  nr_layer *l = n->layers[i];
+  if (n->layer_need_backward[i] || !l->type->backward || l->nblobs == 0)
+    return nr_net_backward_layer(n, i, err);
+  if (n->interrupt && *n->interrupt) return interrupted(n, l, "backward", err);
+  if (l->type->backward(l, err) != NR_OK) return layer_fail(n, l, "backward", err);
+  return NR_OK;
+}
+
 nr_status nr_net_backward(nr_net *n, nr_error *err) {
   for (int i = n->nlayers - 1; i >= 0; i--)
     if (nr_net_backward_layer(n, i, err) != NR_OK)

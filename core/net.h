@@ -99,6 +99,11 @@ nr_status nr_net_reshape(nr_net *n, nr_error *err);
 /* Per-layer forward/backward, for `netrun time`. */
 nr_status nr_net_forward_layer(nr_net *n, int i, float *loss, nr_error *err);
 nr_status nr_net_backward_layer(nr_net *n, int i, nr_error *err);
+/* As nr_net_backward_layer, but a layer with parameters runs its backward even where the
+ * net needs none (a deploy net has no loss): its parameters' gradients are computed, its
+ * bottoms get gradients only where the net needs them. Caffe's `caffe time` times a deploy
+ * net's backward this way; `netrun time` does too. */
+nr_status nr_net_backward_layer_all(nr_net *n, int i, nr_error *err);
 
 void nr_net_clear_param_diffs(nr_net *n);
 /* data -= diff for every learnable parameter. */

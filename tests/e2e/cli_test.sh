@@ -217,6 +217,14 @@ case_time_lines() {
   expect_err "conv1	forward: "; expect_err "conv1	backward: "
   expect_err "Average Forward pass: "; expect_err "Average Forward-Backward: "
   expect_err "*** Benchmark ends ***"
+  # a deploy net (no loss): as Caffe's `caffe time`, the layers with parameters still run
+  # their backward (the weights' gradients), so the backward pass is not empty
+  run 0 "$NETRUN" time --model "$CAFFE/mnist-lenet.prototxt" --iterations 3
+  local f b
+  f=$(sed -nE 's/.*Average Forward pass: ([0-9.e+-]+) ms.*/\1/p' "$WORK/err")
+  b=$(sed -nE 's/.*Average Backward pass: ([0-9.e+-]+) ms.*/\1/p' "$WORK/err")
+  awk -v f="$f" -v b="$b" 'BEGIN { exit !(b > 0.2 * f) }' ||
+    fail "deploy LeNet: backward pass $b ms against forward $f ms: the weights' gradients were not computed"
 }
 
 loss_at() { grep -E "Iteration $1 .*loss = " "$2" | sed -E 's/.*loss = ([-0-9.eE+]+).*/\1/' | head -n 1; }
