@@ -140,24 +140,30 @@ nr_status nr_image_read(const char *path, bool color, uint8_t **pix, int *h, int
 
 enum { COEF_BITS = 11, COEF_ONE = 1 << COEF_BITS };
 
-/* For each destination index d of n (source size m): the first source index and its 11-bit
- * weight (the second index gets COEF_ONE - weight), as OpenCV's resize computes them. */
-static void linear_taps(int m, int n, int *idx, short *wt) {
-  const double scale = (double)m / n;
+/* For each destination index d of n (source size m): the first source index and the 11-bit
+ * weights of it and of the next, computed as OpenCV's resize does (cv::resize, the generic
+ * INTER_LINEAR path that Debian's OpenCV takes for 8-bit images): the position in float,
+ * each weight rounded on its own (they may not add up to exactly 2048). Past an edge,
+ * OpenCV clamps the columns' position and weight (clamp true) but only the rows' index:
+ * a row before the first keeps its weights over two copies of row 0 (clamp false, idx may
+ * be -1 or m - 1; the caller clamps the rows it reads). */
+static void linear_taps(int m, int n, bool clamp, int *idx, short *wt) {
+  const double scale = 1.0 / ((double)n / m);
   for (int d = 0; d < n; d++) {
-    double f = (d + 0.5) * scale - 0.5;
-    int s = (int)floor(f);
-    f -= s;
-    if (s < 0) {
+    float f = (float)((d + 0.5) * scale - 0.5);
+    int s = (int)floorf(f);
+    f -= (float)s;
+    if (clamp && s < 0) {
       f = 0;
       s = 0;
     }
-    if (s >= m - 1) {
+    if (clamp && s >= m - 1) {
       f = 0;
       s = m - 1;
     }
     idx[d] = s;
-    wt[d] = (short)lrint((1.0 - f) * COEF_ONE);
+    wt[2 * d] = (short)lrintf((1.0f - f) * COEF_ONE);
+    wt[2 * d + 1] = (short)lrintf(f * COEF_ONE);
   }
 }
 
@@ -167,7 +173,7 @@ void nr_image_resize(const uint8_t *src, int h, int w, int c, uint8_t *dst, int 
     return;
   }
   int *xi = malloc(sizeof(int) * (size_t)nw), *yi = malloc(sizeof(int) * (size_t)nh);
-  short *xw = malloc(sizeof(short) * (size_t)nw), *yw = malloc(sizeof(short) * (size_t)nh);
+  short *xw = malloc(2 * sizeof(short) * (size_t)nw), *yw = malloc(2 * sizeof(short) * (size_t)nh);
   int *r0 = malloc(sizeof(int) * (size_t)nw * c), *r1 = malloc(sizeof(int) * (size_t)nw * c);
   if (!xi || !yi || !xw || !yw || !r0 || !r1) {
     /* out of memory: nearest neighbour without tables */
@@ -178,26 +184,28 @@ void nr_image_resize(const uint8_t *src, int h, int w, int c, uint8_t *dst, int 
               src[(((size_t)y * h / nh) * w + (size_t)x * w / nw) * c + k];
     goto out;
   }
-  linear_taps(w, nw, xi, xw);
-  linear_taps(h, nh, yi, yw);
-  /* horizontal pass of one source row into r (values x COEF_ONE) */
+  linear_taps(w, nw, true, xi, xw);
+  linear_taps(h, nh, false, yi, yw);
   for (int y = 0; y < nh; y++) {
-    const int sy[2] = {yi[y], yi[y] + 1 < h ? yi[y] + 1 : yi[y]};
+    /* horizontal pass of the two source rows (values x 2048) */
+    const int sy[2] = {yi[y] < 0 ? 0 : yi[y] > h - 1 ? h - 1 : yi[y],
+                       yi[y] + 1 < 0 ? 0 : yi[y] + 1 > h - 1 ? h - 1 : yi[y] + 1};
     int *rows[2] = {r0, r1};
     for (int t = 0; t < 2; t++) {
       const uint8_t *s = src + (size_t)sy[t] * w * c;
       int *r = rows[t];
       for (int x = 0; x < nw; x++) {
-        const int a = xw[x], b = COEF_ONE - a, sx = xi[x];
+        const int a = xw[2 * x], b = xw[2 * x + 1], sx = xi[x];
         const int sx1 = sx + 1 < w ? sx + 1 : sx;
-        for (int k = 0; k < c; k++)
-          r[x * c + k] = s[sx * c + k] * a + s[sx1 * c + k] * b;
+        for (int k = 0; k < c; k++) r[x * c + k] = s[sx * c + k] * a + s[sx1 * c + k] * b;
       }
     }
-    const int a = yw[y], b = COEF_ONE - a;
+    /* vertical pass with OpenCV's own rounding (VResizeLinear for uchar): each row's
+     * product truncated to 16 bits of precision before the sum is rounded */
+    const int a = yw[2 * y], b = yw[2 * y + 1];
     uint8_t *d = dst + (size_t)y * nw * c;
     for (int i = 0; i < nw * c; i++) {
-      int v = (r0[i] * a + r1[i] * b + (1 << (2 * COEF_BITS - 1))) >> (2 * COEF_BITS);
+      const int v = (((a * (r0[i] >> 4)) >> 16) + ((b * (r1[i] >> 4)) >> 16) + 2) >> 2;
       d[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
     }
   }

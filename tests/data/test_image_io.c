@@ -1,6 +1,6 @@
 /* Tests of core/image_io: the bilinear resize against values worked out by hand from
- * OpenCV's INTER_LINEAR rule (centres aligned, edges clamped, 11-bit weights, one rounding),
- * PNG decoding of color and gray files written here with libpng, and the errors a user
+ * OpenCV's INTER_LINEAR rule (centres aligned, edges clamped, 11-bit weights, OpenCV's own
+ * truncations in the vertical pass), PNG decoding of color and gray files written here with libpng, and the errors a user
  * would see for a missing, empty, foreign, corrupt or truncated file. JPEG decoding is
  * compared with PIL's in tests/data/image_e2e.sh. */
 #include <png.h>
@@ -33,6 +33,24 @@ static void test_resize_by_hand(void) {
   nr_image_resize(row, 1, 4, 1, half, 1, 2);
   CHECK_INT_EQ(half[0], 15);
   CHECK_INT_EQ(half[1], 36); /* 35.5 rounds up */
+  /* OpenCV rounds as its 8-bit code does, not once: 2 x 2 {20 47 / 98 47} -> 4 x 4, at
+   * row 2, column 1: x weights 1536/512 (f 0.25), y weights 512/1536 (f 0.75). Rows:
+   * 20 * 1536 + 47 * 512 = 54784 and 98 * 1536 + 47 * 512 = 174592; each is shifted right
+   * by 4, times its y weight, shifted right by 16: 26 (26.75) and 255 (255.75); (26 + 255 +
+   * 2) >> 2 = 70, where one rounding of the exact 70.625 would give 71. */
+  const uint8_t sq[4] = {20, 47, 98, 47};
+  uint8_t up[16];
+  nr_image_resize(sq, 2, 2, 1, up, 4, 4);
+  CHECK_INT_EQ(up[2 * 4 + 1], 70);
+  /* Above the first row OpenCV keeps the rows' weights (over two copies of row 0) where it
+   * clamps the columns': 2 x 2 {27 221 / 106 8} -> 4 x 5, row 0, column 3: f_x = 0.9 gives
+   * weights 205/1843 (rounded on their own), the row 27 * 205 + 221 * 1843 = 412838 >> 4 =
+   * 25802; f_y = -0.25 is row -1 at 0.75: weights 512/1536: 201 + 604 (201.58, 604.73
+   * truncated), (805 + 2) >> 2 = 201 (weight 2048 on row 0 alone would give 202). */
+  const uint8_t sq2[4] = {27, 221, 106, 8};
+  uint8_t up2[20];
+  nr_image_resize(sq2, 2, 2, 1, up2, 4, 5);
+  CHECK_INT_EQ(up2[3], 201);
   /* the same size copies */
   uint8_t same[4];
   nr_image_resize(row, 1, 4, 1, same, 1, 4);
