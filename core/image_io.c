@@ -30,11 +30,28 @@ static void jpeg_fail(j_common_ptr c) {
 
 static void jpeg_quiet(j_common_ptr c, int level) { (void)c, (void)level; } /* warnings */
 
+/* One row of Adobe (inverted) CMYK to B,G,R or gray, as OpenCV's icvCvt_CMYK2BGR_8u_C4C3R
+ * and icvCvt_CMYK2Gray_8u_C4C1R (gray weights 0.299, 0.587, 0.114 in 14-bit fixed point). */
+static void cmyk_row(const uint8_t *cmyk, int w, bool color, uint8_t *out) {
+  for (int x = 0; x < w; x++, cmyk += 4) {
+    const int k = cmyk[3];
+    const int r = k - ((255 - cmyk[0]) * k >> 8), g = k - ((255 - cmyk[1]) * k >> 8),
+              b = k - ((255 - cmyk[2]) * k >> 8);
+    if (color) {
+      out[3 * x] = (uint8_t)b;
+      out[3 * x + 1] = (uint8_t)g;
+      out[3 * x + 2] = (uint8_t)r;
+    } else {
+      out[x] = (uint8_t)((b * 1868 + g * 9617 + r * 4899 + (1 << 13)) >> 14);
+    }
+  }
+}
+
 static nr_status read_jpeg(FILE *f, const char *path, bool color, uint8_t **pix, int *h,
                            int *w, nr_error *err) {
   struct jpeg_decompress_struct d;
   jerr e;
-  uint8_t *volatile out = NULL;
+  uint8_t *volatile out = NULL, *volatile cmyk = NULL;
   d.err = jpeg_std_error(&e.mgr);
   e.mgr.error_exit = jpeg_fail;
   e.mgr.emit_message = jpeg_quiet;
@@ -42,17 +59,15 @@ static nr_status read_jpeg(FILE *f, const char *path, bool color, uint8_t **pix,
   if (setjmp(e.jump)) {
     jpeg_destroy_decompress(&d);
     free(out);
+    free(cmyk);
     return nr_err_set(err, NR_ERR_INPUT, "image '%s' is not a readable JPEG: %s", path, e.msg);
   }
   jpeg_create_decompress(&d);
   jpeg_stdio_src(&d, f);
   jpeg_read_header(&d, TRUE);
-  if (d.jpeg_color_space == JCS_CMYK || d.jpeg_color_space == JCS_YCCK) {
-    jpeg_destroy_decompress(&d);
-    return nr_err_set(err, NR_ERR_INPUT, "image '%s' is a CMYK JPEG, which is not supported",
-                      path);
-  }
-  d.out_color_space = color ? JCS_EXT_BGR : JCS_GRAYSCALE;
+  /* CMYK files (a few in ImageNet) are decoded to CMYK and converted as OpenCV does */
+  const bool is_cmyk = d.jpeg_color_space == JCS_CMYK || d.jpeg_color_space == JCS_YCCK;
+  d.out_color_space = is_cmyk ? JCS_CMYK : color ? JCS_EXT_BGR : JCS_GRAYSCALE;
   jpeg_start_decompress(&d);
   const int64_t n = (int64_t)d.output_width * d.output_height;
   if (n <= 0 || n > NR_IMAGE_MAX_PIXELS) {
@@ -60,58 +75,106 @@ static nr_status read_jpeg(FILE *f, const char *path, bool color, uint8_t **pix,
     return nr_err_set(err, NR_ERR_INPUT, "image '%s' is %ux%u pixels: too big", path,
                       d.output_width, d.output_height);
   }
-  const size_t row = (size_t)d.output_width * (size_t)d.output_components;
+  const size_t row = (size_t)d.output_width * (color ? 3 : 1);
   out = malloc(row * d.output_height);
-  if (!out) {
+  if (is_cmyk) cmyk = malloc((size_t)d.output_width * 4);
+  if (!out || (is_cmyk && !cmyk)) {
     jpeg_destroy_decompress(&d);
+    free(out);
+    free(cmyk);
     return nr_err_set(err, NR_ERR_NOMEM, "out of memory for image '%s'", path);
   }
   while (d.output_scanline < d.output_height) {
-    JSAMPROW r = out + row * d.output_scanline;
+    uint8_t *dst = out + row * d.output_scanline;
+    JSAMPROW r = is_cmyk ? cmyk : dst;
     jpeg_read_scanlines(&d, &r, 1);
+    if (is_cmyk) cmyk_row(cmyk, (int)d.output_width, color, dst);
   }
   jpeg_finish_decompress(&d);
   *h = (int)d.output_height;
   *w = (int)d.output_width;
   jpeg_destroy_decompress(&d);
+  free(cmyk);
   *pix = out;
   return NR_OK;
 }
 
-/* ---- PNG (libpng's simplified API) ---- */
+/* ---- PNG (libpng's classic API, with OpenCV's transforms) ---- */
 
+typedef struct perr {
+  char msg[256];
+} perr;
+
+/* libpng's default error handler prints to stderr: keep the message, then jump back. */
+static void png_fail(png_structp png, png_const_charp msg) {
+  perr *e = png_get_error_ptr(png);
+  snprintf(e->msg, sizeof e->msg, "%s", msg);
+  png_longjmp(png, 1);
+}
+
+static void png_quiet(png_structp png, png_const_charp msg) { (void)png, (void)msg; }
+
+/* The transforms are OpenCV's PngDecoder::readData for an 8-bit 3- or 1-channel image (what
+ * imread gives ImageData): 16-bit samples keep their high byte (png_set_strip_16), alpha and
+ * tRNS are stripped, palettes and 1/2/4-bit gray expanded, color reordered to B, G, R, gray
+ * replicated to three channels, and a color file read as gray converted by libpng with
+ * OpenCV's weights 0.299 R + 0.587 G + 0.114 B. No gamma correction (gAMA is ignored). */
 static nr_status read_png(FILE *f, const char *path, bool color, uint8_t **pix, int *h,
                           int *w, nr_error *err) {
-  png_image im;
-  memset(&im, 0, sizeof im);
-  im.version = PNG_IMAGE_VERSION;
-  if (!png_image_begin_read_from_stdio(&im, f))
-    return nr_err_set(err, NR_ERR_INPUT, "image '%s' is not a readable PNG: %s", path,
-                      im.message);
-  if ((int64_t)im.width * im.height > NR_IMAGE_MAX_PIXELS) {
-    png_image_free(&im);
-    return nr_err_set(err, NR_ERR_INPUT, "image '%s' is %ux%u pixels: too big", path,
-                      im.width, im.height);
-  }
-  /* with alpha, then dropped: imread's IMREAD_COLOR strips the alpha, it does not compose */
-  im.format = color ? PNG_FORMAT_BGRA : PNG_FORMAT_GA;
-  const int cin = color ? 4 : 2, cout = color ? 3 : 1;
-  uint8_t *out = malloc(PNG_IMAGE_SIZE(im));
-  if (!out) {
-    png_image_free(&im);
+  perr e = {{0}};
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &e, png_fail, png_quiet);
+  png_infop info = png ? png_create_info_struct(png) : NULL;
+  uint8_t *volatile out = NULL;
+  png_bytep *volatile rows = NULL;
+  if (!info) {
+    png_destroy_read_struct(png ? &png : NULL, NULL, NULL);
     return nr_err_set(err, NR_ERR_NOMEM, "out of memory for image '%s'", path);
   }
-  if (!png_image_finish_read(&im, NULL, out, 0, NULL)) {
+  if (setjmp(png_jmpbuf(png))) {
+    png_destroy_read_struct(&png, &info, NULL);
     free(out);
-    nr_status s = nr_err_set(err, NR_ERR_INPUT, "image '%s' is not a readable PNG: %s", path,
-                             im.message);
-    png_image_free(&im);
-    return s;
+    free(rows);
+    return nr_err_set(err, NR_ERR_INPUT, "image '%s' is not a readable PNG: %s", path, e.msg);
   }
-  const size_t n = (size_t)im.width * im.height;
-  for (size_t i = 0; i < n; i++) memmove(out + i * cout, out + i * cin, (size_t)cout);
-  *h = (int)im.height;
-  *w = (int)im.width;
+  png_init_io(png, f);
+  png_read_info(png, info);
+  const png_uint_32 pw = png_get_image_width(png, info), ph = png_get_image_height(png, info);
+  const int type = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
+  if ((int64_t)pw * ph > NR_IMAGE_MAX_PIXELS) {
+    png_destroy_read_struct(&png, &info, NULL);
+    return nr_err_set(err, NR_ERR_INPUT, "image '%s' is %ux%u pixels: too big", path,
+                      (unsigned)pw, (unsigned)ph);
+  }
+  if (depth == 16) png_set_strip_16(png);
+  png_set_strip_alpha(png);
+  if (type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+  if (!(type & PNG_COLOR_MASK_COLOR) && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+  if ((type & PNG_COLOR_MASK_COLOR) && color)
+    png_set_bgr(png);
+  else if (color)
+    png_set_gray_to_rgb(png);
+  else
+    png_set_rgb_to_gray(png, 1, 0.299, 0.587);
+  png_set_interlace_handling(png);
+  png_read_update_info(png, info);
+  const size_t row = png_get_rowbytes(png, info), want = (size_t)pw * (color ? 3 : 1);
+  if (row != want) /* a transform this file needs that OpenCV's list lacks */
+    png_error(png, "unexpected row size after conversion to 8 bits");
+  out = malloc(row * ph);
+  rows = malloc(sizeof *rows * ph);
+  if (!out || !rows) {
+    png_destroy_read_struct(&png, &info, NULL);
+    free(out);
+    free(rows);
+    return nr_err_set(err, NR_ERR_NOMEM, "out of memory for image '%s'", path);
+  }
+  for (png_uint_32 y = 0; y < ph; y++) rows[y] = out + row * y;
+  png_read_image(png, rows);
+  png_read_end(png, NULL);
+  png_destroy_read_struct(&png, &info, NULL);
+  free(rows);
+  *h = (int)ph;
+  *w = (int)pw;
   *pix = out;
   return NR_OK;
 }

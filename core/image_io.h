@@ -3,10 +3,16 @@
  *
  * JPEG through libjpeg-turbo, PNG through libpng (the format is told by the file's first
  * bytes, not its name). Pixels come out 8-bit, rows top to bottom, channels interleaved in
- * OpenCV's order: B, G, R for color, one channel for gray. A gray file read as color has
- * its value in all three; a color file read as gray is converted by libjpeg (its Y) or by
- * libpng (0.2126 R + 0.7152 G + 0.0722 B in linear light, libpng's default). 16-bit PNGs are
- * reduced to 8 bits and transparency is dropped (as imread without IMREAD_UNCHANGED).
+ * OpenCV's order: B, G, R for color, one channel for gray. Both decoders are driven with
+ * the settings OpenCV's imread uses (its grfmt_jpeg and grfmt_png), so that the bytes are
+ * imread's: JPEG with libjpeg's default IDCT and upsampling, gray files read as color
+ * replicated, color read as gray by libjpeg (Y); CMYK/YCCK JPEGs converted as OpenCV's
+ * icvCvt_CMYK2BGR; PNG 16-bit samples cut to their high byte, alpha and tRNS stripped (not
+ * composed), palettes and 1/2/4-bit gray expanded, no gamma correction, color read as gray
+ * by libpng with weights 0.299/0.587/0.114 (in linear light when the file declares sRGB or
+ * a gamma, as libpng does under OpenCV too). Compared with Debian 12's OpenCV 4.6 imread on
+ * JPEG (baseline, progressive, 4:4:4, gray, CMYK) and PNG (RGB, RGBA, gray, gray+alpha,
+ * palette, palette+tRNS, 1-bit, 16-bit gray and RGB, gAMA, sRGB), color and gray: equal.
  */
 #ifndef NR_IMAGE_IO_H
 #define NR_IMAGE_IO_H

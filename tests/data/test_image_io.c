@@ -3,6 +3,10 @@
  * truncations in the vertical pass), PNG decoding of color and gray files written here with libpng, and the errors a user
  * would see for a missing, empty, foreign, corrupt or truncated file. JPEG decoding is
  * compared with PIL's in tests/data/image_e2e.sh. */
+#include <stdio.h> /* before jpeglib.h, which needs FILE and size_t */
+#include <stdlib.h>
+
+#include <jpeglib.h>
 #include <png.h>
 
 #include "data_util.h"
@@ -103,6 +107,108 @@ static void test_png_color_gray_alpha(void) {
   free(pix);
 }
 
+/* A 1 x 1 8-bit RGB PNG with no chunk but the image's (no sRGB, gAMA or cHRM). */
+static int write_plain_png(const char *path, const uint8_t rgb[3]) {
+  FILE *f = fopen(path, "wb");
+  if (!f) return -1;
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+  png_infop info = png ? png_create_info_struct(png) : NULL;
+  int rc = -1;
+  if (info && !setjmp(png_jmpbuf(png))) {
+    png_init_io(png, f);
+    png_set_IHDR(png, info, 1, 1, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    png_write_row(png, rgb);
+    png_write_end(png, NULL);
+    rc = 0;
+  }
+  png_destroy_write_struct(png ? &png : NULL, info ? &info : NULL);
+  fclose(f);
+  return rc;
+}
+
+/* What OpenCV's imread does and libpng's defaults would not: a 16-bit sample keeps its
+ * high byte (no linear-to-sRGB conversion), a color file read as gray weighs R, G, B by
+ * 0.299, 0.587, 0.114 in the stored values (not in linear light). Checked against Debian's
+ * OpenCV 4.6 imread when written; these values are worked out by hand. */
+static void test_png_as_opencv(void) {
+  char path[512];
+  nr_error err;
+  uint8_t *pix = NULL;
+  int h = 0, w = 0;
+  /* 16-bit gray 0x1234 and 0xfe01 (written as linear, so with a gAMA of 1.0): 0x12, 0xfe */
+  snprintf(path, sizeof path, "%s/gray16.png", du_tmpdir());
+  const uint16_t g16[2] = {0x1234, 0xfe01};
+  CHECK(write_png(path, 2, 1, PNG_FORMAT_LINEAR_Y, (const uint8_t *)g16) == 0);
+  CHECK_OK(nr_image_read(path, false, &pix, &h, &w, &err), &err);
+  CHECK_INT_EQ(pix[0], 0x12);
+  CHECK_INT_EQ(pix[1], 0xfe);
+  free(pix);
+  /* R 200, G 100, B 50 as gray, in a file without color-space chunks: libpng's 15-bit
+   * weights 9798, 19235, 3735: (9798 * 200 + 19235 * 100 + 3735 * 50 + 16384) >> 15 = 124
+   * (0.299/0.587/0.114 exactly: 124.2) */
+  snprintf(path, sizeof path, "%s/rgb1.png", du_tmpdir());
+  const uint8_t rgb[3] = {200, 100, 50};
+  CHECK(write_plain_png(path, rgb) == 0);
+  CHECK_OK(nr_image_read(path, false, &pix, &h, &w, &err), &err);
+  CHECK_INT_EQ(pix[0], 124);
+  free(pix);
+  /* the same pixel in a file that says sRGB (libpng's simplified writer): libpng then
+   * weighs in linear light, as it does under OpenCV: imread gives 137 */
+  CHECK(write_png(path, 1, 1, PNG_FORMAT_RGB, rgb) == 0);
+  CHECK_OK(nr_image_read(path, false, &pix, &h, &w, &err), &err);
+  CHECK_INT_EQ(pix[0], 137);
+  free(pix);
+}
+
+/* Adobe CMYK JPEGs (libjpeg writes the inverted form with an Adobe marker) are converted as
+ * OpenCV does: stored C 255, M 128, Y 0, K 200 -> R = 200 - (0 * 200 >> 8) = 200,
+ * G = 200 - (127 * 200 >> 8) = 101, B = 200 - (255 * 200 >> 8) = 1; gray (1 * 1868 +
+ * 101 * 9617 + 200 * 4899 + 8192) >> 14 = 120. One uniform 8 x 8 block at quality 100
+ * comes back within one level. */
+static void test_cmyk_jpeg(void) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/cmyk.jpg", du_tmpdir());
+  FILE *f = fopen(path, "wb");
+  CHECK(f != NULL);
+  if (!f) return;
+  struct jpeg_compress_struct c;
+  struct jpeg_error_mgr jm;
+  c.err = jpeg_std_error(&jm);
+  jpeg_create_compress(&c);
+  jpeg_stdio_dest(&c, f);
+  c.image_width = 8;
+  c.image_height = 8;
+  c.input_components = 4;
+  c.in_color_space = JCS_CMYK;
+  jpeg_set_defaults(&c);
+  jpeg_set_quality(&c, 100, TRUE);
+  jpeg_start_compress(&c, TRUE);
+  uint8_t row[8 * 4];
+  for (int x = 0; x < 8; x++) memcpy(row + 4 * x, (const uint8_t[4]){255, 128, 0, 200}, 4);
+  while (c.next_scanline < 8) {
+    JSAMPROW r = row;
+    jpeg_write_scanlines(&c, &r, 1);
+  }
+  jpeg_finish_compress(&c);
+  jpeg_destroy_compress(&c);
+  fclose(f);
+  nr_error err;
+  uint8_t *pix = NULL;
+  int h = 0, w = 0;
+  CHECK_OK(nr_image_read(path, true, &pix, &h, &w, &err), &err);
+  if (pix) {
+    CHECK(abs(pix[0] - 1) <= 1 && abs(pix[1] - 101) <= 1 && abs(pix[2] - 200) <= 1);
+    CHECK(memcmp(pix, pix + 3 * 63, 3) == 0);
+  }
+  free(pix);
+  pix = NULL;
+  CHECK_OK(nr_image_read(path, false, &pix, &h, &w, &err), &err);
+  if (pix) CHECK(abs(pix[0] - 120) <= 1);
+  free(pix);
+}
+
 static void expect_error(const char *path, const char *want) {
   nr_error err;
   uint8_t *pix = (uint8_t *)1;
@@ -153,6 +259,8 @@ static void test_errors(void) {
 int main(void) {
   NR_RUN(test_resize_by_hand);
   NR_RUN(test_png_color_gray_alpha);
+  NR_RUN(test_png_as_opencv);
+  NR_RUN(test_cmyk_jpeg);
   NR_RUN(test_errors);
   du_cleanup();
   return NR_TEST_EXIT();
