@@ -1,6 +1,7 @@
 /* data_util.h: fixtures of the data-layer tests: a scratch directory per test process,
- * tiny IDX files written with zlib, and one standalone layer built from the body of a
- * prototxt `layer { }` (tops only: data layers have no bottoms). */
+ * tiny IDX files written with zlib, PNG images written with libpng, and one standalone
+ * layer built from the body of a prototxt `layer { }` (tops only: data layers have no
+ * bottoms). */
 #ifndef DATA_UTIL_H
 #define DATA_UTIL_H
 
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <png.h>
 #include <zlib.h>
 
 #include "blob.h"
@@ -99,6 +101,31 @@ static inline int du_write_mnist(const char *images, const char *labels, int gzi
   free(px);
   free(lb);
   return rc;
+}
+
+/* Writes a w x h PNG (libpng's simplified API; format PNG_FORMAT_RGB, _GRAY, _RGBA, ...,
+ * rows top to bottom). 0 on success. */
+static inline int du_write_png(const char *path, int w, int h, int format, const void *pix) {
+  png_image im;
+  memset(&im, 0, sizeof im);
+  im.version = PNG_IMAGE_VERSION;
+  im.width = (png_uint_32)w;
+  im.height = (png_uint_32)h;
+  im.format = (png_uint_32)format;
+  return png_image_write_to_file(&im, path, 0, pix, 0, NULL) ? 0 : -1;
+}
+
+/* Writes text (printf-style) to path. 0 on success. */
+static inline int du_write_text(const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static inline int du_write_text(const char *path, const char *fmt, ...) {
+  FILE *f = fopen(path, "w");
+  if (!f) return -1;
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(f, fmt, ap);
+  va_end(ap);
+  return fclose(f) == 0 ? 0 : -1;
 }
 
 typedef struct du_layer {

@@ -61,21 +61,11 @@ static void test_resize_by_hand(void) {
   CHECK(memcmp(same, row, 4) == 0);
 }
 
-static int write_png(const char *path, int w, int h, int format, const uint8_t *pix) {
-  png_image im;
-  memset(&im, 0, sizeof im);
-  im.version = PNG_IMAGE_VERSION;
-  im.width = (png_uint_32)w;
-  im.height = (png_uint_32)h;
-  im.format = (png_uint_32)format;
-  return png_image_write_to_file(&im, path, 0, pix, 0, NULL) ? 0 : -1;
-}
-
 static void test_png_color_gray_alpha(void) {
   char path[512];
   snprintf(path, sizeof path, "%s/rgb.png", du_tmpdir());
   const uint8_t rgb[2 * 3 * 3] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18};
-  CHECK(write_png(path, 3, 2, PNG_FORMAT_RGB, rgb) == 0);
+  CHECK(du_write_png(path, 3, 2, PNG_FORMAT_RGB, rgb) == 0);
   nr_error err;
   uint8_t *pix = NULL;
   int h = 0, w = 0;
@@ -88,7 +78,7 @@ static void test_png_color_gray_alpha(void) {
   /* a gray file read as color: the value three times; read as gray: itself */
   snprintf(path, sizeof path, "%s/gray.png", du_tmpdir());
   const uint8_t g[4] = {0, 77, 200, 255};
-  CHECK(write_png(path, 2, 2, PNG_FORMAT_GRAY, g) == 0);
+  CHECK(du_write_png(path, 2, 2, PNG_FORMAT_GRAY, g) == 0);
   CHECK_OK(nr_image_read(path, true, &pix, &h, &w, &err), &err);
   for (int i = 0; i < 4; i++)
     for (int k = 0; k < 3; k++) CHECK_INT_EQ(pix[i * 3 + k], g[i]);
@@ -99,7 +89,7 @@ static void test_png_color_gray_alpha(void) {
   /* alpha is dropped, not composed: a transparent pixel keeps its color */
   snprintf(path, sizeof path, "%s/rgba.png", du_tmpdir());
   const uint8_t rgba[4] = {200, 100, 50, 0};
-  CHECK(write_png(path, 1, 1, PNG_FORMAT_RGBA, rgba) == 0);
+  CHECK(du_write_png(path, 1, 1, PNG_FORMAT_RGBA, rgba) == 0);
   CHECK_OK(nr_image_read(path, true, &pix, &h, &w, &err), &err);
   CHECK_INT_EQ(pix[0], 50);
   CHECK_INT_EQ(pix[1], 100);
@@ -140,7 +130,7 @@ static void test_png_as_opencv(void) {
   /* 16-bit gray 0x1234 and 0xfe01 (written as linear, so with a gAMA of 1.0): 0x12, 0xfe */
   snprintf(path, sizeof path, "%s/gray16.png", du_tmpdir());
   const uint16_t g16[2] = {0x1234, 0xfe01};
-  CHECK(write_png(path, 2, 1, PNG_FORMAT_LINEAR_Y, (const uint8_t *)g16) == 0);
+  CHECK(du_write_png(path, 2, 1, PNG_FORMAT_LINEAR_Y, (const uint8_t *)g16) == 0);
   CHECK_OK(nr_image_read(path, false, &pix, &h, &w, &err), &err);
   CHECK_INT_EQ(pix[0], 0x12);
   CHECK_INT_EQ(pix[1], 0xfe);
@@ -156,7 +146,7 @@ static void test_png_as_opencv(void) {
   free(pix);
   /* the same pixel in a file that says sRGB (libpng's simplified writer): libpng then
    * weighs in linear light, as it does under OpenCV: imread gives 137 */
-  CHECK(write_png(path, 1, 1, PNG_FORMAT_RGB, rgb) == 0);
+  CHECK(du_write_png(path, 1, 1, PNG_FORMAT_RGB, rgb) == 0);
   CHECK_OK(nr_image_read(path, false, &pix, &h, &w, &err), &err);
   CHECK_INT_EQ(pix[0], 137);
   free(pix);
@@ -242,7 +232,7 @@ static void test_errors(void) {
   snprintf(src, sizeof src, "%s/full.png", du_tmpdir());
   uint8_t px[64 * 64 * 3];
   for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(i * 7);
-  CHECK(write_png(src, 64, 64, PNG_FORMAT_RGB, px) == 0);
+  CHECK(du_write_png(src, 64, 64, PNG_FORMAT_RGB, px) == 0);
   FILE *f = fopen(src, "rb");
   uint8_t buf[100];
   CHECK(f && fread(buf, 1, sizeof buf, f) == sizeof buf);
