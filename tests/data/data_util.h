@@ -179,4 +179,19 @@ fail:
   return NULL;
 }
 
+/* Sets up f and runs `good` forwards that must succeed; then the next forward (or, with
+ * good < 0, the setup itself) must fail with a message holding want. Frees f. */
+static inline void du_expect_fail(du_layer *f, int good, const char *want) {
+  CHECK(f != NULL);
+  nr_status s = nr_layer_setup(f->l, &f->err);
+  if (good >= 0) {
+    CHECK_OK(s, &f->err);
+    for (int i = 0; i < good; i++) CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
+    s = f->l->type->forward(f->l, &f->err);
+  }
+  CHECK(s != NR_OK);
+  CHECK_CONTAINS(f->err.msg, want);
+  du_free(f);
+}
+
 #endif

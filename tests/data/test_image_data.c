@@ -270,21 +270,10 @@ static void test_rand_skip(void) {
   du_free(f);
 }
 
-/* Setup (or, when at_forward, the second forward: the list's second image) fails with a
- * message holding want; the first batch (image 0) is still handed out. */
+/* The layer over `list` (batch 1) fails at setup (at_forward 0), or (1) at the second
+ * forward, that reads the list's second image, after a good first one. */
 static void expect_error(const char *list, const char *extra, int at_forward, const char *want) {
-  du_layer *f = image_layer(list, 1, NR_TRAIN, 1, extra, NULL);
-  CHECK(f != NULL);
-  nr_status s = nr_layer_setup(f->l, &f->err);
-  if (at_forward) {
-    CHECK_OK(s, &f->err);
-    CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
-    CHECK(item_is(f, 0, 0));
-    s = f->l->type->forward(f->l, &f->err);
-  }
-  CHECK(s != NR_OK);
-  CHECK_CONTAINS(f->err.msg, want);
-  du_free(f);
+  du_expect_fail(image_layer(list, 1, NR_TRAIN, 1, extra, NULL), at_forward ? 1 : -1, want);
 }
 
 static void test_errors(void) {
