@@ -9,6 +9,8 @@
 #            corrupt image, images of two sizes: one clear message each, exit 1
 #   flickr   Caffe's finetune_flickr_style train_val (unchanged) trains 2 iterations and
 #            tests on 100 generated JPEGs, with a generated mean file
+#   check    netrun check on that net and on Caffe's pascal_finetune (WindowData) in both
+#            phases; without a list, an image, a window file or the mean: exit 1 naming it
 #   window_pixels   WindowData: background windows first, then foreground ones (by
 #            fg_fraction), labels, and windows of the crop's size cut out exactly
 #   window_context  context_pad at the image's corner: the part outside the image stays 0
@@ -148,21 +150,25 @@ case_errors() {
   expect_err "image '$WORK/other.png' is 5x5, but the list's first image is 4x4: give image_data_param new_height and new_width"
 }
 
-case_flickr() {
+# flickr_files N: the files Caffe's finetune_flickr_style net names, under the current
+# directory: its train_val and solver (the solver unchanged but for how long it runs), N
+# random JPEGs per split of 200-320 pixels a side with their lists, and a mean file
+flickr_files() {
   local caffe="$NR_SOURCE_DIR/tests/data/caffe"
   mkdir -p models/finetune_flickr_style data/flickr_style/images data/ilsvrc12
   cp "$caffe/finetune_flickr_style-train_val.prototxt" models/finetune_flickr_style/train_val.prototxt
-  # the solver unchanged but for how long it runs
   sed -e 's/^test_iter: .*/test_iter: 1/' -e 's/^test_interval: .*/test_interval: 2/' \
       -e 's/^max_iter: .*/max_iter: 2/' -e 's/^display: .*/display: 1/' \
       -e 's/^snapshot: .*/snapshot: 0\nsnapshot_after_train: false/' \
       "$caffe/finetune_flickr_style-solver.prototxt" > models/finetune_flickr_style/solver.prototxt
-  "$PY" - <<'PYEOF' || fail "could not generate the images"
+  "$PY" - "$1" <<'PYEOF' || fail "could not generate the images"
 import struct
+import sys
 import numpy as np
 from PIL import Image
 rng = np.random.RandomState(3)
-for split, n in (('train', 50), ('test', 50)):
+n = int(sys.argv[1])
+for split in ('train', 'test'):
     with open('data/flickr_style/%s.txt' % split, 'w') as f:
         for i in range(n):
             h, w = rng.randint(200, 320), rng.randint(200, 320)
@@ -183,11 +189,51 @@ blob = b''.join(bytes([k << 3]) + varint(v) for k, v in ((1, 1), (2, 3), (3, 256
 blob += bytes([5 << 3 | 2]) + varint(len(data)) + data
 open('data/ilsvrc12/imagenet_mean.binaryproto', 'wb').write(blob)
 PYEOF
+}
+
+case_flickr() {
+  flickr_files 50
   run 0 "$NETRUN" train --solver models/finetune_flickr_style/solver.prototxt
   expect_err "output data size: 50,3,227,227"
   expect_err "Iteration 2, Testing net (#0)"
   grep -qE "Test net output #[0-9]+: accuracy = " "$WORK/err" || fail "no test accuracy: $(tail -c 2000 "$WORK/err")"
   grep -qE "Iteration 2, loss = [0-9.]+" "$WORK/err" || fail "no loss at iteration 2: $(tail -c 2000 "$WORK/err")"
+}
+
+# netrun check builds Caffe's unchanged finetune_flickr_style and pascal_finetune nets in both
+# phases: with their files, the shapes; without one of them, exit 1 and a message naming it
+case_check() {
+  flickr_files 2
+  local net=models/finetune_flickr_style/train_val.prototxt
+  run 0 "$NETRUN" check --model $net --phase TRAIN; expect_out "total:"
+  expect_out "50x3x227x227"
+  run 0 "$NETRUN" check --model $net; expect_out "total:"
+  mv data/flickr_style/test.txt test.txt.away
+  run 1 "$NETRUN" check --model $net
+  expect_err "cannot open the image list 'data/flickr_style/test.txt': No such file or directory"
+  mv test.txt.away data/flickr_style/test.txt
+  # (the list is shuffled first: whichever image comes first is named)
+  rm data/flickr_style/images/train*.jpg
+  run 1 "$NETRUN" check --model $net --phase TRAIN
+  expect_err "cannot open image 'data/flickr_style/images/train"
+  expect_err ".jpg': No such file or directory"
+  # Caffe's unchanged pascal_finetune net (WindowData) on one image with a foreground and a
+  # background window in each phase's window file
+  local pascal="$NR_SOURCE_DIR/tests/data/caffe/finetune_pascal_detection-pascal_finetune_trainval_test.prototxt"
+  mkdir -p examples/finetune_pascal_detection
+  "$PY" -c "import numpy as np; from PIL import Image; Image.fromarray(np.random.RandomState(1).randint(0, 256, (300, 400, 3)).astype(np.uint8)).save('voc.jpg')"
+  for split in trainval test; do
+    printf '# 0\nvoc.jpg\n3 300 400\n2\n7 0.8 50 60 200 220\n0 0.1 10 10 100 90\n' \
+      > examples/finetune_pascal_detection/window_file_2007_$split.txt
+  done
+  run 0 "$NETRUN" check --model "$pascal" --phase TRAIN; expect_out "128x3x227x227"
+  run 0 "$NETRUN" check --model "$pascal"; expect_out "total:"
+  rm examples/finetune_pascal_detection/window_file_2007_test.txt
+  run 1 "$NETRUN" check --model "$pascal"
+  expect_err "cannot open the window file 'examples/finetune_pascal_detection/window_file_2007_test.txt'"
+  rm data/ilsvrc12/imagenet_mean.binaryproto
+  run 1 "$NETRUN" check --model $net
+  expect_err "mean_file 'data/ilsvrc12/imagenet_mean.binaryproto': cannot open"
 }
 
 # window image and file: img.png 40 x 60 random (seed 5), windows as given on stdin
