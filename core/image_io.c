@@ -230,15 +230,25 @@ static void linear_taps(int m, int n, bool clamp, int *idx, short *wt) {
   }
 }
 
+/* Horizontal pass of one source row s into r (nwc values x 2048): flat tables of the two
+ * source offsets and weights of every output value (channels included). */
+static void hpass(const uint8_t *s, int nwc, const int *o0, const int *o1, const short *w0,
+                  const short *w1, int *r) {
+  for (int i = 0; i < nwc; i++) r[i] = s[o0[i]] * w0[i] + s[o1[i]] * w1[i];
+}
+
 void nr_image_resize(const uint8_t *src, int h, int w, int c, uint8_t *dst, int nh, int nw) {
   if (nh == h && nw == w) {
     memcpy(dst, src, (size_t)h * w * c);
     return;
   }
+  const int nwc = nw * c;
   int *xi = malloc(sizeof(int) * (size_t)nw), *yi = malloc(sizeof(int) * (size_t)nh);
   short *xw = malloc(2 * sizeof(short) * (size_t)nw), *yw = malloc(2 * sizeof(short) * (size_t)nh);
-  int *r0 = malloc(sizeof(int) * (size_t)nw * c), *r1 = malloc(sizeof(int) * (size_t)nw * c);
-  if (!xi || !yi || !xw || !yw || !r0 || !r1) {
+  int *o0 = malloc(sizeof(int) * (size_t)nwc), *o1 = malloc(sizeof(int) * (size_t)nwc);
+  short *w0 = malloc(sizeof(short) * (size_t)nwc), *w1 = malloc(sizeof(short) * (size_t)nwc);
+  int *r0 = malloc(sizeof(int) * (size_t)nwc), *r1 = malloc(sizeof(int) * (size_t)nwc);
+  if (!xi || !yi || !xw || !yw || !o0 || !o1 || !w0 || !w1 || !r0 || !r1) {
     /* out of memory: nearest neighbour without tables */
     for (int y = 0; y < nh; y++)
       for (int x = 0; x < nw; x++)
@@ -249,29 +259,47 @@ void nr_image_resize(const uint8_t *src, int h, int w, int c, uint8_t *dst, int 
   }
   linear_taps(w, nw, true, xi, xw);
   linear_taps(h, nh, false, yi, yw);
+  for (int x = 0; x < nw; x++)
+    for (int k = 0; k < c; k++) {
+      const int i = x * c + k, sx1 = xi[x] + 1 < w ? xi[x] + 1 : xi[x];
+      o0[i] = xi[x] * c + k;
+      o1[i] = sx1 * c + k;
+      w0[i] = xw[2 * x];
+      w1[i] = xw[2 * x + 1];
+    }
+  /* r0, r1 hold the horizontal passes of source rows have0, have1 (-1: none yet); when
+   * shrinking or enlarging, consecutive output rows mostly share a source row */
+  int have0 = -1, have1 = -1;
+  const size_t row = (size_t)w * c;
   for (int y = 0; y < nh; y++) {
-    /* horizontal pass of the two source rows (values x 2048) */
-    const int sy[2] = {yi[y] < 0 ? 0 : yi[y] > h - 1 ? h - 1 : yi[y],
-                       yi[y] + 1 < 0 ? 0 : yi[y] + 1 > h - 1 ? h - 1 : yi[y] + 1};
-    int *rows[2] = {r0, r1};
-    for (int t = 0; t < 2; t++) {
-      const uint8_t *s = src + (size_t)sy[t] * w * c;
-      int *r = rows[t];
-      for (int x = 0; x < nw; x++) {
-        const int a = xw[2 * x], b = xw[2 * x + 1], sx = xi[x];
-        const int sx1 = sx + 1 < w ? sx + 1 : sx;
-        for (int k = 0; k < c; k++) r[x * c + k] = s[sx * c + k] * a + s[sx1 * c + k] * b;
+    const int sy0 = yi[y] < 0 ? 0 : yi[y] > h - 1 ? h - 1 : yi[y];
+    const int sy1 = yi[y] + 1 < 0 ? 0 : yi[y] + 1 > h - 1 ? h - 1 : yi[y] + 1;
+    if (sy0 != have0) {
+      if (sy0 == have1) { /* the old second row is the new first: swap */
+        int *t = r0;
+        r0 = r1, r1 = t, have1 = have0;
+      } else {
+        hpass(src + (size_t)sy0 * row, nwc, o0, o1, w0, w1, r0);
       }
+      have0 = sy0;
+    }
+    if (sy1 != have1) {
+      if (sy1 == sy0)
+        memcpy(r1, r0, sizeof(int) * (size_t)nwc);
+      else
+        hpass(src + (size_t)sy1 * row, nwc, o0, o1, w0, w1, r1);
+      have1 = sy1;
     }
     /* vertical pass with OpenCV's own rounding (VResizeLinear for uchar): each row's
      * product truncated to 16 bits of precision before the sum is rounded */
     const int a = yw[2 * y], b = yw[2 * y + 1];
-    uint8_t *d = dst + (size_t)y * nw * c;
-    for (int i = 0; i < nw * c; i++) {
+    uint8_t *d = dst + (size_t)y * nwc;
+    for (int i = 0; i < nwc; i++) {
       const int v = (((a * (r0[i] >> 4)) >> 16) + ((b * (r1[i] >> 4)) >> 16) + 2) >> 2;
       d[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
     }
   }
 out:
-  free(xi), free(yi), free(xw), free(yw), free(r0), free(r1);
+  free(xi), free(yi), free(xw), free(yw), free(o0), free(o1), free(w0), free(w1);
+  free(r0), free(r1);
 }
