@@ -34,7 +34,8 @@ nr_status nr_image_read(const char *path, bool color, uint8_t **pix, int *h, int
  * in 11-bit fixed point each rounded on its own, and the vertical pass's truncations
  * (((b0 * (r0 >> 4)) >> 16) + ((b1 * (r1 >> 4)) >> 16) + 2) >> 2. Compared with Debian 12's
  * OpenCV 4.6 on 5000 random sizes and images (92 M pixels, up, down, exactly half, 1-pixel
- * sources): no pixel differs. nh == h and nw == w copies. */
+ * sources): no pixel differs; tests/data/test_resize_opencv.cpp keeps checking it where
+ * OpenCV is installed. nh == h and nw == w copies. */
 void nr_image_resize(const uint8_t *src, int h, int w, int c, uint8_t *dst, int nh, int nw);
 
 #endif

@@ -10,6 +10,7 @@ PACKAGES=(
   python3 python3-dev python3-numpy libpython3.11
   dataset-fashion-mnist liblmdb-dev libhdf5-dev zlib1g-dev python3-matplotlib valgrind
   libjpeg62-turbo-dev libpng-dev # ImageData reads JPEG and PNG images (core/image_io.c)
+  libopencv-imgproc-dev # tests only: test_resize_opencv checks the resize against OpenCV's
   python3-pil # examples/tutorial: the image-list data layer reads images with PIL
   # pycaffe's pure-Python half (python/caffe: caffe_pb2, io, draw; tests/pycaffe_py; six:
   # Caffe's own pycaffe test suite)
