@@ -118,10 +118,11 @@ static int write_plain_png(const char *path, const uint8_t rgb[3]) {
   return rc;
 }
 
-/* What OpenCV's imread does and libpng's defaults would not: a 16-bit sample keeps its
- * high byte (no linear-to-sRGB conversion), a color file read as gray weighs R, G, B by
- * 0.299, 0.587, 0.114 in the stored values (not in linear light). Checked against Debian's
- * OpenCV 4.6 imread when written; these values are worked out by hand. */
+/* What OpenCV's imread does and libpng's simplified API would not: a 16-bit sample keeps
+ * its high byte (no linear-to-sRGB conversion), a color file read as gray weighs R, G, B by
+ * 0.299, 0.587, 0.114 in the stored values unless the file declares sRGB or a gamma (then
+ * libpng works in linear light, under OpenCV too). Checked against Debian's OpenCV 4.6
+ * imread when written; the values without color-space chunks are worked out by hand. */
 static void test_png_as_opencv(void) {
   char path[512];
   nr_error err;
