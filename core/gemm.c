@@ -164,6 +164,13 @@ static void pack_b(const gemm_isa *isa, bool tb, const float *b, int64_t ldb, in
   }
 }
 
+/* op(B) = X^T with X in panels (X's rows are op(B)'s columns): op(B)'s K range [k0, k0+kc)
+ * and columns [j0, j0+nc), as pack_b. X's panels have the kernels' width and j0 is a
+ * multiple of it, so the rows of one micro-panel lie in one slice of X; along K they are
+ * transposed in runs that end at the edges of X's panels. */
+static void pack_panels_t(const nr_gemm_panels *pl, const float *x, int64_t k0, int64_t j0,
+                          int64_t kc, int64_t nc, float *dst);
+
 /* ---- micro-kernels ------------------------------------------------------------------ */
 
 #ifdef NR_GEMM_X86
@@ -312,6 +319,28 @@ static void kernel_avx2(int mr, int nr, int64_t kc, const float *a, const float 
 PACKERS(avx512, "avx512f,avx2", MR512, NR512)
 PACKERS(avx2, "avx2,fma", MR256, NR256)
 
+static __attribute__((target("avx2"))) void pack_panels_t(const nr_gemm_panels *pl,
+                                                          const float *x, int64_t k0,
+                                                          int64_t j0, int64_t kc, int64_t nc,
+                                                          float *dst) {
+  const int NR = pl->nr;
+  for (int64_t jp = 0; jp < nc; jp += NR) {
+    const int rows = nc - jp < NR ? (int)(nc - jp) : NR;
+    const int64_t r0 = j0 + jp, s = r0 / pl->kc * pl->kc;
+    const int64_t kcs = pl->k - s < pl->kc ? pl->k - s : pl->kc;
+    const float *base = x + s * pl->npad + (r0 - s) * NR;
+    float *d = dst + jp * kc;
+    if (rows < NR) memset(d, 0, (size_t)(kc * NR) * sizeof *d);
+    for (int64_t q = k0; q < k0 + kc;) {
+      const int64_t lane = q & (NR - 1);
+      const int64_t len = NR - lane < k0 + kc - q ? NR - lane : k0 + kc - q;
+      pack_transposed(base + (q >> pl->nr_log2) * NR * kcs + lane, NR, rows, len,
+                      d + (q - k0) * NR, NR);
+      q += len;
+    }
+  }
+}
+
 static const gemm_isa isa_avx512 = {"avx512", MR512, NR512, 120,        256,
                                     1024,     kernel_avx512, pack_a_avx512, pack_b_avx512};
 static const gemm_isa isa_avx2 = {"avx2", MR256,       NR256,       72,          256,
@@ -381,6 +410,11 @@ typedef struct gemm_args {
   float *c;
   /* Grouped columns (see nr_gemm_layout): group size and stride, 0 when plain. */
   int64_t a_gc, a_gs, b_gc, b_gs, c_gc, c_gs;
+  /* B in panels instead of at b (nr__gemm_paneled): op(B) is *bpl's matrix at bp, or its
+   * transpose (bp_t); NULL when B is at b */
+  const nr_gemm_panels *bpl;
+  const float *bp;
+  bool bp_t;
 } gemm_args;
 
 
@@ -416,7 +450,13 @@ static bool gemm_part(const gemm_args *g, int64_t i0, int64_t i1, int64_t j0, in
     for (int64_t pc = 0; pc < g->k; pc += isa->kc) {
       const int64_t kc = g->k - pc < isa->kc ? g->k - pc : isa->kc;
       const float beta = pc == 0 ? g->beta : 1.0f;
-      pack_b(isa, g->tb, g->b, g->ldb, g->b_gc, g->b_gs, pc, jc, kc, nc, bbuf);
+      const float *bblk = bbuf;
+      if (!g->bpl)
+        pack_b(isa, g->tb, g->b, g->ldb, g->b_gc, g->b_gs, pc, jc, kc, nc, bbuf);
+      else if (!g->bp_t) /* already packed: slice pc, panels from jc on */
+        bblk = g->bp + pc * g->bpl->npad + jc * kc;
+      else
+        pack_panels_t(g->bpl, g->bp, pc, jc, kc, nc, bbuf);
       for (int64_t ic = i0; ic < i1; ic += isa->mc) {
         const int64_t mc = i1 - ic < isa->mc ? i1 - ic : isa->mc;
         pack_a(isa, g->ta, g->a, g->lda, g->a_gc, g->a_gs, ic, pc, mc, kc, abuf);
@@ -424,7 +464,7 @@ static bool gemm_part(const gemm_args *g, int64_t i0, int64_t i1, int64_t j0, in
           const int nr = nc - jr < isa->nr ? (int)(nc - jr) : isa->nr;
           for (int64_t ir = 0; ir < mc; ir += isa->mr) {
             const int mr = mc - ir < isa->mr ? (int)(mc - ir) : isa->mr;
-            isa->kernel(mr, nr, kc, abuf + ir * kc, bbuf + jr * kc,
+            isa->kernel(mr, nr, kc, abuf + ir * kc, bblk + jr * kc,
                         g->c + (ic + ir) * g->ldc + col_offset(jc + jr, g->c_gc, g->c_gs),
                         g->ldc, g->alpha, beta);
           }
@@ -488,7 +528,7 @@ void nr_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float 
   const gemm_isa *isa = isa_get();
   if (isa && k > 0 && alpha != 0.0f) {
     gemm_args g = {isa, trans_a, trans_b, m, n, k, alpha, beta, a, b, trans_a ? m : k,
-                   trans_b ? k : n, n, c, 0, 0, 0, 0, 0, 0};
+                   trans_b ? k : n, n, c, 0, 0, 0, 0, 0, 0, NULL, NULL, false};
     if (gemm_run(&g)) return;
     /* Out of memory for the packing buffer (C untouched): cblas needs none of ours. */
   } else if (isa) { /* C = beta·C (BLAS: beta 0 overwrites, even NaN) */
@@ -533,7 +573,37 @@ bool nr__gemm_strided(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t 
                  bgc,
                  bgc ? lb->group_stride : 0,
                  cgc,
-                 cgc ? lc->group_stride : 0};
+                 cgc ? lc->group_stride : 0,
+                 NULL,
+                 NULL,
+                 false};
+  return gemm_run(&g);
+}
+
+bool nr__gemm_panels(int64_t k, int64_t n, nr_gemm_panels *pl) {
+  const gemm_isa *isa = isa_get();
+  if (!isa) return false;
+  int lg = 0;
+  while ((1 << lg) < isa->nr) lg++;
+  *pl = (nr_gemm_panels){k, n, (n + isa->nr - 1) / isa->nr * isa->nr, isa->kc, isa->nr, lg};
+  return true;
+}
+
+bool nr__gemm_paneled(bool trans_a, bool transposed, int64_t m, int64_t n, int64_t k,
+                      float alpha, const float *a, const nr_gemm_layout *la, const float *x,
+                      const nr_gemm_panels *pl, float beta, float *c, const nr_gemm_layout *lc) {
+  const gemm_isa *isa = isa_get();
+  if (!isa || m <= 0 || n <= 0 || k <= 0 || alpha == 0.0f) return false;
+  if (pl->nr != isa->nr || pl->kc != isa->kc || pl->k != (transposed ? n : k) ||
+      pl->n != (transposed ? k : n) || ((uintptr_t)x & 63))
+    return false;
+  const int64_t agc = layout_group(la, k), cgc = layout_group(lc, n);
+  if ((agc && trans_a) || (cgc && cgc % NR_GEMM_GROUP_ALIGN)) return false;
+  gemm_args g = {.isa = isa, .ta = trans_a, .m = m, .n = n, .k = k, .alpha = alpha,
+                 .beta = beta, .a = a, .lda = la ? la->ld : trans_a ? m : k,
+                 .ldc = lc ? lc->ld : n, .c = c, .a_gc = agc,
+                 .a_gs = agc ? la->group_stride : 0, .c_gc = cgc,
+                 .c_gs = cgc ? lc->group_stride : 0, .bpl = pl, .bp = x, .bp_t = transposed};
   return gemm_run(&g);
 }
 

@@ -17,6 +17,7 @@
 #define NR_CONV_1X1_MIN_PIXELS 256
 
 int64_t nr__conv_workspace_floats = (int64_t)1 << 22;
+bool nr__conv_gather = true; /* columns as GEMM panels (use_panels) */
 
 static _Thread_local float *tls_ws;
 static _Thread_local int64_t tls_ws_cap;
@@ -28,7 +29,19 @@ static _Thread_local int64_t tls_ws_cap;
  * workspace forgets them. */
 static _Thread_local uint64_t tls_cols_id;
 static _Thread_local const float *tls_cols_im;
+/* ... and in which form: 0 a plain column matrix, else the panel width of GEMM panels. */
+static _Thread_local int tls_cols_nr;
 static _Atomic uint64_t conv_ids;
+
+/* What a column row r = (c, ki, kj) reads: the image row oh·sh + dy of channel c, from
+ * column ow·sw + off − c·H·W... (off includes c·H·W and the kj shift), for output columns
+ * [vlo, vhi) (the others are padding). */
+typedef struct panel_row {
+  int64_t off, dy, vlo, vhi;
+} panel_row;
+/* This thread's table of them (panels_chunk). */
+static _Thread_local panel_row *tls_prow;
+static _Thread_local int64_t tls_prow_cap;
 
 /* n floats from s to d: short rows (8 floats for LeNet's conv2) copied inline, not by a
  * memcpy call per row. */
@@ -281,17 +294,21 @@ static int64_t chunk_images(const nr_conv *cv) {
 
 static int64_t ws_need(const nr_conv *cv) {
   if (use_direct_1x1(cv) || cv->num == 0) return 0;
-  return (cv->in_ch * cv->kdim + cv->out_ch) * cv->col_dim * chunk_images(cv);
+  /* (+ the zero columns that pad each group's panels to a whole panel, at most 31) */
+  return (cv->in_ch * cv->kdim + cv->out_ch) * cv->col_dim * chunk_images(cv) +
+         cv->in_ch * cv->kdim * 31;
 }
 
 /* *out = this thread's workspace, grown to at least ws_need(cv) floats. */
 static nr_status ws_get(const nr_conv *cv, float **out, nr_error *err) {
   int64_t need = ws_need(cv);
   if (need > tls_ws_cap) {
-    float *ws = realloc(tls_ws, (size_t)need * sizeof *ws);
+    /* 64-byte aligned, as GEMM panels must be (the content need not survive) */
+    float *ws = aligned_alloc(64, ((size_t)need * sizeof *ws + 63) & ~(size_t)63);
     if (!ws)
       return nr_err_set(err, NR_ERR_NOMEM,
                         "out of memory for a %lld-float convolution workspace", (long long)need);
+    free(tls_ws);
     tls_ws = ws;
     tls_ws_cap = need;
     tls_cols_id = 0;
@@ -327,6 +344,9 @@ void nr__conv_workspace_release(void) {
   free(tls_ws);
   tls_ws = NULL;
   tls_ws_cap = 0;
+  free(tls_prow);
+  tls_prow = NULL;
+  tls_prow_cap = 0;
   tls_cols_id = 0;
 }
 
@@ -407,6 +427,119 @@ static void scatter_chunk(const nr_conv *cv, const float *buf, int64_t n0, int64
              (size_t)P * sizeof *buf);
 }
 
+/* ---- columns in GEMM panels ------------------------------------------------------------ */
+
+/* A 2-D convolution's columns are written straight into the panels nr_gemm packs its B
+ * operand into (nr__gemm_panels): the forward's GEMM then reads them as they are, where it
+ * used to pack the whole column matrix again (LeNet's conv2: 8 MB read and written per
+ * pass), and the weight gradient transposes them from there as it did from the plain
+ * matrix. The values, and so the bits, are those of the plain column matrix. */
+static bool use_panels(const nr_conv *cv, int64_t b, nr_gemm_panels *pl) {
+  return nr__conv_gather && cv->nsp == 2 && !cv->force_nd &&
+         nr__gemm_panels(cv->in_ch / cv->group * cv->kdim, b * cv->col_dim, pl);
+}
+
+/* Columns of images [n0, n0+b): group g's (Kg x b·P) matrix at x + g·Kg·npad. */
+
+typedef struct panel_job {
+  const nr_conv *cv;
+  const float *im;
+  int64_t n0;
+  const nr_gemm_panels *pl;
+  const panel_row *rows; /* Kg entries */
+  float *x;
+} panel_job;
+
+/* len values of one column row, d[t] = image value at column ow0 + t of the input row at
+ * s (NULL: a padding row), zero where the column falls into the padding. */
+static inline void panel_run(float *restrict d, const float *restrict s, int64_t ow0,
+                             int64_t len, int64_t lo, int64_t hi, int64_t sw) {
+  int64_t a = lo > ow0 ? lo - ow0 : 0, b = hi - ow0 < len ? hi - ow0 : len;
+  if (!s || b <= a) {
+    for (int64_t t = 0; t < len; t++) d[t] = 0;
+    return;
+  }
+  for (int64_t t = 0; t < a; t++) d[t] = 0;
+  if (sw == 1)
+    copy_floats(d + a, s + ow0 + a, b - a);
+  else
+    for (int64_t t = a; t < b; t++) d[t] = s[(ow0 + t) * sw];
+  for (int64_t t = b; t < len; t++) d[t] = 0;
+}
+
+/* Panels [p0, p1) of every group, one after the other and each row after row, so the
+ * writes run straight through memory (the image rows they read stay in cache). A panel's
+ * nr columns are cut into segments that lie in one output row of one image. */
+typedef struct panel_seg {
+  int64_t lane, len, ow, ih0, base; /* ih0 = oh·sh, base = the image's offset */
+} panel_seg;
+
+static void panel_range(void *ctx, int64_t p0, int64_t p1) {
+  const panel_job *j = ctx;
+  const nr_conv *cv = j->cv;
+  const nr_gemm_panels *pl = j->pl;
+  const int64_t H = cv->im_sp[0], W = cv->im_sp[1], OW = cv->col_sp[1], P = cv->col_dim;
+  const int64_t Cg = cv->in_ch / cv->group, Kg = Cg * cv->kdim;
+  const int64_t nr = pl->nr, sw = cv->stride[1];
+  panel_seg seg[64]; /* nr <= 32 columns: at most nr segments */
+  for (int64_t p = p0; p < p1; p++) {
+    int nseg = 0;
+    for (int64_t q = p * nr; q < (p + 1) * nr && q < pl->n;) {
+      const int64_t img = q / P, oh = q % P / OW, ow = q % OW;
+      const int64_t end = (p + 1) * nr < pl->n ? (p + 1) * nr : pl->n;
+      const int64_t len = OW - ow < end - q ? OW - ow : end - q;
+      seg[nseg++] = (panel_seg){q - p * nr, len, ow, oh * cv->stride[0], img * cv->in_ch * H * W};
+      q += len;
+    }
+    for (int64_t g = 0; g < cv->group; g++) {
+      const float *im0 = j->im + (j->n0 * cv->in_ch + g * Cg) * H * W;
+      for (int64_t s0 = 0; s0 < Kg; s0 += pl->kc) {
+        const int64_t kcs = Kg - s0 < pl->kc ? Kg - s0 : pl->kc;
+        float *d = j->x + g * Kg * pl->npad + s0 * pl->npad + p * nr * kcs;
+        for (int64_t r = s0; r < s0 + kcs; r++, d += nr) {
+          const panel_row *pr = &j->rows[r];
+          for (int k = 0; k < nseg; k++) {
+            const panel_seg *sg = &seg[k];
+            const int64_t ih = sg->ih0 + pr->dy;
+            const float *src = (uint64_t)ih < (uint64_t)H ? im0 + sg->base + pr->off + ih * W : NULL;
+            if (src && sw == 1 && sg->ow >= pr->vlo && sg->ow + sg->len <= pr->vhi)
+              copy_floats(d + sg->lane, src + sg->ow, sg->len); /* the common case */
+            else
+              panel_run(d + sg->lane, src, sg->ow, sg->len, pr->vlo, pr->vhi, sw);
+          }
+          for (int64_t t = seg[nseg - 1].lane + seg[nseg - 1].len; t < nr; t++) d[t] = 0;
+        }
+      }
+    }
+  }
+}
+
+/* Fills the panels of images [n0, n0+b) (b·P = pl->n columns per group, the padding
+ * columns of the last panel zero), panels spread over threads. */
+/* (false: out of memory) */
+static bool panels_chunk(const nr_conv *cv, const float *im, int64_t n0, int64_t b,
+                         const nr_gemm_panels *pl, float *x) {
+  (void)b;
+  const int64_t H = cv->im_sp[0], W = cv->im_sp[1], kh = cv->kernel[0], kw = cv->kernel[1];
+  if (tls_prow_cap < pl->k) {
+    panel_row *nrw = realloc(tls_prow, (size_t)pl->k * sizeof *nrw);
+    if (!nrw) return false;
+    tls_prow = nrw;
+    tls_prow_cap = pl->k;
+  }
+  for (int64_t r = 0; r < pl->k; r++) {
+    const int64_t c = r / (kh * kw), ki = r / kw % kh, kj = r % kw;
+    const int64_t woff = kj * cv->dil[1] - cv->pad[1];
+    panel_row *pr = &tls_prow[r];
+    pr->off = c * H * W + woff;
+    pr->dy = ki * cv->dil[0] - cv->pad[0];
+    valid_range(W, woff, cv->stride[1], cv->col_sp[1], &pr->vlo, &pr->vhi);
+  }
+  panel_job j = {cv, im, n0, pl, tls_prow, x};
+  nr__parallel_for(pl->npad / pl->nr, 4, panel_range, &j);
+  return true;
+}
+
 nr_status nr__conv_forward(const nr_conv *cv, const float *im, const float *w, float *out,
                            nr_error *err) {
   const int64_t G = cv->group, Mg = cv->out_ch / G, Kg = cv->in_ch / G * cv->kdim;
@@ -421,14 +554,35 @@ nr_status nr__conv_forward(const nr_conv *cv, const float *im, const float *w, f
   float *ws;
   NR_TRY(ws_get(cv, &ws, err));
   const int64_t B = chunk_images(cv);
+  nr_gemm_panels pl;
+  const bool panels = use_panels(cv, B, &pl);
   for (int64_t n0 = 0; n0 < cv->num; n0 += B) {
     int64_t b = cv->num - n0 < B ? cv->num - n0 : B;
+    const nr_gemm_layout lo = {P, P, cv->out_ch * P};
+    float *o = out + n0 * cv->out_ch * P;
+    if (panels) {
+      if (b != B) nr__gemm_panels(Kg, b * P, &pl);
+      if (!panels_chunk(cv, im, n0, b, &pl, ws))
+        return nr_err_set(err, NR_ERR_NOMEM, "out of memory for the column tables");
+      /* in place when the output planes suit the GEMM's grouped columns, else through a
+       * buffer that is scattered */
+      const bool direct = b == 1 || P % NR_GEMM_GROUP_ALIGN == 0;
+      float *obuf = ws + G * Kg * pl.npad;
+      for (int64_t g = 0; g < G; g++) {
+        const float *x = ws + g * Kg * pl.npad, *wg = w + g * Mg * Kg;
+        if (!(direct ? nr__gemm_paneled(false, false, Mg, b * P, Kg, 1.0f, wg, NULL, x, &pl,
+                                        0.0f, o + g * Mg * P, &lo)
+                     : nr__gemm_paneled(false, false, Mg, b * P, Kg, 1.0f, wg, NULL, x, &pl,
+                                        0.0f, obuf + g * Mg * b * P, NULL)))
+          return nr_err_set(err, NR_ERR_NOMEM, "out of memory for the GEMM's packing buffer");
+      }
+      if (!direct) scatter_chunk(cv, obuf, n0, b, out);
+      continue;
+    }
     float *col = ws, *obuf = ws + cv->in_ch * cv->kdim * b * P;
     im2col_chunk(cv, im, n0, b, col);
     /* The GEMM writes the N·C·spatial output in place when it can, else a buffer that is
      * scattered. */
-    const nr_gemm_layout lo = {P, P, cv->out_ch * P};
-    float *o = out + n0 * cv->out_ch * P;
     bool direct = true;
     for (int64_t g = 0; g < G && direct; g++)
       direct = nr__gemm_strided(false, false, Mg, b * P, Kg, 1.0f, w + g * Mg * Kg, NULL,
@@ -441,6 +595,7 @@ nr_status nr__conv_forward(const nr_conv *cv, const float *im, const float *w, f
   }
   tls_cols_id = B == cv->num ? cv->id : 0;
   tls_cols_im = im;
+  tls_cols_nr = panels ? pl.nr : 0;
   return NR_OK;
 }
 
@@ -495,16 +650,34 @@ nr_status nr__conv_weight_grad(const nr_conv *cv, const float *im, const float *
   float *ws;
   NR_TRY(ws_get(cv, &ws, err));
   const int64_t B = chunk_images(cv);
+  nr_gemm_panels pl;
+  const bool panels = use_panels(cv, B, &pl);
   for (int64_t n0 = 0; n0 < cv->num; n0 += B) {
     int64_t b = cv->num - n0 < B ? cv->num - n0 : B;
+    const bool kept = b == cv->num && tls_cols_id == cv->id && tls_cols_im == im &&
+                      tls_cols_nr == (panels ? pl.nr : 0);
+    const nr_gemm_layout lo = {P, P, cv->out_ch * P};
+    const float *od = out_diff + n0 * cv->out_ch * P;
+    if (panels) {
+      if (b != B) nr__gemm_panels(Kg, b * P, &pl);
+      if (!kept && !panels_chunk(cv, im, n0, b, &pl, ws))
+        return nr_err_set(err, NR_ERR_NOMEM, "out of memory for the column tables");
+      tls_cols_id = b == cv->num ? cv->id : 0;
+      tls_cols_im = im;
+      tls_cols_nr = pl.nr;
+      for (int64_t g = 0; g < G; g++)
+        if (!nr__gemm_paneled(false, true, Mg, Kg, b * P, 1.0f, od + g * Mg * P, &lo,
+                              ws + g * Kg * pl.npad, &pl, 1.0f, w_diff + g * Mg * Kg, NULL))
+          return nr_err_set(err, NR_ERR_NOMEM, "out of memory for the GEMM's packing buffer");
+      continue;
+    }
     float *col = ws, *obuf = ws + cv->in_ch * cv->kdim * b * P;
-    if (!(b == cv->num && tls_cols_id == cv->id && tls_cols_im == im)) {
+    if (!kept) {
       im2col_chunk(cv, im, n0, b, col);
       tls_cols_id = b == cv->num ? cv->id : 0;
       tls_cols_im = im;
+      tls_cols_nr = 0;
     }
-    const nr_gemm_layout lo = {P, P, cv->out_ch * P};
-    const float *od = out_diff + n0 * cv->out_ch * P;
     bool direct = true;
     for (int64_t g = 0; g < G && direct; g++)
       direct = nr__gemm_strided(false, true, Mg, Kg, b * P, 1.0f, od + g * Mg * P, &lo,

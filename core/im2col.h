@@ -14,7 +14,11 @@
  * instead of one small GEMM per image; results are then scattered back to N·C·spatial order.
  * B is the whole batch unless the buffer would pass nr__conv_workspace_floats (then as many
  * images as fit, at least one). A 1×1, stride-1, pad-0 convolution over a large enough image
- * skips im2col and multiplies the NCHW data directly, one GEMM per image.
+ * skips im2col and multiplies the NCHW data directly, one GEMM per image. A 2-D
+ * convolution writes its columns straight in the form the GEMM packs its B operand into
+ * (nr_gemm_panels: slices of K, panels of 16 or 32 columns), so the forward's GEMM reads
+ * them without packing them again, and the weight gradient transposes them from there; the
+ * N-D path, and kernels without panels (cblas), use the plain column matrix.
  *
  * Ownership. nr_conv holds only geometry. The column workspace is one buffer per thread
  * shared by every convolution layer on that thread (layers run one at a time, so a net of
@@ -38,6 +42,10 @@
  * few MiB run as fast as whole-batch buffers (the GEMMs are already thousands of columns
  * wide) and stay in cache better. A variable only so tests can force chunking. */
 extern int64_t nr__conv_workspace_floats;
+/* For tests and benchmarks: false makes 2-D convolutions build the plain column matrix
+ * (and the GEMM pack it) instead of writing the columns as GEMM panels (the same bits
+ * either way). */
+extern bool nr__conv_gather;
 
 /* 2-D im2col of one image (channels × height × width) into col, whose row r =
  * (c·kh + i)·kw + j holds, at column oh·OW + ow, the input pixel seen by kernel tap (i, j)

@@ -38,6 +38,35 @@ bool nr__gemm_strided(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t 
                       const float *a, const nr_gemm_layout *la, const float *b,
                       const nr_gemm_layout *lb, float beta, float *c,
                       const nr_gemm_layout *lc);
+/* A K x N matrix kept in the form nr_gemm packs its B operand into, so that a caller that
+ * produces B itself (a convolution's columns) writes it once in that form and the GEMM
+ * reads it without packing: K in slices of kc rows (the last may be shorter), each slice's
+ * N columns in panels of nr (the last zero-padded to nr), each panel row after row.
+ * Element (r, q) is at nr_gemm_panel_offset(pl, r, q). The whole matrix takes k · npad
+ * floats and must start 64-byte aligned. */
+typedef struct nr_gemm_panels {
+  int64_t k, n, npad, kc;
+  int nr, nr_log2; /* nr = 1 << nr_log2 */
+} nr_gemm_panels;
+
+/* The panel form of a k x n matrix for the kernels nr_gemm uses now; false when they take
+ * no panels (cblas). */
+bool nr__gemm_panels(int64_t k, int64_t n, nr_gemm_panels *pl);
+
+static inline int64_t nr_gemm_panel_offset(const nr_gemm_panels *pl, int64_t r, int64_t q) {
+  const int64_t s = r / pl->kc * pl->kc, kcs = pl->k - s < pl->kc ? pl->k - s : pl->kc;
+  return s * pl->npad + (q >> pl->nr_log2) * pl->nr * kcs + (r - s) * pl->nr +
+         (q & (pl->nr - 1));
+}
+
+/* C = alpha * op(A) * op(B) + beta * C, A and C as in nr__gemm_strided, where op(B) (k x
+ * n) is X (transposed = false) or X^T (true) and X is in panels (pl: X's shape, k x n or
+ * n x k). The same bits as nr__gemm_strided on X written out. False, having done nothing,
+ * where nr__gemm_strided would refuse, and when pl is not the panel form of the kernels
+ * in use. */
+bool nr__gemm_paneled(bool trans_a, bool transposed, int64_t m, int64_t n, int64_t k,
+                      float alpha, const float *a, const nr_gemm_layout *la, const float *x,
+                      const nr_gemm_panels *pl, float beta, float *c, const nr_gemm_layout *lc);
 /* The same product through cblas_sgemm (OpenBLAS), whatever nr_gemm would use. */
 void nr__gemm_cblas(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                     const float *a, const float *b, float beta, float *c);

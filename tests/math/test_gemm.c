@@ -220,6 +220,68 @@ static void test_gemm_strided_groups(void) {
   nr__gemm_use("auto");
 }
 
+/* nr__gemm_paneled: B written once in the kernels' panel form gives exactly nr_gemm's bits
+ * on the same matrix, as op(B) = X and as op(B) = X^T; shapes with short last panels,
+ * several K slices (k > 256) and column blocks (n > 1024), both kernel sets, 1 and 2
+ * threads, A transposed or not (grouped layouts: test_conv). A panel form of other
+ * kernels, or of another shape, is refused. */
+static void test_gemm_paneled(void) {
+  static const shape shapes[] = {{7, 33, 5}, {50, 1100, 300}, {10, 17, 600}, {33, 70, 257}};
+  const int saved = openblas_get_num_threads();
+  for (size_t kk = 0; kk < 2; kk++) {
+    if (!nr__gemm_use(kk == 0 ? "avx512" : "avx2")) continue;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+      const shape s = shapes[i];
+      float *a = rnd_array(s.m * s.k), *c0 = rnd_array(s.m * s.n), *b = rnd_array(s.k * s.n);
+      float *bt = malloc((size_t)(s.k * s.n) * sizeof *bt); /* b transposed: n x k */
+      for (int64_t r = 0; r < s.k; r++)
+        for (int64_t q = 0; q < s.n; q++) bt[q * s.k + r] = b[r * s.n + q];
+      nr_gemm_panels pl, plt;
+      CHECK(nr__gemm_panels(s.k, s.n, &pl));
+      CHECK(nr__gemm_panels(s.n, s.k, &plt));
+      CHECK_INT_EQ(pl.nr, kk == 0 ? 32 : 16);
+      float *x = aligned_alloc(64, (size_t)(pl.k * pl.npad) * sizeof *x + 64);
+      float *xt = aligned_alloc(64, (size_t)(plt.k * plt.npad) * sizeof *xt + 64);
+      for (int64_t j = 0; j < pl.k * pl.npad; j++) x[j] = NAN; /* the padding must be written */
+      for (int64_t r = 0; r < s.k; r++)
+        for (int64_t q = 0; q < pl.npad; q++)
+          x[nr_gemm_panel_offset(&pl, r, q)] = q < s.n ? b[r * s.n + q] : 0.0f;
+      for (int64_t r = 0; r < s.n; r++)
+        for (int64_t q = 0; q < plt.npad; q++)
+          xt[nr_gemm_panel_offset(&plt, r, q)] = q < s.k ? bt[r * s.k + q] : 0.0f;
+      for (int64_t j = 0; j < pl.k * pl.npad; j++) CHECK(!isnan(x[j]));
+      float *want = malloc((size_t)(s.m * s.n) * sizeof *want), *got = malloc((size_t)(s.m * s.n) * sizeof *got);
+      for (int t = 1; t <= 2; t++) {
+        openblas_set_num_threads(t);
+        for (int ta = 0; ta < 2; ta++) {
+          memcpy(want, c0, (size_t)(s.m * s.n) * sizeof *want);
+          nr_gemm(ta, false, s.m, s.n, s.k, 0.5f, a, b, 1.0f, want);
+          memcpy(got, c0, (size_t)(s.m * s.n) * sizeof *got);
+          CHECK(nr__gemm_paneled(ta, false, s.m, s.n, s.k, 0.5f, a, NULL, x, &pl, 1.0f, got, NULL));
+          CHECK(memcmp(want, got, (size_t)(s.m * s.n) * sizeof *want) == 0);
+          memcpy(got, c0, (size_t)(s.m * s.n) * sizeof *got);
+          CHECK(nr__gemm_paneled(ta, true, s.m, s.n, s.k, 0.5f, a, NULL, xt, &plt, 1.0f, got, NULL));
+          CHECK(memcmp(want, got, (size_t)(s.m * s.n) * sizeof *want) == 0);
+        }
+      }
+      /* the wrong shape, or panels of the other kernel set: refused, C untouched */
+      memcpy(got, c0, (size_t)(s.m * s.n) * sizeof *got);
+      CHECK(!nr__gemm_paneled(false, true, s.m, s.n, s.k, 1.0f, a, NULL, x, &pl, 0.0f, got, NULL) ||
+            s.n == s.k);
+      if (nr__gemm_use(kk == 0 ? "avx2" : "avx512"))
+        CHECK(!nr__gemm_paneled(false, false, s.m, s.n, s.k, 1.0f, a, NULL, x, &pl, 0.0f, got, NULL));
+      nr__gemm_use(kk == 0 ? "avx512" : "avx2");
+      CHECK(memcmp(got, c0, (size_t)(s.m * s.n) * sizeof *got) == 0);
+      free(a), free(c0), free(b), free(bt), free(x), free(xt), free(want), free(got);
+    }
+  }
+  openblas_set_num_threads(saved);
+  nr__gemm_use("cblas"); /* no panels to write for cblas */
+  nr_gemm_panels pl;
+  CHECK(!nr__gemm_panels(4, 4, &pl));
+  nr__gemm_use("auto");
+}
+
 /* nr__parallel_for: every index visited exactly once, over many back-to-back jobs of
  * varied sizes and grains, with a nested call (which runs serially) inside. */
 typedef struct visit_ctx {
@@ -263,6 +325,7 @@ int main(void) {
   NR_RUN(test_gemm_degenerate);
   NR_RUN(test_gemm_threads_bit_identical);
   NR_RUN(test_gemm_strided_groups);
+  NR_RUN(test_gemm_paneled);
   NR_RUN(test_parallel_for);
   return NR_TEST_EXIT();
 }

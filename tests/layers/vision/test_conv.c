@@ -2,6 +2,7 @@
  * pad, 1×1 fast path, N-D path, chunked batches), error messages, gradient checks. */
 #include "im2col.h"
 #include "layer_fixture.h"
+#include "nr_math.h"
 
 /* Direct 2-D convolution, as in the definition. w is (M, C/G, kh, kw). */
 static void naive_conv(const float *x, int N, int C, int H, int W, const float *w,
@@ -287,11 +288,89 @@ static void test_conv_nd_gradient(void) {
   lf_free(f);
 }
 
+/* The forward and the weight gradient of a 2-D convolution write its columns straight into
+ * the GEMM's panels (nr__conv_gather); without them the plain column matrix is built and
+ * packed. Both must give the same bits, with either kernel set, 1 or 2 threads, output
+ * planes in place (a multiple of 32 pixels) or through the workspace, whole batches or
+ * chunks of images, several K slices, groups, padding, stride and dilation. */
+static void conv_run_internal(const conv_case *k, bool panels, const float *x, const float *w,
+                              const float *dy, float *y, float *dw) {
+  nr_conv cv = {0};
+  cv.nsp = 2;
+  cv.axis = 1;
+  cv.kernel[0] = k->kh, cv.kernel[1] = k->kw, cv.pad[0] = k->ph, cv.pad[1] = k->pw;
+  cv.stride[0] = k->sh, cv.stride[1] = k->sw, cv.dil[0] = k->dh, cv.dil[1] = k->dw;
+  cv.group = k->G, cv.num_output = k->M, cv.force_nd = k->force_nd, cv.id = 999999 + panels;
+  nr__conv_gather = panels;
+  cv.num = k->N, cv.in_ch = k->C, cv.out_ch = k->M, cv.im_sp[0] = k->H, cv.im_sp[1] = k->W;
+  for (int a = 0; a < 2; a++)
+    cv.col_sp[a] = (cv.im_sp[a] + 2 * cv.pad[a] - (cv.dil[a] * (cv.kernel[a] - 1) + 1)) /
+                       cv.stride[a] + 1;
+  nr_error err = {0};
+  CHECK_OK(nr__conv_prepare(&cv, &err), &err);
+  CHECK_OK(nr__conv_forward(&cv, x, w, y, &err), &err);
+  CHECK_OK(nr__conv_weight_grad(&cv, x, dy, dw, &err), &err);
+  nr__conv_gather = true;
+}
+
+static void test_conv_panels_same_bits(void) {
+  static const conv_case more[] = {
+      /* N C  H  W  M  G kh kw ph pw sh sw dh dw */
+      {4, 20, 12, 12, 50, 1, 5, 5, 0, 0, 1, 1, 1, 1, false, false}, /* LeNet conv2: 64 px */
+      {3, 4, 11, 11, 6, 2, 3, 3, 1, 1, 1, 1, 1, 1, false, false},   /* 121 px: workspace */
+      {2, 3, 27, 27, 8, 1, 11, 11, 0, 0, 4, 4, 1, 1, false, false}, /* conv1-style stride 4 */
+      {2, 6, 13, 13, 40, 2, 3, 3, 1, 1, 1, 1, 1, 1, false, false},  /* K > 256: two slices */
+  };
+  conv_case all[sizeof cases / sizeof cases[0] + sizeof more / sizeof more[0]];
+  size_t n = 0;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) all[n++] = cases[i];
+  for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) all[n++] = more[i];
+  const int saved_threads = openblas_get_num_threads();
+  const int64_t saved_ws = nr__conv_workspace_floats;
+  static const char *const isas[] = {"avx512", "avx2"};
+  for (int isa = 0; isa < 2; isa++) {
+    if (!nr__gemm_use(isas[isa])) continue;
+    for (int threads = 1; threads <= 2; threads++) {
+      openblas_set_num_threads(threads);
+      for (size_t i = 0; i < n; i++) {
+        const conv_case *k = &all[i];
+        const int OH = (k->H + 2 * k->ph - (k->dh * (k->kh - 1) + 1)) / k->sh + 1;
+        const int OW = (k->W + 2 * k->pw - (k->dw * (k->kw - 1) + 1)) / k->sw + 1;
+        const size_t nx = (size_t)k->N * k->C * k->H * k->W, ny = (size_t)k->N * k->M * OH * OW;
+        const size_t nw = (size_t)k->M * (k->C / k->G) * k->kh * k->kw;
+        float *x = malloc(nx * sizeof *x), *w = malloc(nw * sizeof *w), *dy = malloc(ny * sizeof *dy);
+        float *y[2], *dw[2];
+        for (size_t j = 0; j < nx; j++) x[j] = (float)((j * 7919 % 1000) / 500.0 - 1);
+        for (size_t j = 0; j < nw; j++) w[j] = (float)((j * 104729 % 997) / 498.0 - 1);
+        for (size_t j = 0; j < ny; j++) dy[j] = (float)((j * 3571 % 991) / 495.0 - 1);
+        /* every other case in chunks of one image */
+        nr__conv_workspace_floats = i % 2 ? 1 : saved_ws;
+        for (int nd = 0; nd < 2; nd++) {
+          y[nd] = malloc(ny * sizeof *y[nd]);
+          dw[nd] = malloc(nw * sizeof *dw[nd]);
+          for (size_t j = 0; j < nw; j++) dw[nd][j] = 0.25f; /* accumulated onto */
+          conv_run_internal(k, !nd, x, w, dy, y[nd], dw[nd]);
+        }
+        if (memcmp(y[0], y[1], ny * sizeof *y[0]) || memcmp(dw[0], dw[1], nw * sizeof *dw[0]))
+          fprintf(stderr, "case %zu (%s, %d threads) differs\n", i, isas[isa], threads);
+        CHECK(memcmp(y[0], y[1], ny * sizeof *y[0]) == 0);
+        CHECK(memcmp(dw[0], dw[1], nw * sizeof *dw[0]) == 0);
+        free(x), free(w), free(dy);
+        for (int nd = 0; nd < 2; nd++) free(y[nd]), free(dw[nd]);
+      }
+    }
+  }
+  nr__conv_workspace_floats = saved_ws;
+  openblas_set_num_threads(saved_threads);
+  nr__gemm_use("auto");
+}
+
 int main(void) {
   NR_RUN(test_conv_3x3_on_4x4);
   NR_RUN(test_conv_vs_naive);
   NR_RUN(test_deconv_vs_naive);
   NR_RUN(test_conv_chunked);
+  NR_RUN(test_conv_panels_same_bits);
   NR_RUN(test_conv_errors);
   NR_RUN(test_conv_gradient);
   NR_RUN(test_conv_nd_gradient);
