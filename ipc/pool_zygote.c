@@ -5,8 +5,14 @@
  * process (CLONE_PARENT), so everything else about a worker is unchanged: its pidfd, the
  * watcher, the reap, its exit status and the kill of its process group.
  *
- * The pool's first worker is started directly (a one-worker pool pays nothing for the
- * zygote); the second request starts the zygote, whose import overlaps the first worker's.
+ * When the pool's size is fixed above one (`--py-workers N`, N > 1: all its workers start
+ * together), every worker is cloned, the first included: the zygote is the only process
+ * that imports Python, NumPy and caffe. Otherwise (one worker, or one per Python layer up
+ * to the CPU count, where a second worker may never come) the first worker is started
+ * directly (a one-worker pool pays nothing for the zygote) and the second request starts
+ * the zygote. Measured (docs/bench.md, "Workers ready"): starting the first worker directly
+ * beside the zygote ran two ~0.2 s imports side by side; on 2 cores that is free only when
+ * nothing else runs, and it made 8 workers cost ~150 ms more CPU in all.
  *
  * Protocol, on a SOCK_SEQPACKET pair (the zygote's end is its descriptor 3): the zygote
  * sends 'R' once Python is up ('E': it could not start; 'T': it is not single-threaded and
@@ -159,9 +165,11 @@ static int zygote_ask(nr_pool *p, const int fds[3], pid_t *pid) {
 int nr__zygote_clone(nr_pool *p, const int fds[3], pid_t *pid) {
   pthread_mutex_lock(&p->zy_mu);
   int got = 0;
-  /* The pool's first worker starts directly: a pool of one worker is not slower for the
-   * zygote, and with more the zygote's own start overlaps the first worker's. */
-  if (p->zy_requests++ == 0) {
+  /* A pool that may stay at one worker (one worker, or one per layer) starts its first
+   * directly: it is not slower for the zygote, and a second worker's zygote then starts
+   * beside it. A pool of a fixed size above one clones them all: one interpreter imports
+   * NumPy and caffe instead of two (see the comment at the top). */
+  if (p->zy_requests++ == 0 && p->o.nworkers <= 1) {
     pthread_mutex_unlock(&p->zy_mu);
     return -1;
   }

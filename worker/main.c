@@ -56,21 +56,34 @@ static void leave(int code) {
 
 /* faulthandler writes the Python stack of every thread to fd 5 on a fatal signal, and on
  * SIGUSR1 (the core sends it before killing a worker that overran --py-timeout). */
+static const char fault_src[] =
+    "import faulthandler, signal\n"
+    "faulthandler.enable(file=5, all_threads=True)\n"
+    "faulthandler.register(signal.SIGUSR1, file=5, all_threads=True, chain=False)\n";
+
+/* Code the zygote compiled once for its clones (NULL in a started worker): compiling is
+ * what costs in a clone, where every page the compiler writes is first copied. */
+static PyObject *fault_code, *clone_code;
+
+/* Runs code (compiled, when given) or src in fresh globals, with ppid bound to parent. 0 or
+ * -1 (a Python error set). */
+static int run_python(PyObject *code, const char *src, pid_t parent) {
+  PyObject *g = PyDict_New(), *pp = PyLong_FromLong((long)parent); /* new */
+  PyObject *r = NULL;                                              /* new */
+  if (g && pp && PyDict_SetItemString(g, "ppid", pp) == 0)
+    r = code ? PyEval_EvalCode(code, g, g) : PyRun_String(src, Py_file_input, g, g);
+  Py_XDECREF(pp);
+  Py_XDECREF(g);
+  Py_XDECREF(r);
+  return r ? 0 : -1;
+}
+
 static int enable_faulthandler(nr_rt_err *e) {
-  PyObject *g = PyDict_New(); /* new */
-  if (!g) return -1;
-  PyObject *r = PyRun_String(
-      "import faulthandler, signal\n"
-      "faulthandler.enable(file=5, all_threads=True)\n"
-      "faulthandler.register(signal.SIGUSR1, file=5, all_threads=True, chain=False)\n",
-      Py_file_input, g, g); /* new */
-  Py_DECREF(g);
-  if (!r) {
+  if (run_python(fault_code, fault_src, 0) < 0) {
     nr_rt_err_set(e, "RuntimeError", "cannot enable faulthandler");
     PyErr_Clear();
     return -1;
   }
-  Py_DECREF(r);
   return 0;
 }
 
@@ -196,21 +209,39 @@ static void become_worker(pid_t parent, const char *types, int zsock, const int 
     if (dup2(fds[i], NR_FD_SOCK + i) < 0) _exit(1);
     close(fds[i]);
   }
-  char code[512];
-  snprintf(code, sizeof code,
-           "import os, sys\n"
-           "o = os.getcwd()\n"
-           "os.chdir('/proc/%d/cwd')\n"
-           "n = os.getcwd()\n"
-           "if n != o and o in sys.path: sys.path[sys.path.index(o)] = n\n"
-           "if 'numpy' in sys.modules: sys.modules['numpy'].random.seed()\n",
-           (int)parent);
-  PyObject *g = PyDict_New(); /* new */
-  PyObject *r = g ? PyRun_String(code, Py_file_input, g, g) : NULL; /* new */
-  if (!r) PyErr_Clear();
-  Py_XDECREF(r);
-  Py_XDECREF(g);
+  if (run_python(clone_code, NULL, parent) < 0) PyErr_Clear();
   serve(parent, types, true);
+}
+
+/* What a clone runs before it serves: the core's current directory (the zygote's may be
+ * older), also in place of the zygote's on sys.path; a fresh seed for NumPy's global
+ * generator (a started worker draws one from the system; a clone would repeat the
+ * zygote's). */
+static const char clone_src[] =
+    "import os, sys\n"
+    "try:\n"
+    "    o = os.getcwd()\n"
+    "    os.chdir('/proc/%d/cwd' % ppid)\n"
+    "    n = os.getcwd()\n"
+    "    if n != o and o in sys.path: sys.path[sys.path.index(o)] = n\n"
+    "except OSError:\n"
+    "    pass\n"
+    "if 'numpy' in sys.modules: sys.modules['numpy'].random.seed()\n";
+
+
+/* Before the clones: what each would import or compile is done here once (faulthandler,
+ * the code above), and the objects the import made are moved out of the collector's
+ * reach (gc.freeze: a collection in a clone would write to every one of them, copying
+ * their pages). 0 or -1. */
+static int prepare_clones(void) {
+  int rc = run_python(NULL, "import faulthandler, signal, gc\ngc.freeze()\n", 0);
+  fault_code = rc == 0 ? Py_CompileString(fault_src, "<netrun-worker>", Py_file_input) : NULL;
+  clone_code = fault_code ? Py_CompileString(clone_src, "<netrun-worker>", Py_file_input) : NULL;
+  if (!clone_code) {
+    PyErr_Clear();
+    return -1;
+  }
+  return 0;
 }
 
 /* The zygote: starts Python, says 'R' (ready; 'E' and exit if Python cannot start, 'T' if
@@ -231,15 +262,7 @@ static void zygote(pid_t parent, const char *types) {
   nr_rt_host host = nr_server_host(&S);
   nr_rt_err e = {0};
   char ok = nr_rt_init(&host, pkg_dir, types, &e) < 0 ? 'E' : thread_count() != 1 ? 'T' : 'R';
-  /* what every clone imports next (enable_faulthandler): imported once here, a clone
-   * then does not (8 workers ready in 0.35 s instead of 0.52 here, netrun check) */
-  if (ok == 'R') {
-    PyObject *g = PyDict_New(); /* new */
-    PyObject *r = g ? PyRun_String("import faulthandler, signal\n", Py_file_input, g, g) : NULL;
-    if (!r) PyErr_Clear();
-    Py_XDECREF(r);
-    Py_XDECREF(g);
-  }
+  if (ok == 'R' && prepare_clones() < 0) ok = 'E';
   if (send(zsock, &ok, 1, MSG_NOSIGNAL) != 1 || ok != 'R') _exit(ok == 'R' ? 0 : 1);
   PyThreadState *ts = PyEval_SaveThread();
   for (;;) {

@@ -140,9 +140,11 @@ static bool cloned(pid_t pid) {
 
 /* Workers cloned from the zygote: children of the core (the core reaps them and reads how
  * they died), unseeded NumPy draws differ between workers, a restarted worker works in the
- * core's current directory of the moment, and a killed zygote is replaced. With
- * NETRUN_ZYGOTE=0 (and in sanitizer builds) workers start directly: the same checks hold. */
-static void zygote_case(bool off) {
+ * core's current directory of the moment, and a killed zygote is replaced. A pool of a
+ * fixed size (nworkers 2) clones every worker, the first included; a pool that grows with
+ * its layers (nworkers -1) starts its first directly. With NETRUN_ZYGOTE=0 (and in
+ * sanitizer builds) workers start directly: the same checks hold. */
+static void zygote_case(bool off, int nworkers) {
   nr_error err;
   char mk[512], ps[600];
   marker(mk, sizeof mk, off ? "zoff" : "zon");
@@ -153,7 +155,7 @@ static void zygote_case(bool off) {
   CHECK(mkdtemp(dir) != NULL);
   FILE *log = tmpfile();
   nr_pool *p = NULL;
-  nr_pool_opts o = {2, 0, 3, NULL, log, 0, 0, NULL, NULL};
+  nr_pool_opts o = {nworkers, 0, 3, NULL, log, 0, 0, NULL, NULL};
   CHECK_OK(nr_pool_create(&o, &p, &err), &err);
   const char *cls[] = {"Rand", "Rand", "Fault"};
   const char *pss[] = {"", "", ps};
@@ -170,10 +172,10 @@ static void zygote_case(bool off) {
   if (off) CHECK_INT_EQ(z, 0);
   else CHECK(z > 0);
 #endif
-  /* the first worker is started directly, the second cloned */
+  /* fixed size: both cloned; growing: the first started directly, the second cloned */
   for (int i = 0; i < 2; i++) {
     CHECK_INT_EQ(parent_of(nr_pool_worker_pid(p, i)), getpid());
-    CHECK_INT_EQ(cloned(nr_pool_worker_pid(p, i)), i == 1 && z > 0);
+    CHECK_INT_EQ(cloned(nr_pool_worker_pid(p, i)), (i == 1 || nworkers > 1) && z > 0);
   }
   /* kill the zygote, move; the forward crashes worker 0 (layer 2 is on it): the restart
    * works (from a new zygote), in the new directory */
@@ -210,8 +212,12 @@ static void zygote_case(bool off) {
   CHECK_INT_EQ(wk_children(), 0);
 }
 
-static void test_zygote(void) { zygote_case(false); }
-static void test_zygote_off(void) { zygote_case(true); }
+static void test_zygote(void) { zygote_case(false, 2); }
+static void test_zygote_off(void) { zygote_case(true, 2); }
+/* one worker per layer up to the CPU count: two workers need two CPUs */
+static void test_zygote_grow(void) {
+  if (sysconf(_SC_NPROCESSORS_ONLN) >= 2) zygote_case(false, -1);
+}
 
 /* kill -9 of the core: its workers are gone within 1 s, nothing left in /dev/shm. */
 static void test_core_sigkill(void) {
@@ -368,6 +374,7 @@ int main(void) {
   NR_RUN(test_restarts_exhausted);
   NR_RUN(test_zygote);
   NR_RUN(test_zygote_off);
+  NR_RUN(test_zygote_grow);
   NR_RUN(test_core_sigkill);
   NR_RUN(test_print_whole_lines);
   NR_RUN(test_segments_private);
