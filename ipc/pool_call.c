@@ -265,9 +265,16 @@ static nr_status exchange(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_err
     c->nprop = (uint32_t)l->nbottom;
     for (int i = 0; i < l->nbottom; i++) c->prop[i] = l->prop_down[i];
   }
-  int64_t deadline = p->o.timeout_sec > 0
-                         ? nr_wire_now_ns() + (int64_t)(p->o.timeout_sec * 1e9)
-                         : 0;
+  int64_t now = nr_wire_now_ns();
+  int64_t deadline = p->o.timeout_sec > 0 ? now + (int64_t)(p->o.timeout_sec * 1e9) : 0;
+  /* The wake-up hint (see "Waking ahead" in docs/workers.md): how long after the reply
+   * of the previous call on this worker this message came, kept for that call's layer
+   * and method; and for this call, what came after it last time. */
+  if (w->last_q && w->last_m >= 0 && w->last_m < 4)
+    w->last_q->gap_ns[w->last_m] = now - w->last_reply_ns;
+  w->last_q = NULL;
+  atomic_store_explicit(&c->next_ns, (unsigned)m < 4 ? q->gap_ns[m] : 0,
+                        memory_order_relaxed);
   if (!nr__post(w, &fl)) {
     cr->r = WR_DEAD;
     goto out;
@@ -294,6 +301,9 @@ static nr_status exchange(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_err
   }
   if (create) q->created = true;
   if (op == NR_REP_OK || op == NR_REP_ERROR) {
+    w->last_q = q;
+    w->last_m = (int)m;
+    w->last_reply_ns = nr_wire_now_ns();
     nr_wire_reply r;
     const char *why = NULL;
     int rc = nr_wire_read_reply(c, op, &r, &why);
@@ -461,6 +471,7 @@ nr_status nr__pl_new(nr_pool *p, nr_layer *l, bool spread, pl **out, nr_error *e
 void nr__pl_free(nr_pool *p, pl *q) {
   worker *w = &p->w[q->w];
   pthread_mutex_lock(&w->io);
+  if (w->last_q == q) w->last_q = NULL;
   if (q->created && w->pid && w->hello && !w->failed && !atomic_load(&w->dead)) {
     w->ctl->op = NR_OP_RELEASE;
     w->ctl->layer = q->id;

@@ -67,6 +67,11 @@ typedef struct worker {
   char *first_err;    /* failed: the message of the failure that ended it (malloc'd) */
   int wstatus;
   int64_t spin_ns;
+  /* The last call answered (its layer instance, method, when the reply was seen), so the
+   * next message's post measures the gap that followed it (pl.gap_ns; ctl->next_ns). */
+  struct pl *last_q;
+  int last_m;
+  int64_t last_reply_ns;
   uint32_t seq;       /* the number of the last message posted (the core's own count) */
   uint32_t *forget;   /* segment ids freed since the last request (under seg_mu) */
   size_t nforget, capforget;
@@ -84,6 +89,9 @@ typedef struct pl {
   int w;
   bool created;     /* the object exists in the current worker process */
   bool established; /* setup succeeded once (re-set up on restart) */
+  /* Per method: ns from the reply of this layer's last call of that method to the core's
+   * next message to the same worker; sent as the hint ctl->next_ns (0: not known yet). */
+  int64_t gap_ns[4];
   struct pl *next;  /* pool's list, creation order */
   /* Prefetched data layers: the head replica (the net layer's priv) points at the
    * controller (pf). A replica runs on its own copy of the layer (`fake`) whose tops are

@@ -80,6 +80,10 @@ typedef struct nr_ctl {
   uint32_t nprop;            /* propagate_down flags in prop */
   _Atomic int core_cpu;      /* CPU each side last woke on (spin policy, see nr_wire_wait) */
   _Atomic int worker_cpu;
+  /* core -> worker, a hint written with each call: ns from this call's reply to the core's
+   * next message to this worker, as the core saw it last time after the same method of
+   * the same layer (0: not known). The worker wakes itself for then (worker/server.c). */
+  _Atomic int64_t next_ns;
   uint8_t prop[NR_MAX_PROP];
   _Alignas(64) char buf[];   /* NR_CTL_SIZE - offsetof(nr_ctl, buf) bytes */
 } nr_ctl;

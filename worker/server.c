@@ -5,13 +5,31 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* Waking ahead. A request that finds the worker asleep in the futex costs the core a
+ * FUTEX_WAKE and then the worker's wake-up; on a virtual machine whose CPU the worker left
+ * idle for a while that is tens of microseconds (docs/workers.md, "Numbers"). The core
+ * tells the worker with each call when it expects its next message (the same gap as last
+ * time after that layer's method: a net runs the same layers in the same order every
+ * iteration). The worker sleeps until lead_ns before then (a timed futex wait that a
+ * request ends at once), then spins on the request word until slack past the time,
+ * yielding when the core last ran on its CPU (as nr_wire_wait). A request that comes
+ * outside the window is waited for as always. */
+#define NR_SERVER_LEAD0_NS 60000      /* first lead: a timed wake-up's typical lateness */
+#define NR_SERVER_LEAD_MIN_NS 20000
+#define NR_SERVER_LEAD_MAX_NS 300000
+#define NR_SERVER_SLACK_MIN_NS 20000  /* spin at least this long past the expected time */
+#define NR_SERVER_SLACK_MAX_NS 200000
+#define NR_SERVER_HINT_MAX_NS 1000000000 /* longer hints are ignored (liveness checks) */
 
 struct nr_server_layer {
   uint32_t id;
@@ -24,7 +42,11 @@ void nr_server_die(const char *what) {
 }
 
 void nr_server_init(nr_server *s, nr_ctl *ctl, int sock, pid_t parent) {
-  *s = (nr_server){ctl, sock, parent, 50000, NULL, NULL, 0, 0, 0};
+  *s = (nr_server){.ctl = ctl, .sock = sock, .parent = parent, .spin_ns = 50000,
+                   .lead_ns = NR_SERVER_LEAD0_NS};
+  /* Timed waits end when asked, not up to 50 us later (the default slack): waking
+   * ahead of a request depends on it. */
+  prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL);
   /* The core sends descriptors before it posts their message: they are queued when the
    * worker looks, and one announced but never sent must not block the worker forever. */
   fcntl(sock, F_SETFL, fcntl(sock, F_GETFL) | O_NONBLOCK);
@@ -49,8 +71,53 @@ static bool core_alive(nr_server *s) {
   return true;
 }
 
+static inline void relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+/* true: request s->seq + 1 is in (taken). */
+static bool wait_ahead(nr_server *s, int64_t hint) {
+  const _Atomic uint32_t *seq = &s->ctl->req_seq;
+  uint32_t want = s->seq + 1;
+  int64_t due = s->replied_ns + hint, now = nr_wire_now_ns();
+  int64_t slack = hint / 16;
+  if (slack < NR_SERVER_SLACK_MIN_NS) slack = NR_SERVER_SLACK_MIN_NS;
+  if (slack > NR_SERVER_SLACK_MAX_NS) slack = NR_SERVER_SLACK_MAX_NS;
+  int64_t rise = due - s->lead_ns;
+  if (rise > now) {
+    int64_t spin = 0; /* no spin: sleep until rise unless the request comes first */
+    int r = nr_wire_wait(seq, want, false, &s->ctl->req_sleep, NULL, &spin, 0, rise,
+                         &s->ctl->worker_cpu, &s->ctl->core_cpu);
+    if (r == 0) return true;
+    if (r != ETIMEDOUT) return false;
+    /* how late the timed wake-up was: the lead follows it (twice the average, + 10 us) */
+    int64_t late = nr_wire_now_ns() - rise;
+    int64_t avg = (s->lead_ns - 10000) / 2;
+    avg += (late - avg) / 8;
+    int64_t lead = 2 * avg + 10000;
+    s->lead_ns = lead < NR_SERVER_LEAD_MIN_NS ? NR_SERVER_LEAD_MIN_NS
+                 : lead > NR_SERVER_LEAD_MAX_NS ? NR_SERVER_LEAD_MAX_NS : lead;
+  }
+  int64_t until = due + slack;
+  now = nr_wire_now_ns();
+  if (until <= now) return false;
+  int64_t spin = until - now;
+  int r = nr_wire_wait(seq, want, false, &s->ctl->req_sleep, NULL, &spin, spin, until,
+                       &s->ctl->worker_cpu, &s->ctl->core_cpu);
+  return r == 0;
+}
+
 void nr_server_wait(nr_server *s) {
   PyThreadState *ts = PyEval_SaveThread(); /* user threads keep running */
+  int64_t hint = s->hint_ns;
+  s->hint_ns = 0;
+  if (hint > 0 && hint < NR_SERVER_HINT_MAX_NS && wait_ahead(s, hint)) {
+    s->seq++;
+    PyEval_RestoreThread(ts);
+    return;
+  }
   for (;;) {
     int r = nr_wire_wait(&s->ctl->req_seq, s->seq + 1, false, &s->ctl->req_sleep, NULL,
                          &s->spin_ns, 100000, nr_wire_now_ns() + 1000000000,
@@ -70,6 +137,7 @@ void nr_server_wait(nr_server *s) {
 }
 
 void nr_server_post(nr_server *s, uint32_t op, size_t len) {
+  s->replied_ns = nr_wire_now_ns();
   s->ctl->op = op;
   s->ctl->len = (uint32_t)len;
   nr_wire_wake(&s->ctl->rep_seq, s->seq, &s->ctl->rep_sleep);
@@ -355,9 +423,12 @@ static void handle_call(nr_server *s) {
     goto fail;
   }
   nr_wire_request_clear(&q);
+  /* read before replying: the block is the core's again once the reply is posted */
+  s->hint_ns = atomic_load_explicit(&s->ctl->next_ns, memory_order_relaxed);
   finish_ok(s, wl);
   return;
 fail:
+  s->hint_ns = atomic_load_explicit(&s->ctl->next_ns, memory_order_relaxed);
   nr_wire_request_clear(&q);
   nr_server_reply_error(s, &e);
   nr_rt_err_clear(&e);

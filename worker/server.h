@@ -37,6 +37,9 @@ typedef struct nr_server {
   nr_server_layer **layers;
   int nlayers, cap;
   uint32_t seq;       /* the number of the last request taken (the next is seq + 1) */
+  /* Waking ahead (nr_server_wait): the core's hint for the next request (ns after the
+   * reply just posted; 0: none), when that reply was posted, and how early to get up. */
+  int64_t hint_ns, replied_ns, lead_ns;
 } nr_server;
 
 /* Starts a server on ctl and sock (borrowed). Touches no Python object: it may run
@@ -49,7 +52,11 @@ void nr_server_destroy(nr_server *s);
 /* The runner's callbacks (for nr_rt_init): nested requests through server s. */
 nr_rt_host nr_server_host(nr_server *s);
 
-/* Blocks, GIL released, until the core posts a message. */
+/* Blocks, GIL released, until the core posts a message. When the core said when it
+ * expects to send it (the hint ctl->next_ns of the call just answered), the worker sleeps
+ * until shortly before then and spins, yielding, a little past it, so that the core finds
+ * it awake and pays no wake-up; otherwise (or when that window passes) it waits as
+ * nr_wire_wait does. */
 void nr_server_wait(nr_server *s);
 /* Answers the message in the control block with one final reply. Returns false, posting
  * nothing, for NR_OP_EXIT (the caller leaves). */
