@@ -516,7 +516,11 @@ static bool gemm_run(const gemm_args *g) {
    * every thread pack all of op(B)). */
   gemm_job job = {g, nstrips >= 2 * threads || nstrips >= mstrips, 0};
   job.units = job.split_n ? nstrips : mstrips;
-  const int64_t most = NR_PARALLEL_PARTS_PER_THREAD * threads;
+  /* Split along M, each part packs all of op(B): only worth it when the parts are tall
+   * (a weight gradient of 20 x 25 over 36864 pixels would pack its B twice for half the
+   * multiply-adds each), and then in as few parts as threads. */
+  if (!job.split_n && mstrips < 4 * threads) return gemm_part(g, 0, g->m, 0, g->n);
+  const int64_t most = job.split_n ? NR_PARALLEL_PARTS_PER_THREAD * threads : threads;
   return nr__parallel_run(gemm_job_part, &job, (int)(job.units < most ? job.units : most));
 }
 

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <time.h>
 
 typedef struct pool_job {
   nr_parallel_part_fn fn;
@@ -17,18 +18,56 @@ typedef struct pool_job {
   int parts;
 } pool_job;
 
+/* How long a helper keeps polling for the next job after its last part, and the caller for
+ * the helpers' last parts, before they sleep on a condition variable. A net's iteration
+ * posts its jobs (GEMMs, im2col, pooling) microseconds to a few hundred microseconds apart;
+ * waking a sleeping thread costs the waker a futex call and the sleeper tens of
+ * microseconds in a virtual machine (its idle vCPU must be scheduled again), which on LeNet
+ * ate the second core's whole gain. The polling is bounded, so an idle process sleeps. */
+#define NR_PARALLEL_SPIN_NS 300000
+
 static struct {
   pthread_mutex_t busy; /* held by the caller that owns the pool for one job */
   pthread_mutex_t mu;
   pthread_cond_t wake, done_cv;
   int nhelpers;
-  uint64_t gen;         /* bumped for each job (under mu) */
+  int sleepers;         /* helpers asleep on wake (under mu) */
+  bool caller_sleeps;   /* the caller is asleep on done_cv (under mu) */
+  _Atomic uint64_t gen; /* bumped for each job (written under mu) */
   pool_job job;         /* the current job (under mu) */
-  int done;             /* parts finished (under mu) */
+  _Atomic int done;     /* parts finished */
   uint64_t failed;      /* parts that returned false on a helper (under mu) */
   _Atomic uint64_t claim; /* gen << 8 | next part to claim */
+  _Atomic int hush;       /* nr__parallel_hush: above 0, nobody polls */
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-          PTHREAD_COND_INITIALIZER, 0, 0, {0}, 0, 0, 0};
+          PTHREAD_COND_INITIALIZER, 0, 0, false, 0, {0}, 0, 0, 0, 0};
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+static int64_t mono_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Polls until cond(arg) holds or NR_PARALLEL_SPIN_NS have passed; true if it holds. */
+static bool spin_until(bool (*cond)(uint64_t), uint64_t arg) {
+  const int64_t t0 = mono_ns();
+  for (int i = 1;; i++) {
+    if (cond(arg)) return true;
+    cpu_relax();
+    if (i % 64 == 0 && (atomic_load_explicit(&pool.hush, memory_order_relaxed) > 0 ||
+                        mono_ns() - t0 > NR_PARALLEL_SPIN_NS))
+      return cond(arg);
+  }
+}
+
+static bool gen_moved(uint64_t seen) { return atomic_load(&pool.gen) != seen; }
+static bool all_done(uint64_t parts) { return (uint64_t)atomic_load(&pool.done) >= parts; }
 
 /* Claims the next part of job generation `gen`: its index, or -1 when all are taken or
  * the job is no longer current. */
@@ -45,29 +84,43 @@ static int pool_claim(uint64_t gen, int parts) {
 static void *helper_main(void *arg) {
   (void)arg;
   pthread_mutex_lock(&pool.mu);
-  uint64_t seen = pool.gen; /* registered before the job that needs it is posted */
+  uint64_t seen = atomic_load(&pool.gen); /* registered before the job that needs it is posted */
   pool.nhelpers++;
   pthread_cond_broadcast(&pool.done_cv);
   for (;;) {
-    while (pool.gen == seen) pthread_cond_wait(&pool.wake, &pool.mu);
-    seen = pool.gen;
+    if (atomic_load(&pool.gen) == seen) {
+      pthread_mutex_unlock(&pool.mu);
+      spin_until(gen_moved, seen);
+      pthread_mutex_lock(&pool.mu);
+      while (atomic_load(&pool.gen) == seen) {
+        pool.sleepers++;
+        pthread_cond_wait(&pool.wake, &pool.mu);
+        pool.sleepers--;
+      }
+    }
+    seen = atomic_load(&pool.gen);
     const pool_job job = pool.job;
     pthread_mutex_unlock(&pool.mu);
     int p;
     while ((p = pool_claim(seen, job.parts)) >= 0) {
       /* A claimed part keeps the job current: its caller waits for it. */
       const bool ok = job.fn(job.ctx, p, job.parts);
-      pthread_mutex_lock(&pool.mu);
-      if (!ok) pool.failed |= (uint64_t)1 << p;
-      if (++pool.done == job.parts) pthread_cond_signal(&pool.done_cv);
-      pthread_mutex_unlock(&pool.mu);
+      if (!ok) {
+        pthread_mutex_lock(&pool.mu);
+        pool.failed |= (uint64_t)1 << p;
+        pthread_mutex_unlock(&pool.mu);
+      }
+      if (atomic_fetch_add(&pool.done, 1) + 1 == job.parts) {
+        pthread_mutex_lock(&pool.mu);
+        if (pool.caller_sleeps) pthread_cond_signal(&pool.done_cv);
+        pthread_mutex_unlock(&pool.mu);
+      }
     }
     pthread_mutex_lock(&pool.mu);
   }
   return NULL;
 }
 
-/* Grows the pool to `want` helpers (called with pool.busy held). Returns how many exist. */
 static int pool_grow(int want) {
   pthread_mutex_lock(&pool.mu);
   int have = pool.nhelpers;
@@ -93,6 +146,8 @@ static int pool_grow(int want) {
   return have;
 }
 
+void nr__parallel_hush(int delta) { atomic_fetch_add(&pool.hush, delta); }
+
 int nr__parallel_threads(void) {
   const int t = openblas_get_num_threads();
   return t < 1 ? 1 : t > NR_PARALLEL_MAX_THREADS ? NR_PARALLEL_MAX_THREADS : t;
@@ -109,22 +164,28 @@ bool nr__parallel_run(nr_parallel_part_fn fn, void *ctx, int parts) {
   }
   pool_grow(nr__parallel_threads() - 1);
   pthread_mutex_lock(&pool.mu);
-  pool.gen++;
-  const uint64_t gen = pool.gen;
+  const uint64_t gen = atomic_load(&pool.gen) + 1;
   pool.job = (pool_job){fn, ctx, parts};
-  pool.done = 0;
+  atomic_store(&pool.done, 0);
   pool.failed = 0;
   atomic_store(&pool.claim, (gen & (UINT64_MAX >> 8)) << 8);
-  pthread_cond_broadcast(&pool.wake);
+  atomic_store(&pool.gen, gen); /* polling helpers start here */
+  if (pool.sleepers) pthread_cond_broadcast(&pool.wake);
   pthread_mutex_unlock(&pool.mu);
   int p, mine = 0;
   while ((p = pool_claim(gen, parts)) >= 0) {
     ok = fn(ctx, p, parts) && ok;
     mine++;
   }
+  atomic_fetch_add(&pool.done, mine);
+  if (!spin_until(all_done, (uint64_t)parts)) {
+    pthread_mutex_lock(&pool.mu);
+    pool.caller_sleeps = true;
+    while (atomic_load(&pool.done) < parts) pthread_cond_wait(&pool.done_cv, &pool.mu);
+    pool.caller_sleeps = false;
+    pthread_mutex_unlock(&pool.mu);
+  }
   pthread_mutex_lock(&pool.mu);
-  pool.done += mine;
-  while (pool.done < parts) pthread_cond_wait(&pool.done_cv, &pool.mu);
   const uint64_t failed = pool.failed;
   pthread_mutex_unlock(&pool.mu);
   for (p = 0; p < parts; p++)

@@ -42,6 +42,14 @@ typedef bool (*nr_parallel_part_fn)(void *ctx, int part, int parts);
  * [1, NR_PARALLEL_MAX_THREADS]. */
 int nr__parallel_threads(void);
 
+/* Helpers poll for the next job for a while after each job, and the caller for the last
+ * parts of its job, before they sleep (waking a sleeping thread costs tens of microseconds
+ * in a virtual machine, about what a small layer's job takes). While other processes of
+ * this program need the CPUs between jobs (Python layers' workers), polling only delays
+ * them: nr__parallel_hush(+1) stops it, nr__parallel_hush(-1) undoes that (a count, so
+ * several worker pools may hush at once). */
+void nr__parallel_hush(int delta);
+
 /* Runs fn(ctx, p, parts) for every p < parts (at most NR_PARALLEL_MAX_PARTS) on the
  * caller and up to nr__parallel_threads() - 1 helpers, and returns when all are done. A
  * part that fails on a helper is run again on the caller. True if every part finally

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <strings.h>
 
+#include "parallel.h"
 #include "solver.h"
 
 static const char *const kind_names[] = {"SGD",     "Nesterov", "AdaGrad",
@@ -46,26 +47,40 @@ void nr_solver_regularize(int64_t n, const float *w, float *g, float decay, bool
   }
 }
 
+typedef struct sgd_job {
+  float *w, *g, *h;
+  float decay, local_rate, momentum;
+} sgd_job;
+
+static void sgd_range(void *ctx, int64_t lo, int64_t hi) {
+  const sgd_job *j = ctx;
+  float *restrict w = j->w, *restrict g = j->g, *restrict h = j->h;
+  const float decay = j->decay, local_rate = j->local_rate, momentum = j->momentum;
+  if (decay != 0.0f) {
+    for (int64_t i = lo; i < hi; i++) {
+      const float gi = g[i] + decay * w[i];
+      const float hv = local_rate * gi + momentum * h[i];
+      h[i] = hv;
+      g[i] = hv;
+      w[i] -= hv;
+    }
+  } else {
+    for (int64_t i = lo; i < hi; i++) {
+      const float hv = local_rate * g[i] + momentum * h[i];
+      h[i] = hv;
+      g[i] = hv;
+      w[i] -= hv;
+    }
+  }
+}
+
 void nr_solver_sgd_step(int64_t n, float *w, float *g, float *h, float decay,
                         float local_rate, float momentum) {
   /* regularize, compute_update (SGD) and the net's data -= diff in one pass, each element
-   * through exactly the float operations of the three passes, in their order. */
-  if (decay != 0.0f) {
-    for (int64_t i = 0; i < n; i++) {
-      const float gi = g[i] + decay * w[i];
-      const float hi = local_rate * gi + momentum * h[i];
-      h[i] = hi;
-      g[i] = hi;
-      w[i] -= hi;
-    }
-  } else {
-    for (int64_t i = 0; i < n; i++) {
-      const float hi = local_rate * g[i] + momentum * h[i];
-      h[i] = hi;
-      g[i] = hi;
-      w[i] -= hi;
-    }
-  }
+   * through exactly the float operations of the three passes, in their order; element-wise,
+   * so large blobs are split over the helper threads with the same bits. */
+  sgd_job j = {w, g, h, decay, local_rate, momentum};
+  nr__parallel_for(n, 32768, sgd_range, &j);
 }
 
 double nr_solver_sumsq(int64_t n, const float *x) {
