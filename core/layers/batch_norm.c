@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "layer.h"
+#include "parallel.h"
 #include "nr_math.h"
 
 static const Caffe__BatchNormParameter default_param = CAFFE__BATCH_NORM_PARAMETER__INIT;
@@ -71,65 +72,66 @@ static nr_status bn_reshape(nr_layer *l, nr_error *err) {
   return NR_OK;
 }
 
-static nr_status bn_forward(nr_layer *l, nr_error *err) {
-  bn_priv *q = l->priv;
-  const nr_blob *b = l->bottom[0];
-  const int64_t C = q->C, N = b->num_axes >= 1 ? b->shape[0] : 1;
-  const int64_t S = b->count / (N * C > 0 ? N * C : 1);
-  const float *x = b->data;
-  float *y = l->top[0]->data;
-  if (q->global) {
-    float *s = l->blobs[2]->data;
-    const float f = s[0] == 0 ? 0 : 1 / s[0];
-    for (int64_t c = 0; c < C; c++) {
-      q->mean[c] = f * l->blobs[0]->data[c];
-      q->inv_std[c] = 1.0f / sqrtf(f * l->blobs[1]->data[c] + q->eps);
+/* The passes split over the helper threads (parallel.h): statistics and the backward by
+ * channel (each channel's sums in image order, whatever the threads), the normalization by
+ * plane. */
+typedef struct bn_job {
+  bn_priv *q;
+  nr_layer *l;
+  int64_t N, C, S;
+  const float *x, *dy;
+  float *y, *dx;
+} bn_job;
+
+static void stats_range(void *ctx, int64_t c0, int64_t c1) {
+  const bn_job *j = ctx;
+  bn_priv *q = j->q;
+  const int64_t N = j->N, C = j->C, S = j->S;
+  const double m = (double)N * S;
+  for (int64_t c = c0; c < c1; c++) {
+    double sum = 0, sq = 0;
+    for (int64_t n = 0; n < N; n++) {
+      const float *xc = j->x + (n * C + c) * S;
+      for (int64_t k = 0; k < S; k++) sum += xc[k];
     }
-  } else {
-    const double m = (double)N * S;
-    for (int64_t c = 0; c < C; c++) {
-      double sum = 0, sq = 0;
-      for (int64_t n = 0; n < N; n++) {
-        const float *xc = x + (n * C + c) * S;
-        for (int64_t k = 0; k < S; k++) sum += xc[k];
-      }
-      double mu = m > 0 ? sum / m : 0;
-      for (int64_t n = 0; n < N; n++) {
-        const float *xc = x + (n * C + c) * S;
-        for (int64_t k = 0; k < S; k++) sq += (xc[k] - mu) * (xc[k] - mu);
-      }
-      double var = m > 0 ? sq / m : 0;
-      q->mean[c] = (float)mu;
-      q->inv_std[c] = (float)(1.0 / sqrt(var + q->eps));
-      const double corr = m > 1 ? m / (m - 1) : 1;
-      l->blobs[0]->data[c] = l->blobs[0]->data[c] * q->maf + (float)mu;
-      l->blobs[1]->data[c] = l->blobs[1]->data[c] * q->maf + (float)(corr * var);
+    double mu = m > 0 ? sum / m : 0;
+    for (int64_t n = 0; n < N; n++) {
+      const float *xc = j->x + (n * C + c) * S;
+      for (int64_t k = 0; k < S; k++) sq += (xc[k] - mu) * (xc[k] - mu);
     }
-    l->blobs[2]->data[0] = l->blobs[2]->data[0] * q->maf + 1;
+    double var = m > 0 ? sq / m : 0;
+    q->mean[c] = (float)mu;
+    q->inv_std[c] = (float)(1.0 / sqrt(var + q->eps));
+    const double corr = m > 1 ? m / (m - 1) : 1;
+    j->l->blobs[0]->data[c] = j->l->blobs[0]->data[c] * q->maf + (float)mu;
+    j->l->blobs[1]->data[c] = j->l->blobs[1]->data[c] * q->maf + (float)(corr * var);
   }
-  for (int64_t n = 0; n < N; n++)
-    for (int64_t c = 0; c < C; c++) {
-      const float *xc = x + (n * C + c) * S;
-      float *yc = y + (n * C + c) * S, *sv = q->y + (n * C + c) * S;
-      const float mu = q->mean[c], is = q->inv_std[c];
-      for (int64_t k = 0; k < S; k++) {
-        float v = (xc[k] - mu) * is;
-        yc[k] = v;
-        sv[k] = v;
-      }
-    }
-  return NR_OK;
 }
 
-static nr_status bn_backward(nr_layer *l, nr_error *err) {
-  bn_priv *q = l->priv;
-  if (!l->prop_down[0]) return NR_OK;
-  const nr_blob *b = l->bottom[0];
-  const int64_t C = q->C, N = b->num_axes >= 1 ? b->shape[0] : 1;
-  const int64_t S = b->count / (N * C > 0 ? N * C : 1);
-  const float *dy = l->top[0]->diff, *y = q->y;
-  float *dx = b->diff;
-  for (int64_t c = 0; c < C; c++) {
+static void normalize_range(void *ctx, int64_t p0, int64_t p1) {
+  const bn_job *j = ctx;
+  const bn_priv *q = j->q;
+  const int64_t C = j->C, S = j->S;
+  for (int64_t p = p0; p < p1; p++) {
+    const int64_t c = p % C;
+    const float *xc = j->x + p * S;
+    float *yc = j->y + p * S, *sv = q->y + p * S;
+    const float mu = q->mean[c], is = q->inv_std[c];
+    for (int64_t k = 0; k < S; k++) {
+      float v = (xc[k] - mu) * is;
+      yc[k] = v;
+      sv[k] = v;
+    }
+  }
+}
+
+static void back_range(void *ctx, int64_t c0, int64_t c1) {
+  const bn_job *j = ctx;
+  const bn_priv *q = j->q;
+  const int64_t N = j->N, C = j->C, S = j->S;
+  const float *dy = j->dy, *y = q->y;
+  float *dx = j->dx;
+  for (int64_t c = c0; c < c1; c++) {
     const float is = q->inv_std[c];
     if (q->global) {
       for (int64_t n = 0; n < N; n++) {
@@ -153,6 +155,45 @@ static nr_status bn_backward(nr_layer *l, nr_error *err) {
       for (int64_t k = 0; k < S; k++) dx[o + k] = (dy[o + k] - mdy - mdyy * y[o + k]) * is;
     }
   }
+}
+
+/* Parts of at least ~64 K elements: below that a helper's hand-over costs more. */
+static int64_t grain_of(int64_t units, int64_t per_unit) {
+  int64_t g = per_unit > 0 ? 65536 / per_unit : units;
+  return g < 1 ? 1 : g;
+}
+
+static nr_status bn_forward(nr_layer *l, nr_error *err) {
+  (void)err;
+  bn_priv *q = l->priv;
+  const nr_blob *b = l->bottom[0];
+  const int64_t C = q->C, N = b->num_axes >= 1 ? b->shape[0] : 1;
+  const int64_t S = b->count / (N * C > 0 ? N * C : 1);
+  bn_job j = {q, l, N, C, S, b->data, NULL, l->top[0]->data, NULL};
+  if (q->global) {
+    float *s = l->blobs[2]->data;
+    const float f = s[0] == 0 ? 0 : 1 / s[0];
+    for (int64_t c = 0; c < C; c++) {
+      q->mean[c] = f * l->blobs[0]->data[c];
+      q->inv_std[c] = 1.0f / sqrtf(f * l->blobs[1]->data[c] + q->eps);
+    }
+  } else {
+    nr__parallel_for(C, grain_of(C, N * S), stats_range, &j);
+    l->blobs[2]->data[0] = l->blobs[2]->data[0] * q->maf + 1;
+  }
+  nr__parallel_for(N * C, grain_of(N * C, S), normalize_range, &j);
+  return NR_OK;
+}
+
+static nr_status bn_backward(nr_layer *l, nr_error *err) {
+  (void)err;
+  bn_priv *q = l->priv;
+  if (!l->prop_down[0]) return NR_OK;
+  const nr_blob *b = l->bottom[0];
+  const int64_t C = q->C, N = b->num_axes >= 1 ? b->shape[0] : 1;
+  const int64_t S = b->count / (N * C > 0 ? N * C : 1);
+  bn_job j = {q, l, N, C, S, NULL, l->top[0]->diff, NULL, b->diff};
+  nr__parallel_for(C, grain_of(C, N * S), back_range, &j);
   return NR_OK;
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "layer.h"
+#include "parallel.h"
 #include "nr_math.h"
 
 static const Caffe__EltwiseParameter default_param = CAFFE__ELTWISE_PARAMETER__INIT;
@@ -63,54 +64,66 @@ static nr_status elt_reshape(nr_layer *l, nr_error *err) {
   return NR_OK;
 }
 
-static nr_status elt_forward(nr_layer *l, nr_error *err) {
-  elt_priv *q = l->priv;
-  const int64_t n = l->bottom[0]->count;
-  float *y = l->top[0]->data;
-  const float *a = l->bottom[0]->data, *b = l->bottom[1]->data;
+/* Both passes are element-wise: they run over element ranges split between the helper
+ * threads (parallel.h), each range through the same operations in the same order. */
+typedef struct elt_job {
+  nr_layer *l;
+  elt_priv *q;
+} elt_job;
+
+static void forward_range(void *ctx, int64_t j0, int64_t j1) {
+  const elt_job *jb = ctx;
+  nr_layer *l = jb->l;
+  elt_priv *q = jb->q;
+  const int64_t n = j1 - j0;
+  float *y = l->top[0]->data + j0;
+  const float *a = l->bottom[0]->data + j0, *b = l->bottom[1]->data + j0;
   switch (q->op) {
     case CAFFE__ELTWISE_PARAMETER__ELTWISE_OP__SUM: {
       /* y may alias bottom 0 (in place): read it before the other bottoms are added */
       const float c0 = q->coeff[0];
       for (int64_t j = 0; j < n; j++) y[j] = c0 * a[j];
-      for (int i = 1; i < l->nbottom; i++) nr_axpy(n, q->coeff[i], l->bottom[i]->data, y);
+      for (int i = 1; i < l->nbottom; i++) nr_axpy(n, q->coeff[i], l->bottom[i]->data + j0, y);
       break;
     }
     case CAFFE__ELTWISE_PARAMETER__ELTWISE_OP__PROD:
       for (int64_t j = 0; j < n; j++) y[j] = a[j] * b[j];
       for (int i = 2; i < l->nbottom; i++) {
-        const float *x = l->bottom[i]->data;
+        const float *x = l->bottom[i]->data + j0;
         for (int64_t j = 0; j < n; j++) y[j] *= x[j];
       }
       break;
-    default: /* MAX */
+    default: { /* MAX */
+      int *mask = q->mask + j0;
       for (int64_t j = 0; j < n; j++) {
         bool first = a[j] > b[j];
-        q->mask[j] = first ? 0 : 1;
+        mask[j] = first ? 0 : 1;
         y[j] = first ? a[j] : b[j];
       }
       for (int i = 2; i < l->nbottom; i++) {
-        const float *x = l->bottom[i]->data;
+        const float *x = l->bottom[i]->data + j0;
         for (int64_t j = 0; j < n; j++)
           if (x[j] > y[j]) {
             y[j] = x[j];
-            q->mask[j] = i;
+            mask[j] = i;
           }
       }
       break;
+    }
   }
-  return NR_OK;
 }
 
-static nr_status elt_backward(nr_layer *l, nr_error *err) {
-  elt_priv *q = l->priv;
-  const int64_t n = l->bottom[0]->count;
-  const float *dy = l->top[0]->diff, *y = l->top[0]->data;
+static void backward_range(void *ctx, int64_t j0, int64_t j1) {
+  const elt_job *jb = ctx;
+  nr_layer *l = jb->l;
+  const elt_priv *q = jb->q;
+  const int64_t n = j1 - j0;
+  const float *dy = l->top[0]->diff + j0, *y = l->top[0]->data + j0;
   /* Bottom diffs may alias the top diff (in place on bottom 0): handle bottom 0 last. */
   for (int i = l->nbottom - 1; i >= 0; i--) {
     if (!l->prop_down[i]) continue;
-    const float *x = l->bottom[i]->data;
-    float *dx = l->bottom[i]->diff;
+    const float *x = l->bottom[i]->data + j0;
+    float *dx = l->bottom[i]->diff + j0;
     switch (q->op) {
       case CAFFE__ELTWISE_PARAMETER__ELTWISE_OP__SUM:
         for (int64_t j = 0; j < n; j++) dx[j] = q->coeff[i] * dy[j];
@@ -120,18 +133,33 @@ static nr_status elt_backward(nr_layer *l, nr_error *err) {
           for (int64_t j = 0; j < n; j++) {
             float prod = 1;
             for (int k = 0; k < l->nbottom; k++)
-              if (k != i) prod *= l->bottom[k]->data[j];
+              if (k != i) prod *= l->bottom[k]->data[j0 + j];
             dx[j] = prod * dy[j];
           }
         } else {
           for (int64_t j = 0; j < n; j++) dx[j] = dy[j] * y[j] / x[j];
         }
         break;
-      default:
-        for (int64_t j = 0; j < n; j++) dx[j] = q->mask[j] == i ? dy[j] : 0.0f;
+      default: {
+        const int *mask = q->mask + j0;
+        for (int64_t j = 0; j < n; j++) dx[j] = mask[j] == i ? dy[j] : 0.0f;
         break;
+      }
     }
   }
+}
+
+static nr_status elt_forward(nr_layer *l, nr_error *err) {
+  (void)err;
+  elt_job j = {l, l->priv};
+  nr__parallel_for(l->bottom[0]->count, 32768, forward_range, &j);
+  return NR_OK;
+}
+
+static nr_status elt_backward(nr_layer *l, nr_error *err) {
+  (void)err;
+  elt_job j = {l, l->priv};
+  nr__parallel_for(l->bottom[0]->count, 32768, backward_range, &j);
   return NR_OK;
 }
 

@@ -10,11 +10,13 @@
  * with n replaced by the window's divisor within a channel.
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "layer.h"
 #include "nr_math.h"
+#include "parallel.h"
 
 static const Caffe__LRNParameter default_param = CAFFE__LRNPARAMETER__INIT;
 
@@ -76,48 +78,138 @@ static void within_window(const lrn_priv *q, int64_t H, int64_t W, int64_t h, in
   *we = d > W ? W : d;
 }
 
-static nr_status lrn_forward(nr_layer *l, nr_error *err) {
-  lrn_priv *q = l->priv;
-  const nr_blob *b = l->bottom[0];
-  const int64_t N = b->shape[0], C = b->shape[1], H = b->shape[2], W = b->shape[3], S = H * W;
-  const float *x = b->data;
-  float *y = l->top[0]->data, *scale = q->scale;
-  if (!q->within) {
-    const float a_n = q->alpha / (float)q->size;
-    for (int64_t n = 0; n < N; n++) {
-      const float *xn = x + n * C * S;
-      float *sn = scale + n * C * S;
-      /* running sum of squares over the channel window */
-      float *acc = q->tmp; /* S floats */
-      memset(acc, 0, (size_t)S * sizeof *acc);
-      for (int64_t c = 0; c < q->size - q->pre - 1 && c < C; c++)
-        for (int64_t s = 0; s < S; s++) acc[s] += xn[c * S + s] * xn[c * S + s];
-      for (int64_t c = 0; c < C; c++) {
-        int64_t add = c + q->size - q->pre - 1, sub = c - q->pre - 1;
-        if (add < C)
-          for (int64_t s = 0; s < S; s++) acc[s] += xn[add * S + s] * xn[add * S + s];
-        if (sub >= 0)
-          for (int64_t s = 0; s < S; s++) acc[s] -= xn[sub * S + s] * xn[sub * S + s];
-        for (int64_t s = 0; s < S; s++) sn[c * S + s] = q->k + a_n * acc[s];
-      }
-    }
-  } else {
-    for (int64_t pl = 0; pl < N * C; pl++) {
-      const float *xp = x + pl * S;
-      float *sp = scale + pl * S;
-      for (int64_t h = 0; h < H; h++)
-        for (int64_t w = 0; w < W; w++) {
-          int64_t hs, he, ws, we;
-          float div;
-          within_window(q, H, W, h, w, &hs, &he, &ws, &we, &div);
-          float sum = 0;
-          for (int64_t i = hs; i < he; i++)
-            for (int64_t j = ws; j < we; j++) sum += xp[i * W + j] * xp[i * W + j];
-          sp[h * W + w] = 1.0f + q->alpha * sum / div;
-        }
+/* The work of one pass, split over the helper threads (parallel.h): images for the
+ * across-channel sums, planes within a channel, element ranges for the rest. Each output
+ * element is computed by one thread in the same order, so the bits do not depend on the
+ * thread count. */
+typedef struct lrn_job {
+  const lrn_priv *q;
+  int64_t C, H, W, S;
+  const float *x, *y, *dy, *scale;
+  float *out, *r;
+  _Atomic bool failed; /* out of memory in a part (backward's running sums) */
+} lrn_job;
+
+static void scale_across(void *ctx, int64_t n0, int64_t n1) {
+  const lrn_job *j = ctx;
+  const lrn_priv *q = j->q;
+  const int64_t C = j->C, S = j->S;
+  const float a_n = q->alpha / (float)q->size;
+  for (int64_t n = n0; n < n1; n++) {
+    const float *xn = j->x + n * C * S;
+    float *sn = j->out + n * C * S;
+    /* running sum of squares over the channel window (image n's slice of tmp) */
+    float *acc = j->r + n * S;
+    memset(acc, 0, (size_t)S * sizeof *acc);
+    for (int64_t c = 0; c < q->size - q->pre - 1 && c < C; c++)
+      for (int64_t s = 0; s < S; s++) acc[s] += xn[c * S + s] * xn[c * S + s];
+    for (int64_t c = 0; c < C; c++) {
+      int64_t add = c + q->size - q->pre - 1, sub = c - q->pre - 1;
+      if (add < C)
+        for (int64_t s = 0; s < S; s++) acc[s] += xn[add * S + s] * xn[add * S + s];
+      if (sub >= 0)
+        for (int64_t s = 0; s < S; s++) acc[s] -= xn[sub * S + s] * xn[sub * S + s];
+      for (int64_t s = 0; s < S; s++) sn[c * S + s] = q->k + a_n * acc[s];
     }
   }
-  for (int64_t i = 0; i < b->count; i++) y[i] = x[i] * powf(scale[i], -q->beta);
+}
+
+static void scale_within(void *ctx, int64_t p0, int64_t p1) {
+  const lrn_job *j = ctx;
+  const lrn_priv *q = j->q;
+  const int64_t H = j->H, W = j->W, S = j->S;
+  for (int64_t pl = p0; pl < p1; pl++) {
+    const float *xp = j->x + pl * S;
+    float *sp = j->out + pl * S;
+    for (int64_t h = 0; h < H; h++)
+      for (int64_t w = 0; w < W; w++) {
+        int64_t hs, he, ws, we;
+        float div;
+        within_window(q, H, W, h, w, &hs, &he, &ws, &we, &div);
+        float sum = 0;
+        for (int64_t i = hs; i < he; i++)
+          for (int64_t jj = ws; jj < we; jj++) sum += xp[i * W + jj] * xp[i * W + jj];
+        sp[h * W + w] = 1.0f + q->alpha * sum / div;
+      }
+  }
+}
+
+/* y = x · scale^(−β) */
+static void top_range(void *ctx, int64_t i0, int64_t i1) {
+  const lrn_job *j = ctx;
+  for (int64_t i = i0; i < i1; i++) j->out[i] = j->x[i] * powf(j->scale[i], -j->q->beta);
+}
+
+/* r = dy · y / scale (saved before dx, which may alias dy for an in-place layer), then
+ * dx = dy · scale^(−β) */
+static void diff_range(void *ctx, int64_t i0, int64_t i1) {
+  const lrn_job *j = ctx;
+  for (int64_t i = i0; i < i1; i++) j->r[i] = j->dy[i] * j->y[i] / j->scale[i];
+  for (int64_t i = i0; i < i1; i++) j->out[i] = j->dy[i] * powf(j->scale[i], -j->q->beta);
+}
+
+static void back_across(void *ctx, int64_t n0, int64_t n1) {
+  lrn_job *j = ctx;
+  const lrn_priv *q = j->q;
+  const int64_t C = j->C, S = j->S;
+  const float f = 2.0f * q->alpha * q->beta / (float)q->size;
+  /* Σ over c' with c in window(c'): c' ∈ [c − (size − pre − 1), c + pre]. */
+  float *acc = malloc((size_t)S * sizeof *acc);
+  if (!acc) {
+    j->failed = true;
+    return;
+  }
+  const int64_t before = q->size - q->pre - 1;
+  for (int64_t n = n0; n < n1; n++) {
+    const float *rn = j->r + n * C * S, *xn = j->x + n * C * S;
+    float *dxn = j->out + n * C * S;
+    memset(acc, 0, (size_t)S * sizeof *acc);
+    for (int64_t c = 0; c < q->pre && c < C; c++)
+      for (int64_t s = 0; s < S; s++) acc[s] += rn[c * S + s];
+    for (int64_t c = 0; c < C; c++) {
+      int64_t add = c + q->pre, sub = c - before - 1;
+      if (add < C)
+        for (int64_t s = 0; s < S; s++) acc[s] += rn[add * S + s];
+      if (sub >= 0)
+        for (int64_t s = 0; s < S; s++) acc[s] -= rn[sub * S + s];
+      for (int64_t s = 0; s < S; s++) dxn[c * S + s] -= f * xn[c * S + s] * acc[s];
+    }
+  }
+  free(acc);
+}
+
+static void back_within(void *ctx, int64_t p0, int64_t p1) {
+  const lrn_job *j = ctx;
+  const lrn_priv *q = j->q;
+  const int64_t H = j->H, W = j->W, S = j->S;
+  const float f = 2.0f * q->alpha * q->beta;
+  for (int64_t pl = p0; pl < p1; pl++) {
+    const float *rp = j->r + pl * S, *xp = j->x + pl * S;
+    float *dxp = j->out + pl * S;
+    for (int64_t h = 0; h < H; h++)
+      for (int64_t w = 0; w < W; w++) {
+        int64_t hs, he, ws, we;
+        float div;
+        within_window(q, H, W, h, w, &hs, &he, &ws, &we, &div);
+        const float g = f * rp[h * W + w] / div;
+        for (int64_t i = hs; i < he; i++)
+          for (int64_t jj = ws; jj < we; jj++) dxp[i * W + jj] -= g * xp[i * W + jj];
+      }
+  }
+}
+
+static nr_status lrn_forward(nr_layer *l, nr_error *err) {
+  (void)err;
+  lrn_priv *q = l->priv;
+  const nr_blob *b = l->bottom[0];
+  const int64_t N = b->shape[0], C = b->shape[1], H = b->shape[2], W = b->shape[3];
+  lrn_job j = {q, C, H, W, H * W, b->data, NULL, NULL, q->scale, q->scale, q->tmp, false};
+  if (!q->within)
+    nr__parallel_for(N, 1, scale_across, &j);
+  else
+    nr__parallel_for(N * C, 4, scale_within, &j);
+  j.out = l->top[0]->data;
+  nr__parallel_for(b->count, 16384, top_range, &j);
   return NR_OK;
 }
 
@@ -125,50 +217,15 @@ static nr_status lrn_backward(nr_layer *l, nr_error *err) {
   lrn_priv *q = l->priv;
   if (!l->prop_down[0]) return NR_OK;
   const nr_blob *b = l->bottom[0];
-  const int64_t N = b->shape[0], C = b->shape[1], H = b->shape[2], W = b->shape[3], S = H * W;
-  const float *x = b->data, *y = l->top[0]->data, *dy = l->top[0]->diff, *scale = q->scale;
-  float *dx = b->diff, *r = q->tmp;
-  /* r = dy · y / scale (saved before dx, which may alias dy for an in-place layer) */
-  for (int64_t i = 0; i < b->count; i++) r[i] = dy[i] * y[i] / scale[i];
-  for (int64_t i = 0; i < b->count; i++) dx[i] = dy[i] * powf(scale[i], -q->beta);
-  if (!q->within) {
-    const float f = 2.0f * q->alpha * q->beta / (float)q->size;
-    /* Σ over c' with c in window(c'): c' ∈ [c − (size − pre − 1), c + pre]. */
-    float *acc = malloc((size_t)S * sizeof *acc);
-    if (!acc) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
-    const int64_t before = q->size - q->pre - 1;
-    for (int64_t n = 0; n < N; n++) {
-      const float *rn = r + n * C * S, *xn = x + n * C * S;
-      float *dxn = dx + n * C * S;
-      memset(acc, 0, (size_t)S * sizeof *acc);
-      for (int64_t c = 0; c < q->pre && c < C; c++)
-        for (int64_t s = 0; s < S; s++) acc[s] += rn[c * S + s];
-      for (int64_t c = 0; c < C; c++) {
-        int64_t add = c + q->pre, sub = c - before - 1;
-        if (add < C)
-          for (int64_t s = 0; s < S; s++) acc[s] += rn[add * S + s];
-        if (sub >= 0)
-          for (int64_t s = 0; s < S; s++) acc[s] -= rn[sub * S + s];
-        for (int64_t s = 0; s < S; s++) dxn[c * S + s] -= f * xn[c * S + s] * acc[s];
-      }
-    }
-    free(acc);
-  } else {
-    const float f = 2.0f * q->alpha * q->beta;
-    for (int64_t pl = 0; pl < N * C; pl++) {
-      const float *rp = r + pl * S, *xp = x + pl * S;
-      float *dxp = dx + pl * S;
-      for (int64_t h = 0; h < H; h++)
-        for (int64_t w = 0; w < W; w++) {
-          int64_t hs, he, ws, we;
-          float div;
-          within_window(q, H, W, h, w, &hs, &he, &ws, &we, &div);
-          const float g = f * rp[h * W + w] / div;
-          for (int64_t i = hs; i < he; i++)
-            for (int64_t j = ws; j < we; j++) dxp[i * W + j] -= g * xp[i * W + j];
-        }
-    }
-  }
+  const int64_t N = b->shape[0], C = b->shape[1], H = b->shape[2], W = b->shape[3];
+  lrn_job j = {q, C, H, W, H * W, b->data, l->top[0]->data, l->top[0]->diff, q->scale,
+               b->diff, q->tmp, false};
+  nr__parallel_for(b->count, 16384, diff_range, &j);
+  if (!q->within)
+    nr__parallel_for(N, 1, back_across, &j);
+  else
+    nr__parallel_for(N * C, 4, back_within, &j);
+  if (j.failed) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
   return NR_OK;
 }
 

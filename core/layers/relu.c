@@ -1,6 +1,7 @@
 /* ReLU: y = max(x, 0) + negative_slope * min(x, 0) (leaky when negative_slope != 0).
  * May run in place: backward reads the sign of x, which y keeps (slope >= 0). */
 #include "layer.h"
+#include "parallel.h"
 
 /* The loops below may run in place (y = x, dx = dy); element i reads only index i, so
  * telling the compiler to vectorize without an overlap check is safe. */
@@ -23,31 +24,51 @@ static nr_status relu_reshape(nr_layer *l, nr_error *err) {
   return nr_blob_reshape_like(l->top[0], l->bottom[0], err);
 }
 
-static nr_status relu_forward(nr_layer *l, nr_error *err) {
-  const float *x = l->bottom[0]->data;
-  float *y = l->top[0]->data; /* may alias x (in place): element-wise, so fine */
-  const float ns = slope_of(l);
-  const int64_t n = l->bottom[0]->count;
+/* Element ranges of one pass, split between the helper threads (parallel.h). */
+typedef struct relu_job {
+  const float *x, *dy;
+  float *y, *dx;
+  float ns;
+} relu_job;
+
+static void forward_range(void *ctx, int64_t i0, int64_t i1) {
+  const relu_job *j = ctx;
+  const float *x = j->x;
+  float *y = j->y; /* may alias x (in place): element-wise, so fine */
+  const float ns = j->ns;
   NR_IVDEP
-  for (int64_t i = 0; i < n; i++) {
+  for (int64_t i = i0; i < i1; i++) {
     const float v = x[i];
     y[i] = (v > 0.0f ? v : 0.0f) + ns * (v < 0.0f ? v : 0.0f);
   }
+}
+
+static void backward_range(void *ctx, int64_t i0, int64_t i1) {
+  const relu_job *j = ctx;
+  const float *x = j->x, *dy = j->dy;
+  float *dx = j->dx;
+  const float ns = j->ns;
+  NR_IVDEP
+  for (int64_t i = i0; i < i1; i++) {
+    const float scale = x[i] > 0.0f ? 1.0f : ns, g = dy[i]; /* (this form vectorizes) */
+    dx[i] = g * scale;
+  }
+}
+
+/* Parts of at least 64 K elements: ReLU streams memory, and below that a helper's
+ * hand-over costs more than the part. */
+static nr_status relu_forward(nr_layer *l, nr_error *err) {
+  (void)err;
+  relu_job j = {l->bottom[0]->data, NULL, l->top[0]->data, NULL, slope_of(l)};
+  nr__parallel_for(l->bottom[0]->count, 65536, forward_range, &j);
   return NR_OK;
 }
 
 static nr_status relu_backward(nr_layer *l, nr_error *err) {
+  (void)err;
   if (!l->prop_down[0]) return NR_OK;
-  const float *x = l->bottom[0]->data;
-  const float *dy = l->top[0]->diff;
-  float *dx = l->bottom[0]->diff;
-  const float ns = slope_of(l);
-  const int64_t n = l->bottom[0]->count;
-  NR_IVDEP
-  for (int64_t i = 0; i < n; i++) {
-    const float scale = x[i] > 0.0f ? 1.0f : ns, g = dy[i]; /* (this form vectorizes) */
-    dx[i] = g * scale;
-  }
+  relu_job j = {l->bottom[0]->data, l->top[0]->diff, NULL, l->bottom[0]->diff, slope_of(l)};
+  nr__parallel_for(l->bottom[0]->count, 65536, backward_range, &j);
   return NR_OK;
 }
 

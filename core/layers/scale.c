@@ -8,6 +8,7 @@
  * Backward accumulates parameter gradients, writes bottom[1]'s and bottom[0]'s diffs. */
 #include "filler.h"
 #include "layer.h"
+#include "parallel.h"
 #include "nr_math.h"
 
 static const Caffe__ScaleParameter scale_default = CAFFE__SCALE_PARAMETER__INIT;
@@ -111,21 +112,68 @@ static nr_status scale_reshape(nr_layer *l, nr_error *err) {
   return nr_blob_reshape_like(l->top[0], l->bottom[0], err);
 }
 
+/* The passes split over the helper threads (parallel.h): element-wise work by plane
+ * (o, d), the parameter gradients by d (each d's sums over o in order, whatever the
+ * threads). */
+typedef struct scale_job {
+  int64_t outer, dim, inner;
+  const float *s, *b, *x, *dy;
+  float *y, *saved, *db, *ds, *dx;
+} scale_job;
+
+/* Parts of at least ~64 K elements: below that a helper's hand-over costs more. */
+static int64_t grain_of(int64_t per_unit) {
+  int64_t g = per_unit > 0 ? 65536 / per_unit : 1;
+  return g < 1 ? 1 : g;
+}
+
+static void forward_range(void *ctx, int64_t p0, int64_t p1) {
+  const scale_job *j = ctx;
+  for (int64_t p = p0; p < p1; p++) {
+    const int64_t d = p % j->dim, off = p * j->inner;
+    const float sv = j->s[d], bv = j->b ? j->b[d] : 0.0f;
+    if (j->saved) nr_copy(j->inner, j->x + off, j->saved + off);
+    for (int64_t i = 0; i < j->inner; i++) j->y[off + i] = j->x[off + i] * sv + bv;
+  }
+}
+
+static void param_grad_range(void *ctx, int64_t d0, int64_t d1) {
+  const scale_job *j = ctx;
+  for (int64_t d = d0; d < d1; d++)
+    for (int64_t o = 0; o < j->outer; o++) {
+      const int64_t off = (o * j->dim + d) * j->inner;
+      const float *restrict g = j->dy + off;
+      if (j->db) {
+        float acc = 0.0f;
+        for (int64_t i = 0; i < j->inner; i++) acc += g[i];
+        j->db[d] += acc;
+      }
+      if (j->ds) {
+        const float *restrict xv = j->x + off;
+        float acc = 0.0f;
+        for (int64_t i = 0; i < j->inner; i++) acc += g[i] * xv[i];
+        j->ds[d] += acc;
+      }
+    }
+}
+
+static void data_grad_range(void *ctx, int64_t p0, int64_t p1) {
+  const scale_job *j = ctx;
+  for (int64_t p = p0; p < p1; p++) {
+    const float sv = j->s[p % j->dim];
+    const int64_t off = p * j->inner;
+    for (int64_t i = 0; i < j->inner; i++) j->dx[off + i] = j->dy[off + i] * sv;
+  }
+}
+
 static nr_status scale_forward(nr_layer *l, nr_error *err) {
   int64_t outer, dim, inner;
   NR_TRY(extents(l, &outer, &dim, &inner, err));
-  const float *s = scale_blob(l)->data;
   const nr_blob *bb = bias_blob(l);
-  const float *b = bb ? bb->data : NULL;
-  const float *x = l->bottom[0]->data;
-  float *y = l->top[0]->data;
-  if (l->priv) nr_copy(l->bottom[0]->count, x, ((nr_blob *)l->priv)->data);
-  for (int64_t o = 0; o < outer; o++)
-    for (int64_t d = 0; d < dim; d++) {
-      const float sv = s[d], bv = b ? b[d] : 0.0f;
-      const int64_t off = (o * dim + d) * inner;
-      for (int64_t i = 0; i < inner; i++) y[off + i] = x[off + i] * sv + bv;
-    }
+  scale_job j = {outer, dim, inner, scale_blob(l)->data, bb ? bb->data : NULL,
+                 l->bottom[0]->data, NULL, l->top[0]->data,
+                 l->priv ? ((nr_blob *)l->priv)->data : NULL, NULL, NULL, NULL};
+  nr__parallel_for(outer * dim, grain_of(inner), forward_range, &j);
   return NR_OK;
 }
 
@@ -133,43 +181,15 @@ static nr_status scale_backward(nr_layer *l, nr_error *err) {
   int64_t outer, dim, inner;
   NR_TRY(extents(l, &outer, &dim, &inner, err));
   nr_blob *sb = scale_blob(l), *bb = bias_blob(l);
-  const float *dy = l->top[0]->diff;
-  const float *x = l->priv ? ((nr_blob *)l->priv)->data : l->bottom[0]->data;
-  /* Parameter and scale gradients first: in place, dx aliases dy. */
-  if (bb) {
-    float *db = bb->diff;
-    for (int64_t o = 0; o < outer; o++)
-      for (int64_t d = 0; d < dim; d++) {
-        const float *restrict src = dy + (o * dim + d) * inner;
-        float acc = 0.0f;
-        for (int64_t i = 0; i < inner; i++) acc += src[i];
-        db[d] += acc;
-      }
-  }
   const bool s_is_param = l->nbottom == 1;
-  if (s_is_param || l->prop_down[1]) {
-    float *ds = sb->diff;
-    if (!s_is_param) nr_set(dim, 0.0f, ds);
-    for (int64_t o = 0; o < outer; o++)
-      for (int64_t d = 0; d < dim; d++) {
-        const int64_t off = (o * dim + d) * inner;
-        const float *restrict g = dy + off;
-        const float *restrict xv = x + off;
-        float acc = 0.0f;
-        for (int64_t i = 0; i < inner; i++) acc += g[i] * xv[i];
-        ds[d] += acc;
-      }
-  }
-  if (l->prop_down[0]) {
-    const float *s = sb->data;
-    float *dx = l->bottom[0]->diff;
-    for (int64_t o = 0; o < outer; o++)
-      for (int64_t d = 0; d < dim; d++) {
-        const float sv = s[d];
-        const int64_t off = (o * dim + d) * inner;
-        for (int64_t i = 0; i < inner; i++) dx[off + i] = dy[off + i] * sv;
-      }
-  }
+  scale_job j = {outer, dim, inner, sb->data, NULL,
+                 l->priv ? ((nr_blob *)l->priv)->data : l->bottom[0]->data,
+                 l->top[0]->diff, NULL, NULL, bb ? bb->diff : NULL,
+                 s_is_param || l->prop_down[1] ? sb->diff : NULL, l->bottom[0]->diff};
+  /* Parameter and scale gradients first: in place, dx aliases dy. */
+  if (j.ds && !s_is_param) nr_set(dim, 0.0f, j.ds);
+  if (j.db || j.ds) nr__parallel_for(dim, grain_of(outer * inner), param_grad_range, &j);
+  if (l->prop_down[0]) nr__parallel_for(outer * dim, grain_of(inner), data_grad_range, &j);
   return NR_OK;
 }
 
