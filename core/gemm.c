@@ -520,7 +520,11 @@ static bool gemm_run(const gemm_args *g) {
    * (a weight gradient of 20 x 25 over 36864 pixels would pack its B twice for half the
    * multiply-adds each), and then in as few parts as threads. */
   if (!job.split_n && mstrips < 4 * threads) return gemm_part(g, 0, g->m, 0, g->n);
-  const int64_t most = job.split_n ? NR_PARALLEL_PARTS_PER_THREAD * threads : threads;
+  int64_t most = job.split_n ? NR_PARALLEL_PARTS_PER_THREAD * threads : threads;
+  /* Split along N, each part packs all of op(A) again: parts at least 256 columns wide (a
+   * convolution's weight gradient, 64 x 576 over 31360 pixels, spent more time packing
+   * its top diff 8 times than multiplying). */
+  if (job.split_n && most > g->n / 256) most = g->n / 256 > threads ? g->n / 256 : threads;
   return nr__parallel_run(gemm_job_part, &job, (int)(job.units < most ? job.units : most));
 }
 
