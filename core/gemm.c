@@ -415,6 +415,8 @@ typedef struct gemm_args {
   const nr_gemm_panels *bpl;
   const float *bp;
   bool bp_t;
+  /* the K range this product covers: [k0, k1), k1 = 0 for all of K (see ksplit) */
+  int64_t k0, k1;
 } gemm_args;
 
 
@@ -447,9 +449,10 @@ static bool gemm_part(const gemm_args *g, int64_t i0, int64_t i1, int64_t j0, in
   float *abuf = buf, *bbuf = buf + isa->mc * isa->kc;
   for (int64_t jc = j0; jc < j1; jc += isa->nc) {
     const int64_t nc = j1 - jc < isa->nc ? j1 - jc : isa->nc;
-    for (int64_t pc = 0; pc < g->k; pc += isa->kc) {
-      const int64_t kc = g->k - pc < isa->kc ? g->k - pc : isa->kc;
-      const float beta = pc == 0 ? g->beta : 1.0f;
+    const int64_t k1 = g->k1 ? g->k1 : g->k;
+    for (int64_t pc = g->k0; pc < k1; pc += isa->kc) {
+      const int64_t kc = k1 - pc < isa->kc ? k1 - pc : isa->kc;
+      const float beta = pc == g->k0 ? g->beta : 1.0f;
       const float *bblk = bbuf;
       if (!g->bpl)
         pack_b(isa, g->tb, g->b, g->ldb, g->b_gc, g->b_gs, pc, jc, kc, nc, bbuf);
@@ -498,6 +501,89 @@ static bool gemm_job_part(void *ctx, int p, int parts) {
   return gemm_part(g, lo * mr, i1, 0, g->n);
 }
 
+/* ---- products split along K ------------------------------------------------------------
+ *
+ * A product with a long K and a small C (a convolution's weight gradient: C is the weights,
+ * K the batch's pixels; LeNet's conv1 is 20 x 25 over 36864) cannot be split along M or N
+ * without every part packing all of the other operand again. It is split along K instead,
+ * into chunks whose length depends only on K (so the result does not depend on the thread
+ * count): each chunk's product goes to a buffer of its own, and C = beta·C + the chunks'
+ * sum, added in chunk order. */
+#define NR_GEMM_KSPLIT_MIN 8192     /* shortest chunk, and half the shortest K split */
+#define NR_GEMM_KSPLIT_MAX_C 131072 /* largest C (floats) split along K */
+#define NR_GEMM_KSPLIT_CHUNKS 32    /* most chunks */
+
+static _Thread_local float *tls_ksplit;
+static _Thread_local int64_t tls_ksplit_cap;
+
+/* The chunk length for a product, or 0 when it is not split along K. */
+static int64_t ksplit_chunk(const gemm_args *g) {
+  if (g->k < 2 * NR_GEMM_KSPLIT_MIN || g->m * g->n > NR_GEMM_KSPLIT_MAX_C) return 0;
+  int64_t chunk = (g->k + NR_GEMM_KSPLIT_CHUNKS - 1) / NR_GEMM_KSPLIT_CHUNKS;
+  if (chunk < NR_GEMM_KSPLIT_MIN) chunk = NR_GEMM_KSPLIT_MIN;
+  return (chunk + g->isa->kc - 1) / g->isa->kc * g->isa->kc; /* whole K slices */
+}
+
+typedef struct ksplit_job {
+  const gemm_args *g;
+  int64_t chunk;
+  float *part; /* chunk p's m x n product at part + p·m·n */
+} ksplit_job;
+
+static bool ksplit_part(void *ctx, int p, int parts) {
+  (void)parts;
+  const ksplit_job *j = ctx;
+  gemm_args a = *j->g;
+  a.k0 = p * j->chunk;
+  a.k1 = a.k0 + j->chunk < a.k ? a.k0 + j->chunk : a.k;
+  a.c = j->part + p * a.m * a.n;
+  a.ldc = a.n;
+  a.c_gc = a.c_gs = 0;
+  a.beta = 0.0f;
+  return gemm_part(&a, 0, a.m, 0, a.n);
+}
+
+typedef struct ksum_job {
+  const gemm_args *g;
+  const float *part;
+  int parts;
+} ksum_job;
+
+/* Rows [i0, i1) of C = beta·C + the chunks' products, in chunk order. */
+static void ksum_rows(void *ctx, int64_t i0, int64_t i1) {
+  const ksum_job *j = ctx;
+  const gemm_args *g = j->g;
+  const int64_t mn = g->m * g->n;
+  for (int64_t i = i0; i < i1; i++) {
+    float *c = g->c + i * g->ldc;
+    for (int64_t q = 0; q < g->n; q++) {
+      const float *x = j->part + i * g->n + q;
+      float s = x[0];
+      for (int p = 1; p < j->parts; p++) s += x[p * mn];
+      float *cq = c + col_offset(q, g->c_gc, g->c_gs);
+      *cq = g->beta == 0.0f ? s : g->beta * *cq + s;
+    }
+  }
+}
+
+/* The product split along K; false (C untouched) if out of memory. */
+static bool ksplit_run(const gemm_args *g, int64_t chunk) {
+  const int parts = (int)((g->k + chunk - 1) / chunk);
+  const int64_t need = parts * g->m * g->n;
+  if (need > tls_ksplit_cap) {
+    float *b = realloc(tls_ksplit, (size_t)need * sizeof *b);
+    if (!b) return false;
+    tls_ksplit = b;
+    tls_ksplit_cap = need;
+  }
+  float *part = tls_ksplit;
+  ksplit_job kj = {g, chunk, part};
+  if (!nr__parallel_run(ksplit_part, &kj, parts)) return false;
+  ksum_job sj = {g, part, parts};
+  nr__parallel_for(g->m, 1 + 16384 / (g->n * parts), ksum_rows, &sj);
+  return true;
+}
+
 /* Below this many multiply-adds a product runs on the calling thread only: waking a helper
  * costs tens of microseconds. */
 #define NR_GEMM_MT_MIN_FMAS ((int64_t)4 << 20)
@@ -507,6 +593,8 @@ static bool gemm_job_part(void *ctx, int p, int parts) {
  * caller instead. */
 static bool gemm_run(const gemm_args *g) {
   if (!pack_buffer(pack_floats(g->isa))) return false;
+  const int64_t chunk = ksplit_chunk(g);
+  if (chunk) return ksplit_run(g, chunk);
   const int threads = nr__parallel_threads();
   const int64_t nstrips = (g->n + g->isa->nr - 1) / g->isa->nr;
   const int64_t mstrips = (g->m + g->isa->mr - 1) / g->isa->mr;
@@ -536,7 +624,7 @@ void nr_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float 
   const gemm_isa *isa = isa_get();
   if (isa && k > 0 && alpha != 0.0f) {
     gemm_args g = {isa, trans_a, trans_b, m, n, k, alpha, beta, a, b, trans_a ? m : k,
-                   trans_b ? k : n, n, c, 0, 0, 0, 0, 0, 0, NULL, NULL, false};
+                   trans_b ? k : n, n, c, 0, 0, 0, 0, 0, 0, NULL, NULL, false, 0, 0};
     if (gemm_run(&g)) return;
     /* Out of memory for the packing buffer (C untouched): cblas needs none of ours. */
   } else if (isa) { /* C = beta·C (BLAS: beta 0 overwrites, even NaN) */
@@ -584,7 +672,9 @@ bool nr__gemm_strided(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t 
                  cgc ? lc->group_stride : 0,
                  NULL,
                  NULL,
-                 false};
+                 false,
+                 0,
+                 0};
   return gemm_run(&g);
 }
 

@@ -98,12 +98,15 @@ static int check_shape(shape s, int variant) {
 }
 
 static void test_gemm_edge_shapes(void) {
-  /* Around the micro-tiles (10x32 and 6x16), the cache blocks (MC 120/72, KC 256) and 1s. */
+  /* Around the micro-tiles (10x32 and 6x16), the cache blocks (MC 120/72, KC 256), 1s, and
+   * products split along K. */
   static const shape shapes[] = {
       {1, 1, 1},    {1, 1, 300},  {300, 1, 1},   {1, 300, 1},  {5, 7, 3},     {6, 16, 1},
       {7, 17, 2},   {10, 32, 5},  {11, 33, 9},   {9, 31, 256}, {10, 32, 257}, {12, 48, 255},
       {20, 25, 300}, {50, 64, 300}, {64, 10, 200}, {119, 15, 17}, {120, 16, 18}, {121, 47, 19},
-      {72, 96, 100}, {73, 95, 101}, {241, 33, 5}, {300, 300, 300}, {3, 4101, 7}, {2, 300, 299}};
+      {72, 96, 100}, {73, 95, 101}, {241, 33, 5}, {300, 300, 300}, {3, 4101, 7}, {2, 300, 299},
+      /* split along K (long K, small C: a weight gradient), chunks of unequal length */
+      {20, 25, 16384}, {7, 33, 40000}};
   int bad = 0;
   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) bad |= check_shape(shapes[i], (int)i);
   CHECK_INT_EQ(bad, 0);
