@@ -33,6 +33,9 @@
 #ifndef NR_BENCH_DIR
 #define NR_BENCH_DIR "."
 #endif
+#ifndef NR_PYLOSS_DIR /* the folder of the project's pyloss module (bench/pynet/CMakeLists.txt) */
+#error "NR_PYLOSS_DIR is not defined"
+#endif
 #ifndef NR_LENET_BENCH
 #define NR_LENET_BENCH "../lenet/lenet_bench.prototxt"
 #endif
@@ -405,12 +408,12 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  /* The layers' module is in this folder: on the workers' and the embedded interpreter's
-   * path, whatever the current directory. */
-  setenv("PYTHONPATH", NR_BENCH_DIR, 1);
+  /* The layers' modules (this folder's, and the loss in tests/e2e/pylayers): on the
+   * workers' and the embedded interpreter's path, whatever the current directory. */
+  setenv("PYTHONPATH", NR_BENCH_DIR ":" NR_PYLOSS_DIR, 1);
   nr_error err;
   nr_pool *pool = NULL;
-  nr_pool_opts o = {.nworkers = -1, .python_path = NR_BENCH_DIR};
+  nr_pool_opts o = {.nworkers = -1, .python_path = NR_BENCH_DIR ":" NR_PYLOSS_DIR};
   if (nr_pool_create(&o, &pool, &err)) die("pool", &err);
   nr_py_backend *inproc = NULL;
   if (nr_inproc_create(&inproc, &err)) die("in-process backend", &err);

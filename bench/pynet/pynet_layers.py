@@ -1,35 +1,10 @@
-"""Python layers of bench/pynet (the benchmark reads nothing outside its folder).
-
-EuclideanLossLayer is Caffe's examples/pycaffe/layers/pyloss.py (loss = sum((a - b)^2) /
-num / 2; backward writes both bottoms' diffs). Accuracy is a TEST-phase style top-1
-accuracy in NumPy, forward only. Noop reshapes its top like its bottom and does nothing
+"""Python layers of bench/pynet. The loss is the project's pyloss module (tests/e2e/pylayers,
+Caffe's examples/pycaffe/layers/pyloss.py EuclideanLossLayer). Accuracy is a TEST-phase
+style top-1 accuracy in NumPy, forward only. Noop reshapes its top like its bottom and does nothing
 else: the cost of a call, not of work."""
 import numpy as np
 
 import caffe
-
-
-class EuclideanLossLayer(caffe.Layer):
-    def setup(self, bottom, top):
-        if len(bottom) != 2:
-            raise Exception("Need two inputs to compute distance.")
-
-    def reshape(self, bottom, top):
-        if bottom[0].count != bottom[1].count:
-            raise Exception("Inputs must have the same dimension.")
-        self.diff = np.zeros_like(bottom[0].data, dtype=np.float32)
-        top[0].reshape(1)
-
-    def forward(self, bottom, top):
-        self.diff[...] = bottom[0].data - bottom[1].data
-        top[0].data[...] = np.sum(self.diff ** 2) / bottom[0].num / 2.
-
-    def backward(self, top, propagate_down, bottom):
-        for i in range(2):
-            if not propagate_down[i]:
-                continue
-            sign = 1 if i == 0 else -1
-            bottom[i].diff[...] = sign * self.diff / bottom[i].num
 
 
 class Accuracy(caffe.Layer):
