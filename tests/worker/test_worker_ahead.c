@@ -22,14 +22,8 @@ static void sleep_us(long us) {
 
 /* CPU time (user + system) of process pid so far, in seconds; -1 if unknown. */
 static double cpu_seconds(pid_t pid) {
-  char p[64], buf[1024];
-  snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
-  FILE *f = fopen(p, "r");
-  if (!f) return -1;
-  size_t k = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[k] = '\0';
-  char *rp = strrchr(buf, ')');
+  char buf[1024];
+  char *rp = wk_read_stat(pid, buf, sizeof buf);
   unsigned long ut = 0, st = 0;
   /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
   if (!rp || sscanf(rp + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)

@@ -126,19 +126,27 @@ static inline int wk_shm_entries(void) {
 }
 static inline int wk_open_fds(void) { return wk_count_dir("/proc/self/fd"); }
 
+/* /proc/PID/stat of pid into buf (len bytes, NUL-terminated): a pointer to the ')' that
+ * ends the name (the fields after it start 2 bytes on), or NULL when pid is gone. */
+static inline char *wk_read_stat(pid_t pid, char *buf, size_t len) {
+  char p[64];
+  snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(p, "r");
+  if (!f) return NULL;
+  size_t k = fread(buf, 1, len - 1, f);
+  fclose(f);
+  buf[k] = '\0';
+  return strrchr(buf, ')');
+}
+
 /* Process pid's name (comm, at most clen - 1 bytes) and parent, from /proc/PID/stat.
  * 0, or -1 when it is gone. */
 static inline int wk_stat(pid_t pid, char *comm, size_t clen, int *ppid) {
-  char p[64], buf[512];
-  snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
-  FILE *f = fopen(p, "r");
-  if (!f) return -1;
-  size_t k = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[k] = '\0';
-  char *lp = strchr(buf, '('), *rp = strrchr(buf, ')');
-  char st;
-  if (!lp || !rp || rp < lp || sscanf(rp + 2, "%c %d", &st, ppid) != 2) return -1;
+  char buf[512];
+  char *rp = wk_read_stat(pid, buf, sizeof buf);
+  if (!rp) return -1;
+  char *lp = strchr(buf, '('), st;
+  if (!lp || rp < lp || sscanf(rp + 2, "%c %d", &st, ppid) != 2) return -1;
   snprintf(comm, clen, "%.*s", (int)(rp - lp - 1), lp + 1);
   return 0;
 }
