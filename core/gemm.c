@@ -164,13 +164,6 @@ static void pack_b(const gemm_isa *isa, bool tb, const float *b, int64_t ldb, in
   }
 }
 
-/* op(B) = X^T with X in panels (X's rows are op(B)'s columns): op(B)'s K range [k0, k0+kc)
- * and columns [j0, j0+nc), as pack_b. X's panels have the kernels' width and j0 is a
- * multiple of it, so the rows of one micro-panel lie in one slice of X; along K they are
- * transposed in runs that end at the edges of X's panels. */
-static void pack_panels_t(const nr_gemm_panels *pl, const float *x, int64_t k0, int64_t j0,
-                          int64_t kc, int64_t nc, float *dst);
-
 /* ---- micro-kernels ------------------------------------------------------------------ */
 
 #ifdef NR_GEMM_X86
@@ -319,6 +312,10 @@ static void kernel_avx2(int mr, int nr, int64_t kc, const float *a, const float 
 PACKERS(avx512, "avx512f,avx2", MR512, NR512)
 PACKERS(avx2, "avx2,fma", MR256, NR256)
 
+/* op(B) = X^T with X in panels (X's rows are op(B)'s columns): op(B)'s K range [k0, k0+kc)
+ * and columns [j0, j0+nc), as pack_b. X's panels have the kernels' width and j0 is a
+ * multiple of it, so the rows of one micro-panel lie in one slice of X; along K they are
+ * transposed in runs that end at the edges of X's panels. */
 static __attribute__((target("avx2"))) void pack_panels_t(const nr_gemm_panels *pl,
                                                           const float *x, int64_t k0,
                                                           int64_t j0, int64_t kc, int64_t nc,

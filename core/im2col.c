@@ -17,7 +17,7 @@
 #define NR_CONV_1X1_MIN_PIXELS 256
 
 int64_t nr__conv_workspace_floats = (int64_t)1 << 22;
-bool nr__conv_gather = true; /* columns as GEMM panels (use_panels) */
+bool nr__conv_panels = true; /* columns as GEMM panels (use_panels) */
 
 static _Thread_local float *tls_ws;
 static _Thread_local int64_t tls_ws_cap;
@@ -435,7 +435,7 @@ static void scatter_chunk(const nr_conv *cv, const float *buf, int64_t n0, int64
  * pass), and the weight gradient transposes them from there as it did from the plain
  * matrix. The values, and so the bits, are those of the plain column matrix. */
 static bool use_panels(const nr_conv *cv, int64_t b, nr_gemm_panels *pl) {
-  return nr__conv_gather && cv->nsp == 2 && !cv->force_nd &&
+  return nr__conv_panels && cv->nsp == 2 && !cv->force_nd &&
          nr__gemm_panels(cv->in_ch / cv->group * cv->kdim, b * cv->col_dim, pl);
 }
 
@@ -517,9 +517,8 @@ static void panel_range(void *ctx, int64_t p0, int64_t p1) {
 /* Fills the panels of images [n0, n0+b) (b·P = pl->n columns per group, the padding
  * columns of the last panel zero), panels spread over threads. */
 /* (false: out of memory) */
-static bool panels_chunk(const nr_conv *cv, const float *im, int64_t n0, int64_t b,
+static bool panels_chunk(const nr_conv *cv, const float *im, int64_t n0,
                          const nr_gemm_panels *pl, float *x) {
-  (void)b;
   const int64_t H = cv->im_sp[0], W = cv->im_sp[1], kh = cv->kernel[0], kw = cv->kernel[1];
   if (tls_prow_cap < pl->k) {
     panel_row *nrw = realloc(tls_prow, (size_t)pl->k * sizeof *nrw);
@@ -562,7 +561,7 @@ nr_status nr__conv_forward(const nr_conv *cv, const float *im, const float *w, f
     float *o = out + n0 * cv->out_ch * P;
     if (panels) {
       if (b != B) nr__gemm_panels(Kg, b * P, &pl);
-      if (!panels_chunk(cv, im, n0, b, &pl, ws))
+      if (!panels_chunk(cv, im, n0, &pl, ws))
         return nr_err_set(err, NR_ERR_NOMEM, "out of memory for the column tables");
       /* in place when the output planes suit the GEMM's grouped columns, else through a
        * buffer that is scattered */
@@ -660,7 +659,7 @@ nr_status nr__conv_weight_grad(const nr_conv *cv, const float *im, const float *
     const float *od = out_diff + n0 * cv->out_ch * P;
     if (panels) {
       if (b != B) nr__gemm_panels(Kg, b * P, &pl);
-      if (!kept && !panels_chunk(cv, im, n0, b, &pl, ws))
+      if (!kept && !panels_chunk(cv, im, n0, &pl, ws))
         return nr_err_set(err, NR_ERR_NOMEM, "out of memory for the column tables");
       tls_cols_id = b == cv->num ? cv->id : 0;
       tls_cols_im = im;

@@ -45,7 +45,7 @@ extern int64_t nr__conv_workspace_floats;
 /* For tests and benchmarks: false makes 2-D convolutions build the plain column matrix
  * (and the GEMM pack it) instead of writing the columns as GEMM panels (the same bits
  * either way). */
-extern bool nr__conv_gather;
+extern bool nr__conv_panels;
 
 /* 2-D im2col of one image (channels × height × width) into col, whose row r =
  * (c·kh + i)·kw + j holds, at column oh·OW + ow, the input pixel seen by kernel tap (i, j)

@@ -56,6 +56,14 @@ void nr__parallel_hush(int delta);
  * returned true. ctx is borrowed for the call. */
 bool nr__parallel_run(nr_parallel_part_fn fn, void *ctx, int parts);
 
+/* The grain for nr__parallel_for over units of per_unit elements each: parts of at least
+ * ~64 K elements (below that a helper's hand-over costs more than the part); no split
+ * when a unit is empty. */
+static inline int64_t nr__parallel_grain(int64_t per_unit) {
+  if (per_unit <= 0) return INT64_MAX;
+  return per_unit >= 65536 ? 1 : 65536 / per_unit;
+}
+
 /* Calls fn(ctx, lo, hi) over a partition of [0, n) into contiguous ranges, each at least
  * `grain` long (grain <= 0: 1) and at most NR_PARALLEL_PARTS_PER_THREAD per thread, run as
  * the parts of one job (nr__parallel_run), and returns when all are done. With one thread, or a single range, fn(ctx, 0, n) runs on the

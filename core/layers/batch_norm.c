@@ -157,12 +157,6 @@ static void back_range(void *ctx, int64_t c0, int64_t c1) {
   }
 }
 
-/* Parts of at least ~64 K elements: below that a helper's hand-over costs more. */
-static int64_t grain_of(int64_t units, int64_t per_unit) {
-  int64_t g = per_unit > 0 ? 65536 / per_unit : units;
-  return g < 1 ? 1 : g;
-}
-
 static nr_status bn_forward(nr_layer *l, nr_error *err) {
   (void)err;
   bn_priv *q = l->priv;
@@ -178,10 +172,10 @@ static nr_status bn_forward(nr_layer *l, nr_error *err) {
       q->inv_std[c] = 1.0f / sqrtf(f * l->blobs[1]->data[c] + q->eps);
     }
   } else {
-    nr__parallel_for(C, grain_of(C, N * S), stats_range, &j);
+    nr__parallel_for(C, nr__parallel_grain(N * S), stats_range, &j);
     l->blobs[2]->data[0] = l->blobs[2]->data[0] * q->maf + 1;
   }
-  nr__parallel_for(N * C, grain_of(N * C, S), normalize_range, &j);
+  nr__parallel_for(N * C, nr__parallel_grain(S), normalize_range, &j);
   return NR_OK;
 }
 
@@ -193,7 +187,7 @@ static nr_status bn_backward(nr_layer *l, nr_error *err) {
   const int64_t C = q->C, N = b->num_axes >= 1 ? b->shape[0] : 1;
   const int64_t S = b->count / (N * C > 0 ? N * C : 1);
   bn_job j = {q, l, N, C, S, NULL, l->top[0]->diff, NULL, b->diff};
-  nr__parallel_for(C, grain_of(C, N * S), back_range, &j);
+  nr__parallel_for(C, nr__parallel_grain(N * S), back_range, &j);
   return NR_OK;
 }
 

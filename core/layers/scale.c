@@ -121,12 +121,6 @@ typedef struct scale_job {
   float *y, *saved, *db, *ds, *dx;
 } scale_job;
 
-/* Parts of at least ~64 K elements: below that a helper's hand-over costs more. */
-static int64_t grain_of(int64_t per_unit) {
-  int64_t g = per_unit > 0 ? 65536 / per_unit : 1;
-  return g < 1 ? 1 : g;
-}
-
 static void forward_range(void *ctx, int64_t p0, int64_t p1) {
   const scale_job *j = ctx;
   for (int64_t p = p0; p < p1; p++) {
@@ -173,7 +167,7 @@ static nr_status scale_forward(nr_layer *l, nr_error *err) {
   scale_job j = {outer, dim, inner, scale_blob(l)->data, bb ? bb->data : NULL,
                  l->bottom[0]->data, NULL, l->top[0]->data,
                  l->priv ? ((nr_blob *)l->priv)->data : NULL, NULL, NULL, NULL};
-  nr__parallel_for(outer * dim, grain_of(inner), forward_range, &j);
+  nr__parallel_for(outer * dim, nr__parallel_grain(inner), forward_range, &j);
   return NR_OK;
 }
 
@@ -188,8 +182,10 @@ static nr_status scale_backward(nr_layer *l, nr_error *err) {
                  s_is_param || l->prop_down[1] ? sb->diff : NULL, l->bottom[0]->diff};
   /* Parameter and scale gradients first: in place, dx aliases dy. */
   if (j.ds && !s_is_param) nr_set(dim, 0.0f, j.ds);
-  if (j.db || j.ds) nr__parallel_for(dim, grain_of(outer * inner), param_grad_range, &j);
-  if (l->prop_down[0]) nr__parallel_for(outer * dim, grain_of(inner), data_grad_range, &j);
+  if (j.db || j.ds)
+    nr__parallel_for(dim, nr__parallel_grain(outer * inner), param_grad_range, &j);
+  if (l->prop_down[0])
+    nr__parallel_for(outer * dim, nr__parallel_grain(inner), data_grad_range, &j);
   return NR_OK;
 }
 

@@ -289,7 +289,7 @@ static void test_conv_nd_gradient(void) {
 }
 
 /* The forward and the weight gradient of a 2-D convolution write its columns straight into
- * the GEMM's panels (nr__conv_gather); without them the plain column matrix is built and
+ * the GEMM's panels (nr__conv_panels); without them the plain column matrix is built and
  * packed. Both must give the same bits, with either kernel set, 1 or 2 threads, output
  * planes in place (a multiple of 32 pixels) or through the workspace, whole batches or
  * chunks of images, several K slices, groups, padding, stride and dilation. */
@@ -301,7 +301,7 @@ static void conv_run_internal(const conv_case *k, bool panels, const float *x, c
   cv.kernel[0] = k->kh, cv.kernel[1] = k->kw, cv.pad[0] = k->ph, cv.pad[1] = k->pw;
   cv.stride[0] = k->sh, cv.stride[1] = k->sw, cv.dil[0] = k->dh, cv.dil[1] = k->dw;
   cv.group = k->G, cv.num_output = k->M, cv.force_nd = k->force_nd, cv.id = 999999 + panels;
-  nr__conv_gather = panels;
+  nr__conv_panels = panels;
   cv.num = k->N, cv.in_ch = k->C, cv.out_ch = k->M, cv.im_sp[0] = k->H, cv.im_sp[1] = k->W;
   for (int a = 0; a < 2; a++)
     cv.col_sp[a] = (cv.im_sp[a] + 2 * cv.pad[a] - (cv.dil[a] * (cv.kernel[a] - 1) + 1)) /
@@ -310,7 +310,7 @@ static void conv_run_internal(const conv_case *k, bool panels, const float *x, c
   CHECK_OK(nr__conv_prepare(&cv, &err), &err);
   CHECK_OK(nr__conv_forward(&cv, x, w, y, &err), &err);
   CHECK_OK(nr__conv_weight_grad(&cv, x, dy, dw, &err), &err);
-  nr__conv_gather = true;
+  nr__conv_panels = true;
 }
 
 static void test_conv_panels_same_bits(void) {
