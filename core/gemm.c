@@ -606,6 +606,7 @@ static bool gemm_run(const gemm_args *g) {
    * multiply-adds each), and then in as few parts as threads. */
   if (!job.split_n && mstrips < 4 * threads) return gemm_part(g, 0, g->m, 0, g->n);
   int64_t most = job.split_n ? NR_PARALLEL_PARTS_PER_THREAD * threads : threads;
+  if (most > NR_PARALLEL_MAX_PARTS) most = NR_PARALLEL_MAX_PARTS;
   /* Split along N, each part packs all of op(A) again: parts at least 256 columns wide (a
    * convolution's weight gradient, 64 x 576 over 31360 pixels, spent more time packing
    * its top diff 8 times than multiplying). */

@@ -21,14 +21,17 @@ bool nr__conv_panels = true; /* columns as GEMM panels (use_panels) */
 
 static _Thread_local float *tls_ws;
 static _Thread_local int64_t tls_ws_cap;
-/* The columns in this thread's workspace: those nr__conv_forward built over all images of
- * `tls_cols_im` for the convolution numbered tls_cols_id, or none (id 0). The weight
- * gradient then reuses them instead of running im2col again (for LeNet's conv2 that is a
- * 2-million-float rebuild per iteration). This relies on the layer contract that the
- * bottoms do not change between a forward and its backward; every other use of the
- * workspace forgets them. */
+/* The columns in this thread's workspace: those nr__conv_forward built over all
+ * tls_cols_num images of `tls_cols_im` for the convolution numbered tls_cols_id (renewed
+ * at each reshape, so each pass), or none (id 0). The count matters: the net runs a
+ * convolution on a part of its batch, from the same first image (layer.h's
+ * forward_samples). The weight gradient then reuses them instead of running im2col again
+ * (for LeNet's conv2 that is a 2-million-float rebuild per iteration). This relies on the
+ * layer contract that the bottoms do not change between a forward and its backward; every
+ * other use of the workspace forgets them. */
 static _Thread_local uint64_t tls_cols_id;
 static _Thread_local const float *tls_cols_im;
+static _Thread_local int64_t tls_cols_num;
 /* ... and in which form: 0 a plain column matrix, else the panel width of GEMM panels. */
 static _Thread_local int tls_cols_nr;
 static _Atomic uint64_t conv_ids;
@@ -328,6 +331,11 @@ nr_status nr__conv_shape_tops(nr_conv *cv, const nr_blob *bottom, nr_blob **tops
 }
 
 nr_status nr__conv_prepare(nr_conv *cv, nr_error *err) {
+  /* A new number for every reshape, so for every pass: columns a thread kept from an
+   * earlier pass (over the same pointer, with other contents) are not taken for this one's.
+   * With the net's sample slices a thread may build a slice's columns in one pass and not
+   * in the next, which the thread that did then builds instead. */
+  cv->id = atomic_fetch_add(&conv_ids, 1) + 1;
   cv->im_dim = cv->col_dim = cv->kdim = 1;
   cv->is_1x1 = true;
   for (int a = 0; a < cv->nsp; a++) {
@@ -594,9 +602,12 @@ nr_status nr__conv_forward(const nr_conv *cv, const float *im, const float *w, f
   }
   tls_cols_id = B == cv->num ? cv->id : 0;
   tls_cols_im = im;
+  tls_cols_num = cv->num;
   tls_cols_nr = panels ? pl.nr : 0;
   return NR_OK;
 }
+
+#define NR_CONV_BWD_COL_FLOATS ((int64_t)1 << 18)
 
 nr_status nr__conv_backward_data(const nr_conv *cv, const float *out_diff, const float *w,
                                  float *im_diff, nr_error *err) {
@@ -613,7 +624,12 @@ nr_status nr__conv_backward_data(const nr_conv *cv, const float *out_diff, const
   float *ws;
   NR_TRY(ws_get(cv, &ws, err));
   tls_cols_id = 0; /* the GEMM below overwrites the columns */
-  const int64_t B = chunk_images(cv);
+  /* Chunks whose columns stay in this core's cache until col2im reads them back: about
+   * 1 MB (LeNet's conv2: 8 images, not all 64 in one 8 MB matrix). Each image's
+   * gradient is its own, so the chunking does not change the bits. */
+  int64_t B = NR_CONV_BWD_COL_FLOATS / (cv->in_ch * cv->kdim * P);
+  if (B < 1) B = 1;
+  if (B > chunk_images(cv)) B = chunk_images(cv);
   for (int64_t n0 = 0; n0 < cv->num; n0 += B) {
     int64_t b = cv->num - n0 < B ? cv->num - n0 : B;
     float *col = ws, *obuf = ws + cv->in_ch * cv->kdim * b * P;
@@ -635,8 +651,9 @@ nr_status nr__conv_backward_data(const nr_conv *cv, const float *out_diff, const
   return NR_OK;
 }
 
-nr_status nr__conv_weight_grad(const nr_conv *cv, const float *im, const float *out_diff,
-                               float *w_diff, nr_error *err) {
+/* w_diff += the weight gradient over all cv->num images, on the threads of the products. */
+static nr_status weight_grad_images(const nr_conv *cv, const float *im, const float *out_diff,
+                                    float *w_diff, nr_error *err) {
   const int64_t G = cv->group, Mg = cv->out_ch / G, Kg = cv->in_ch / G * cv->kdim;
   const int64_t P = cv->col_dim;
   if (use_direct_1x1(cv)) {
@@ -654,7 +671,7 @@ nr_status nr__conv_weight_grad(const nr_conv *cv, const float *im, const float *
   for (int64_t n0 = 0; n0 < cv->num; n0 += B) {
     int64_t b = cv->num - n0 < B ? cv->num - n0 : B;
     const bool kept = b == cv->num && tls_cols_id == cv->id && tls_cols_im == im &&
-                      tls_cols_nr == (panels ? pl.nr : 0);
+                      tls_cols_num == cv->num && tls_cols_nr == (panels ? pl.nr : 0);
     const nr_gemm_layout lo = {P, P, cv->out_ch * P};
     const float *od = out_diff + n0 * cv->out_ch * P;
     if (panels) {
@@ -663,6 +680,7 @@ nr_status nr__conv_weight_grad(const nr_conv *cv, const float *im, const float *
         return nr_err_set(err, NR_ERR_NOMEM, "out of memory for the column tables");
       tls_cols_id = b == cv->num ? cv->id : 0;
       tls_cols_im = im;
+      tls_cols_num = cv->num;
       tls_cols_nr = pl.nr;
       for (int64_t g = 0; g < G; g++)
         if (!nr__gemm_paneled(false, true, Mg, Kg, b * P, 1.0f, od + g * Mg * P, &lo,
@@ -675,6 +693,7 @@ nr_status nr__conv_weight_grad(const nr_conv *cv, const float *im, const float *
       im2col_chunk(cv, im, n0, b, col);
       tls_cols_id = b == cv->num ? cv->id : 0;
       tls_cols_im = im;
+      tls_cols_num = cv->num;
       tls_cols_nr = 0;
     }
     bool direct = true;
@@ -687,6 +706,78 @@ nr_status nr__conv_weight_grad(const nr_conv *cv, const float *im, const float *
       nr_gemm(false, true, Mg, Kg, b * P, 1.0f, obuf + g * Mg * b * P, col + g * Kg * b * P, 1.0f,
               w_diff + g * Mg * Kg);
   }
+  return NR_OK;
+}
+
+/* The weight gradient in sample chunks. A weight gradient is a sum over every image's
+ * pixels; split inside its GEMM, each thread reads all the columns, half of them built by
+ * the other core, and packs the whole top diff again (LeNet's conv2 ran no faster on 2
+ * threads than on 1). Cut by images instead, each chunk's columns are built by the thread
+ * that multiplies them, from its own share of the batch when the net runs the layers in
+ * sample slices (net.c). The chunks depend only on the batch and the image size, and
+ * their products are added in chunk order, so the bits do not depend on the threads. */
+#define NR_CONV_WGRAD_COLS 1024 /* columns (images x pixels) per chunk, at least */
+#define NR_CONV_WGRAD_CHUNKS 8  /* chunks, at most */
+
+static int64_t wgrad_chunks(const nr_conv *cv) {
+  int64_t c = cv->num * cv->col_dim / NR_CONV_WGRAD_COLS;
+  if (c > NR_CONV_WGRAD_CHUNKS) c = NR_CONV_WGRAD_CHUNKS;
+  if (c > cv->num) c = cv->num;
+  return c < 1 ? 1 : c;
+}
+
+static _Thread_local float *tls_wpart; /* the caller's chunk products */
+static _Thread_local int64_t tls_wpart_cap;
+
+typedef struct wgrad_job {
+  const nr_conv *cv;
+  const float *im, *out_diff;
+  float *part; /* chunk p's gradient at part + p·count */
+  int64_t count;
+  float *w_diff;
+} wgrad_job;
+
+static bool wgrad_part(void *ctx, int p, int parts) {
+  const wgrad_job *j = ctx;
+  nr_conv c = *j->cv;
+  const int64_t n0 = j->cv->num * p / parts, n1 = j->cv->num * (p + 1) / parts;
+  float *part = j->part + p * j->count;
+  memset(part, 0, (size_t)j->count * sizeof *part);
+  c.num = n1 - n0;
+  nr_error e;
+  return weight_grad_images(&c, j->im + n0 * c.in_ch * c.im_dim,
+                            j->out_diff + n0 * c.out_ch * c.col_dim, part, &e) == NR_OK;
+}
+
+/* w_diff[i] += (part_0[i] + part_1[i] + ...), in chunk order. */
+static void wgrad_sum(void *ctx, int64_t i0, int64_t i1) {
+  const wgrad_job *j = ctx;
+  const int parts = (int)wgrad_chunks(j->cv);
+  for (int64_t i = i0; i < i1; i++) {
+    float s = j->part[i];
+    for (int p = 1; p < parts; p++) s += j->part[p * j->count + i];
+    j->w_diff[i] += s;
+  }
+}
+
+nr_status nr__conv_weight_grad(const nr_conv *cv, const float *im, const float *out_diff,
+                               float *w_diff, nr_error *err) {
+  const int64_t parts = wgrad_chunks(cv);
+  if (parts < 2 || use_direct_1x1(cv)) return weight_grad_images(cv, im, out_diff, w_diff, err);
+  const int64_t count = cv->out_ch * (cv->in_ch / cv->group) * cv->kdim;
+  if (parts * count > tls_wpart_cap) {
+    float *b = realloc(tls_wpart, (size_t)(parts * count) * sizeof *b);
+    if (!b)
+      return nr_err_set(err, NR_ERR_NOMEM,
+                        "out of memory for the weight gradient's %lld chunk products",
+                        (long long)parts);
+    tls_wpart = b;
+    tls_wpart_cap = parts * count;
+  }
+  wgrad_job j = {cv, im, out_diff, tls_wpart, count, w_diff};
+  if (!nr__parallel_run(wgrad_part, &j, (int)parts))
+    return nr_err_set(err, NR_ERR_NOMEM, "out of memory for a convolution workspace");
+  nr__parallel_for(count, 16384, wgrad_sum, &j);
   return NR_OK;
 }
 

@@ -65,6 +65,21 @@ typedef struct nr_layer_type {
   nr_status (*forward)(nr_layer *l, nr_error *err);
   nr_status (*backward)(nr_layer *l, nr_error *err); /* (optional) */
   void (*destroy)(nr_layer *l);                      /* (optional) */
+  /* (optional) Layers that compute each sample of axis 0 on its own (convolution, pooling,
+   * ReLU): the same work cut by samples, so that the net can run a run of such layers on
+   * each thread's share of the batch (net.c, "sample slices"). All three, or none:
+   *   forward_samples   the forward for samples [n0, n1) of every bottom and top;
+   *   backward_samples  the bottom diffs (where prop_down) for samples [n0, n1), and no
+   *                     parameter diffs;
+   *   backward_params   the parameter diffs for the whole batch, the only backward work
+   *                     across samples (NULL when the layer has no parameters).
+   * Called after reshape, from any thread, perhaps at the same time for disjoint sample
+   * ranges; each must give the bits forward / backward give. can_slice (optional) says
+   * whether the layer can be cut now (true when NULL). */
+  nr_status (*forward_samples)(nr_layer *l, int64_t n0, int64_t n1, nr_error *err);
+  nr_status (*backward_samples)(nr_layer *l, int64_t n0, int64_t n1, nr_error *err);
+  nr_status (*backward_params)(nr_layer *l, nr_error *err);
+  bool (*can_slice)(const nr_layer *l);
 } nr_layer_type;
 
 struct nr_layer {

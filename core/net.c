@@ -19,12 +19,14 @@
  */
 #include "net.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "layers/memory_data.h"
 #include "nr_math.h"
+#include "parallel.h"
 #include "pylayer.h"
 #include "weights.h"
 
@@ -816,13 +818,136 @@ nr_status nr_net_forward_layer(nr_net *n, int i, float *loss, nr_error *err) {
   return NR_OK;
 }
 
+/* ---- sample slices ------------------------------------------------------------------------
+ *
+ * A run of consecutive layers that each compute every sample on its own (layer.h's
+ * forward_samples: convolution, pooling, ReLU) runs as one job of the helper threads
+ * (parallel.h) instead of one job per layer: part p takes samples [N·p/S, N·(p+1)/S) through
+ * every layer of the run, so each layer reads what the layer before it wrote on the same
+ * core. Split inside each layer instead, half of every layer's input comes from the other
+ * core's cache, and on this machine's virtual CPUs reading 2 MB the other core wrote costs
+ * about three times reading it from the core's own cache (docs/bench.md). Backward is cut
+ * the same way for the bottom diffs; then each layer of the run adds its parameter diffs
+ * over the whole batch (backward_params), as its own backward would. So the bits are
+ * those of running the layers one by one, whatever the thread count. */
+
+/* The batch size N when layer i can run on sample ranges now (after its reshape), else
+ * -1: a layer type with the hooks whose bottoms and tops all have N samples on axis 0 and
+ * no top with a loss weight (those take their diff from the net, nr_net_backward_layer). */
+static int64_t slice_batch(const nr_net *n, int i) {
+  const nr_layer *l = n->layers[i];
+  if (l->nbottom < 1 || l->bottom[0]->num_axes < 1) return -1;
+  if (l->type->can_slice && !l->type->can_slice(l)) return -1;
+  const int64_t N = l->bottom[0]->shape[0];
+  for (int k = 0; k < l->nbottom; k++)
+    if (l->bottom[k]->num_axes < 1 || l->bottom[k]->shape[0] != N) return -1;
+  for (int t = 0; t < l->ntop; t++)
+    if (l->top[t]->num_axes < 1 || l->top[t]->shape[0] != N ||
+        n->blob_loss_weight[n->top_blob[i][t]] != 0)
+      return -1;
+  return N;
+}
+
+static bool has_slice_hooks(const nr_net *n, int i) {
+  const nr_layer_type *t = n->layers[i]->type;
+  return t->forward_samples && t->backward_samples &&
+         !(n->trained_layer && n->trained_layer[i] >= 0);
+}
+
+/* Parts for a batch of N samples on the threads there are: one per thread, and only when
+ * the parts are even enough (N a multiple of the threads, or at least 4 samples each);
+ * 0: run the layers one by one. */
+static int slice_parts(int64_t N) {
+  const int threads = nr__parallel_threads();
+  if (threads < 2 || N < 2) return 0;
+  if (N % threads != 0 && N < 4 * threads) return 0;
+  return threads;
+}
+
+typedef struct slice_job {
+  nr_net *n;
+  int a, b;           /* layers [a, b) */
+  int64_t N;
+  bool backward;
+  pthread_mutex_t mu; /* guards the two below */
+  int failed_part;    /* lowest part that failed, or the number of parts */
+  nr_error *err;
+} slice_job;
+
+static bool slice_part(void *ctx, int p, int parts) {
+  slice_job *j = ctx;
+  const int64_t n0 = j->N * p / parts, n1 = j->N * (p + 1) / parts;
+  nr_error e;
+  nr_status st = NR_OK;
+  int i = j->a;
+  if (!j->backward)
+    for (; i < j->b && st == NR_OK; i++)
+      st = j->n->layers[i]->type->forward_samples(j->n->layers[i], n0, n1, &e);
+  else
+    for (i = j->b - 1; i >= j->a && st == NR_OK; i--)
+      st = j->n->layers[i]->type->backward_samples(j->n->layers[i], n0, n1, &e);
+  if (st == NR_OK) return true;
+  const nr_layer *l = j->n->layers[j->backward ? i + 1 : i - 1];
+  pthread_mutex_lock(&j->mu);
+  if (p < j->failed_part) {
+    j->failed_part = p;
+    *j->err = e;
+    layer_fail(j->n, (nr_layer *)l, j->backward ? "backward" : "forward", j->err);
+  }
+  pthread_mutex_unlock(&j->mu);
+  return false;
+}
+
+static nr_status run_slices(nr_net *n, int a, int b, int64_t N, int parts, bool backward,
+                            nr_error *err) {
+  slice_job j = {n, a, b, N, backward, PTHREAD_MUTEX_INITIALIZER, parts, err};
+  n->slice_runs++;
+  const bool ok = nr__parallel_run(slice_part, &j, parts);
+  pthread_mutex_destroy(&j.mu);
+  return ok ? NR_OK : err->status;
+}
+
+/* Layers [i, *end) form a run that can be cut into sample ranges (each reshaped here):
+ * its batch size, or -1 when there is none starting at i. */
+static int64_t forward_run(nr_net *n, int i, int *end, nr_error *err, nr_status *st) {
+  int64_t N = -1;
+  int k = i;
+  for (; k < n->nlayers && has_slice_hooks(n, k); k++) {
+    nr_layer *l = n->layers[k];
+    if (l->type->reshape && (*st = l->type->reshape(l, err)) != NR_OK) {
+      layer_fail(n, l, "reshape", err);
+      return -1;
+    }
+    const int64_t nk = slice_batch(n, k);
+    if (nk < 0 || (N >= 0 && nk != N)) break;
+    N = nk;
+  }
+  *end = k;
+  return k > i ? N : -1;
+}
+
 nr_status nr_net_forward(nr_net *n, float *loss, nr_error *err) {
   double total = 0;
-  for (int i = 0; i < n->nlayers; i++) {
-    float l = 0;
-    nr_status s = nr_net_forward_layer(n, i, &l, err);
+  for (int i = 0; i < n->nlayers;) {
+    nr_status s = NR_OK;
+    int end = i;
+    const int64_t N = has_slice_hooks(n, i) ? forward_run(n, i, &end, err, &s) : -1;
     if (s != NR_OK) return nr_err_prefix(err, "net '%s'", n->name);
-    total += l;
+    const int parts = N > 0 ? slice_parts(N) : 0;
+    if (parts > 0) {
+      if (n->interrupt && *n->interrupt) s = interrupted(n, n->layers[i], "forward", err);
+      else s = run_slices(n, i, end, N, parts, false, err);
+      if (s != NR_OK) return nr_err_prefix(err, "net '%s'", n->name);
+      i = end;
+      continue;
+    }
+    /* one layer, or the run [i, end) one by one (a batch too small to cut) */
+    for (const int stop = N > 0 ? end : i + 1; i < stop; i++) {
+      float l = 0;
+      if (nr_net_forward_layer(n, i, &l, err) != NR_OK)
+        return nr_err_prefix(err, "net '%s'", n->name);
+      total += l;
+    }
   }
   n->last_forward_loss = total;
   if (loss) *loss = (float)total;
@@ -850,10 +975,35 @@ nr_status nr_net_backward_layer_all(nr_net *n, int i, nr_error *err) {
   return NR_OK;
 }
 
+/* Layer i can join a backward run of batch N. */
+static bool backward_sliceable(const nr_net *n, int i, int64_t N) {
+  return n->layer_need_backward[i] && n->layers[i]->type->backward && has_slice_hooks(n, i) &&
+         slice_batch(n, i) == N && N > 0;
+}
+
 nr_status nr_net_backward(nr_net *n, nr_error *err) {
-  for (int i = n->nlayers - 1; i >= 0; i--)
-    if (nr_net_backward_layer(n, i, err) != NR_OK)
-      return nr_err_prefix(err, "net '%s'", n->name);
+  for (int i = n->nlayers - 1; i >= 0;) {
+    const int64_t N = n->layer_need_backward[i] && has_slice_hooks(n, i) ? slice_batch(n, i) : -1;
+    const int parts = N > 0 ? slice_parts(N) : 0;
+    if (parts == 0) {
+      if (nr_net_backward_layer(n, i, err) != NR_OK)
+        return nr_err_prefix(err, "net '%s'", n->name);
+      i--;
+      continue;
+    }
+    int a = i;
+    while (a > 0 && backward_sliceable(n, a - 1, N)) a--;
+    nr_status s = n->interrupt && *n->interrupt
+                      ? interrupted(n, n->layers[i], "backward", err)
+                      : run_slices(n, a, i + 1, N, parts, true, err);
+    for (int k = i; k >= a && s == NR_OK; k--) {
+      nr_layer *l = n->layers[k];
+      if (l->type->backward_params && (s = l->type->backward_params(l, err)) != NR_OK)
+        layer_fail(n, l, "backward", err);
+    }
+    if (s != NR_OK) return nr_err_prefix(err, "net '%s'", n->name);
+    i = a - 1;
+  }
   return NR_OK;
 }
 

@@ -81,6 +81,9 @@ struct nr_net {
    * layer there (-1: none). */
   const nr_net *trained_from;
   int *trained_layer;
+  /* How many runs of layers went through sample slices (net.c), forward and backward: for
+   * tests and benchmarks. */
+  int64_t slice_runs;
 };
 
 /* Builds a net. param is borrowed (copied). Errors name the net and the layer:

@@ -2,8 +2,13 @@
  * nr__parallel_run (one job over the caller and the helpers) and nr__parallel_for on top.
  *
  * A job is published under a new generation number: helpers sleep until the generation
- * changes, then claim parts through pool.claim (generation << 8 | next part), so a helper
- * that wakes late, after its job is over, finds a stale generation and claims nothing. */
+ * changes, then claim parts through pool.claim (generation << 32 | a bit per part taken),
+ * so a helper that wakes late, after its job is over, finds a stale generation and claims
+ * nothing. Thread t (the caller is 0, helpers 1, 2, ... in the order they started) first
+ * claims its own block of parts, [parts·t/T, parts·(t+1)/T) of T threads, then takes what
+ * is left from the other end: consecutive jobs cut the same way give each thread the same
+ * share of the data, which stays in its core's cache from one job to the next, and a
+ * thread that is late still finds its work done by the others. */
 #include "parallel.h"
 
 #include <cblas.h>
@@ -35,12 +40,13 @@ static struct {
   bool caller_sleeps;   /* the caller is asleep on done_cv (under mu) */
   _Atomic uint64_t gen; /* bumped for each job (written under mu) */
   pool_job job;         /* the current job (under mu) */
+  int threads;          /* the threads its parts are shared between (under mu) */
   _Atomic int done;     /* parts finished */
   uint64_t failed;      /* parts that returned false on a helper (under mu) */
-  _Atomic uint64_t claim; /* gen << 8 | next part to claim */
+  _Atomic uint64_t claim; /* gen << 32 | bit p set when part p is taken */
   _Atomic int hush;       /* nr__parallel_hush: above 0, nobody polls */
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-          PTHREAD_COND_INITIALIZER, 0, 0, false, 0, {0}, 0, 0, 0, 0};
+          PTHREAD_COND_INITIALIZER, 0, 0, false, 0, {0}, 0, 0, 0, 0, 0};
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -69,15 +75,22 @@ static bool spin_until(bool (*cond)(uint64_t), uint64_t arg) {
 static bool gen_moved(uint64_t seen) { return atomic_load(&pool.gen) != seen; }
 static bool all_done(uint64_t parts) { return (uint64_t)atomic_load(&pool.done) >= parts; }
 
-/* Claims the next part of job generation `gen`: its index, or -1 when all are taken or
- * the job is no longer current. */
-static int pool_claim(uint64_t gen, int parts) {
+/* Claims a part of job generation `gen` for thread `self` of `threads`: the first free
+ * one of its own block, else the last free one of all; -1 when all are taken or the job is
+ * no longer current. */
+static int pool_claim(uint64_t gen, int parts, int self, int threads) {
+  const int lo = self < threads ? parts * self / threads : 0;
+  const int hi = self < threads ? parts * (self + 1) / threads : 0;
   uint64_t v = atomic_load(&pool.claim);
   for (;;) {
-    if (v >> 8 != (gen & (UINT64_MAX >> 8))) return -1;
-    const int p = (int)(v & 0xff);
-    if (p >= parts) return -1;
-    if (atomic_compare_exchange_weak(&pool.claim, &v, v + 1)) return p;
+    if (v >> 32 != (gen & 0xffffffffu)) return -1;
+    int p = -1;
+    for (int q = lo; q < hi && p < 0; q++)
+      if (!(v >> q & 1)) p = q;
+    for (int q = parts - 1; q >= 0 && p < 0; q--)
+      if (!(v >> q & 1)) p = q;
+    if (p < 0) return -1;
+    if (atomic_compare_exchange_weak(&pool.claim, &v, v | (uint64_t)1 << p)) return p;
   }
 }
 
@@ -85,7 +98,7 @@ static void *helper_main(void *arg) {
   (void)arg;
   pthread_mutex_lock(&pool.mu);
   uint64_t seen = atomic_load(&pool.gen); /* registered before the job that needs it is posted */
-  pool.nhelpers++;
+  const int self = ++pool.nhelpers;
   pthread_cond_broadcast(&pool.done_cv);
   for (;;) {
     if (atomic_load(&pool.gen) == seen) {
@@ -100,9 +113,10 @@ static void *helper_main(void *arg) {
     }
     seen = atomic_load(&pool.gen);
     const pool_job job = pool.job;
+    const int threads = pool.threads;
     pthread_mutex_unlock(&pool.mu);
     int p;
-    while ((p = pool_claim(seen, job.parts)) >= 0) {
+    while ((p = pool_claim(seen, job.parts, self, threads)) >= 0) {
       /* A claimed part keeps the job current: its caller waits for it. */
       const bool ok = job.fn(job.ctx, p, job.parts);
       if (!ok) {
@@ -158,22 +172,23 @@ int nr__parallel_threads(void) {
  * on a helper (out of memory for that thread's own buffers, say) is rerun on the caller. */
 bool nr__parallel_run(nr_parallel_part_fn fn, void *ctx, int parts) {
   bool ok = true;
-  if (parts < 2 || pthread_mutex_trylock(&pool.busy) != 0) {
+  if (parts < 2 || parts > NR_PARALLEL_MAX_PARTS || pthread_mutex_trylock(&pool.busy) != 0) {
     for (int p = 0; p < parts; p++) ok = fn(ctx, p, parts) && ok;
     return ok;
   }
-  pool_grow(nr__parallel_threads() - 1);
+  const int threads = pool_grow(nr__parallel_threads() - 1) + 1;
   pthread_mutex_lock(&pool.mu);
   const uint64_t gen = atomic_load(&pool.gen) + 1;
   pool.job = (pool_job){fn, ctx, parts};
+  pool.threads = threads;
   atomic_store(&pool.done, 0);
   pool.failed = 0;
-  atomic_store(&pool.claim, (gen & (UINT64_MAX >> 8)) << 8);
+  atomic_store(&pool.claim, (gen & 0xffffffffu) << 32);
   atomic_store(&pool.gen, gen); /* polling helpers start here */
   if (pool.sleepers) pthread_cond_broadcast(&pool.wake);
   pthread_mutex_unlock(&pool.mu);
   int p, mine = 0;
-  while ((p = pool_claim(gen, parts)) >= 0) {
+  while ((p = pool_claim(gen, parts, 0, threads)) >= 0) {
     ok = fn(ctx, p, parts) && ok;
     mine++;
   }
@@ -214,6 +229,7 @@ void nr__parallel_for(int64_t n, int64_t grain, void (*fn)(void *ctx, int64_t lo
   const int threads = nr__parallel_threads();
   if (threads < 2) parts = 1;
   if (parts > NR_PARALLEL_PARTS_PER_THREAD * threads) parts = NR_PARALLEL_PARTS_PER_THREAD * threads;
+  if (parts > NR_PARALLEL_MAX_PARTS) parts = NR_PARALLEL_MAX_PARTS;
   if (parts < 2) {
     fn(ctx, 0, n);
     return;

@@ -30,7 +30,7 @@
 /* Most threads a job runs on, caller included. */
 #define NR_PARALLEL_MAX_THREADS 16
 /* Most parts a job may have (nr__parallel_run). */
-#define NR_PARALLEL_MAX_PARTS 64
+#define NR_PARALLEL_MAX_PARTS 32
 /* Parts per thread a job is cut into: more than one, so that a caller whose helper is
  * descheduled (the machine is shared) takes over most of the work instead of waiting. */
 #define NR_PARALLEL_PARTS_PER_THREAD 4

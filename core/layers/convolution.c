@@ -95,26 +95,53 @@ static nr_status conv_reshape(nr_layer *l, nr_error *err) {
   return nr__conv_shape_tops(cv, b0, l->top, l->ntop, want_axes, cv->col_sp, err);
 }
 
-static nr_status conv_forward(nr_layer *l, nr_error *err) {
-  nr_conv *cv = l->priv;
+/* Samples [n0, n1) of every bottom/top pair (forward_samples; the whole batch is one such
+ * range): the convolution's shapes with the batch cut to the range. */
+static nr_status conv_forward_samples(nr_layer *l, int64_t n0, int64_t n1, nr_error *err) {
+  nr_conv cv = *(const nr_conv *)l->priv;
+  const int64_t in = cv.in_ch * cv.im_dim, out = cv.out_ch * cv.col_dim;
+  cv.num = n1 - n0;
   for (int i = 0; i < l->nbottom; i++) {
-    NR_TRY(nr__conv_forward(cv, l->bottom[i]->data, l->blobs[0]->data, l->top[i]->data, err));
-    if (cv->bias_term)
-      nr__conv_bias_add(cv->num, cv->out_ch, cv->col_dim, l->blobs[1]->data, l->top[i]->data);
+    float *top = l->top[i]->data + n0 * out;
+    NR_TRY(nr__conv_forward(&cv, l->bottom[i]->data + n0 * in, l->blobs[0]->data, top, err));
+    if (cv.bias_term) nr__conv_bias_add(cv.num, cv.out_ch, cv.col_dim, l->blobs[1]->data, top);
   }
   return NR_OK;
 }
 
-static nr_status conv_backward(nr_layer *l, nr_error *err) {
+static nr_status conv_forward(nr_layer *l, nr_error *err) {
+  return conv_forward_samples(l, 0, ((const nr_conv *)l->priv)->num, err);
+}
+
+static nr_status conv_backward_params(nr_layer *l, nr_error *err) {
   nr_conv *cv = l->priv;
   for (int i = 0; i < l->nbottom; i++) {
     const float *td = l->top[i]->diff;
     if (cv->bias_term) nr__conv_bias_grad(cv->num, cv->out_ch, cv->col_dim, td, l->blobs[1]->diff);
     NR_TRY(nr__conv_weight_grad(cv, l->bottom[i]->data, td, l->blobs[0]->diff, err));
-    if (l->prop_down[i])
-      NR_TRY(nr__conv_backward_data(cv, td, l->blobs[0]->data, l->bottom[i]->diff, err));
   }
   return NR_OK;
+}
+
+static nr_status conv_backward_samples(nr_layer *l, int64_t n0, int64_t n1, nr_error *err) {
+  nr_conv cv = *(const nr_conv *)l->priv;
+  const int64_t in = cv.in_ch * cv.im_dim, out = cv.out_ch * cv.col_dim;
+  cv.num = n1 - n0;
+  for (int i = 0; i < l->nbottom; i++)
+    if (l->prop_down[i])
+      NR_TRY(nr__conv_backward_data(&cv, l->top[i]->diff + n0 * out, l->blobs[0]->data,
+                                    l->bottom[i]->diff + n0 * in, err));
+  return NR_OK;
+}
+
+static nr_status conv_backward(nr_layer *l, nr_error *err) {
+  NR_TRY(conv_backward_params(l, err));
+  return conv_backward_samples(l, 0, ((const nr_conv *)l->priv)->num, err);
+}
+
+/* Samples are axis 0 only when the channel axis is 1. */
+static bool conv_can_slice(const nr_layer *l) {
+  return ((const nr_conv *)l->priv)->axis == 1;
 }
 
 static void conv_destroy(nr_layer *l) {
@@ -126,4 +153,6 @@ const nr_layer_type nr_layer_convolution = {
     .name = "Convolution",
     .min_bottoms = 1, .max_bottoms = -1, .min_tops = 1, .max_tops = -1,
     .setup = conv_setup, .reshape = conv_reshape, .forward = conv_forward,
-    .backward = conv_backward, .destroy = conv_destroy};
+    .backward = conv_backward, .destroy = conv_destroy,
+    .forward_samples = conv_forward_samples, .backward_samples = conv_backward_samples,
+    .backward_params = conv_backward_params, .can_slice = conv_can_slice};

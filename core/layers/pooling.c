@@ -286,14 +286,29 @@ static void pool_forward_planes(void *ctx, int64_t pl0, int64_t pl1) {
   }
 }
 
+/* The mask top (if any) of planes [pl0, pl1). */
+static void pool_mask_top(nr_layer *l, int64_t pl0, int64_t pl1) {
+  if (l->ntop < 2) return;
+  const pool_priv *q = l->priv;
+  const int64_t per = q->OH * q->OW;
+  float *m = l->top[1]->data;
+  for (int64_t i = pl0 * per; i < pl1 * per; i++) m[i] = (float)q->mask[i];
+}
+
 static nr_status pool_forward(nr_layer *l, nr_error *err) {
-  pool_priv *q = l->priv;
+  (void)err;
   const nr_blob *b = l->bottom[0];
-  nr__parallel_for(b->shape[0] * b->shape[1], plane_grain(q), pool_forward_planes, l);
-  if (l->ntop > 1) {
-    float *m = l->top[1]->data;
-    for (int64_t i = 0; i < l->top[1]->count; i++) m[i] = (float)q->mask[i];
-  }
+  const int64_t planes = b->shape[0] * b->shape[1];
+  nr__parallel_for(planes, plane_grain(l->priv), pool_forward_planes, l);
+  pool_mask_top(l, 0, planes);
+  return NR_OK;
+}
+
+static nr_status pool_forward_samples(nr_layer *l, int64_t n0, int64_t n1, nr_error *err) {
+  (void)err;
+  const int64_t c = l->bottom[0]->shape[1];
+  pool_forward_planes(l, n0 * c, n1 * c);
+  pool_mask_top(l, n0 * c, n1 * c);
   return NR_OK;
 }
 
@@ -375,9 +390,17 @@ static void pool_backward_planes(void *ctx, int64_t pl0, int64_t pl1) {
 }
 
 static nr_status pool_backward(nr_layer *l, nr_error *err) {
+  (void)err;
   if (!l->prop_down[0]) return NR_OK;
   const nr_blob *b = l->bottom[0];
   nr__parallel_for(b->shape[0] * b->shape[1], plane_grain(l->priv), pool_backward_planes, l);
+  return NR_OK;
+}
+
+static nr_status pool_backward_samples(nr_layer *l, int64_t n0, int64_t n1, nr_error *err) {
+  (void)err;
+  const int64_t c = l->bottom[0]->shape[1];
+  if (l->prop_down[0]) pool_backward_planes(l, n0 * c, n1 * c);
   return NR_OK;
 }
 
@@ -396,4 +419,5 @@ const nr_layer_type nr_layer_pooling = {
     .name = "Pooling",
     .min_bottoms = 1, .max_bottoms = 1, .min_tops = 1, .max_tops = 2,
     .setup = pool_setup, .reshape = pool_reshape, .forward = pool_forward,
-    .backward = pool_backward, .destroy = pool_destroy};
+    .backward = pool_backward, .destroy = pool_destroy,
+    .forward_samples = pool_forward_samples, .backward_samples = pool_backward_samples};

@@ -72,6 +72,31 @@ static nr_status relu_backward(nr_layer *l, nr_error *err) {
   return NR_OK;
 }
 
+/* Samples [n0, n1): their elements (layer.h's forward_samples / backward_samples). */
+static int64_t per_sample(const nr_layer *l) {
+  const nr_blob *b = l->bottom[0];
+  return b->num_axes > 0 && b->shape[0] > 0 ? b->count / b->shape[0] : 0;
+}
+
+static nr_status relu_forward_samples(nr_layer *l, int64_t n0, int64_t n1, nr_error *err) {
+  (void)err;
+  relu_job j = {l->bottom[0]->data, NULL, l->top[0]->data, NULL, slope_of(l)};
+  forward_range(&j, n0 * per_sample(l), n1 * per_sample(l));
+  return NR_OK;
+}
+
+static nr_status relu_backward_samples(nr_layer *l, int64_t n0, int64_t n1, nr_error *err) {
+  (void)err;
+  if (!l->prop_down[0]) return NR_OK;
+  relu_job j = {l->bottom[0]->data, l->top[0]->diff, NULL, l->bottom[0]->diff, slope_of(l)};
+  backward_range(&j, n0 * per_sample(l), n1 * per_sample(l));
+  return NR_OK;
+}
+
+static bool relu_can_slice(const nr_layer *l) { return l->bottom[0]->num_axes > 0; }
+
 const nr_layer_type nr_layer_relu = {
     .name = "ReLU", .min_bottoms = 1, .max_bottoms = 1, .min_tops = 1, .max_tops = 1,
-    .reshape = relu_reshape, .forward = relu_forward, .backward = relu_backward};
+    .reshape = relu_reshape, .forward = relu_forward, .backward = relu_backward,
+    .forward_samples = relu_forward_samples, .backward_samples = relu_backward_samples,
+    .can_slice = relu_can_slice};

@@ -47,8 +47,9 @@ static nr_status sq_backward(nr_layer *l, nr_error *err) {
   }
   return NR_OK;
 }
-static const nr_layer_type sq_type = {"GcSquare", 1, 1, 1, 1, false, 0,
-                                      sq_setup, sq_reshape, sq_forward, sq_backward, NULL};
+static const nr_layer_type sq_type = {
+    .name = "GcSquare", .min_bottoms = 1, .max_bottoms = 1, .min_tops = 1, .max_tops = 1,
+    .setup = sq_setup, .reshape = sq_reshape, .forward = sq_forward, .backward = sq_backward};
 
 static nr_blob *g_bottom, *g_top;
 static nr_rng g_rng;
