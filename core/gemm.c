@@ -610,7 +610,10 @@ static bool gemm_run(const gemm_args *g) {
   /* Split along N, each part packs all of op(A) again: parts at least 256 columns wide (a
    * convolution's weight gradient, 64 x 576 over 31360 pixels, spent more time packing
    * its top diff 8 times than multiplying). */
-  if (job.split_n && most > g->n / 256) most = g->n / 256 > threads ? g->n / 256 : threads;
+  if (job.split_n && most > g->n / 256)
+    /* (a whole number of parts per thread: LeNet's ip1 weight gradient, 800 columns, ran
+     * in 3 parts, 2 of them on one thread) */
+    most = g->n / 256 > threads ? g->n / 256 / threads * threads : threads;
   return nr__parallel_run(gemm_job_part, &job, (int)(job.units < most ? job.units : most));
 }
 
