@@ -454,6 +454,7 @@ nr_status nr__pl_new(nr_pool *p, nr_layer *l, bool spread, pl **out, nr_error *e
   if (p->layers_tail) p->layers_tail->next = q;
   else p->layers = q;
   p->layers_tail = q;
+  nr__zygote_note_layer(p, l);
   /* start all fixed-size workers together so their interpreters load in parallel */
   int lo = all ? 0 : q->w, hi = all ? p->max_workers : q->w + 1;
   for (int i = lo; i < hi; i++) {

@@ -146,6 +146,9 @@ struct nr_pool {
   int zy_state;  /* 0: not started, 1: ready, -1: off for this pool */
   int zy_starts; /* zygotes started so far */
   int zy_requests; /* workers asked of nr__zygote_clone so far */
+  /* the first Python layer's module and prototxt directory (owned; NULL: none yet): the
+   * zygote imports that module before it clones (nr__zygote_note_layer) */
+  char *zy_module, *zy_dir;
   pid_t zy_pid;
   int zy_sock;
 };
@@ -207,8 +210,11 @@ void nr__worker_close(nr_pool *p, worker *w);
  * process; -1: no zygote to use (off, could not start, died, refused): start the worker
  * directly. */
 int nr__zygote_clone(nr_pool *p, const int fds[3], pid_t *pid);
-/* Ends and reaps the zygote (the pool is going). */
+/* Ends and reaps the zygote (the pool is going), frees what it noted. */
 void nr__zygote_stop(nr_pool *p);
+/* Notes Python layer l's module, if it is the pool's first: a zygote started after this
+ * imports it once before it clones (NETRUN_ZYGOTE_PRELOAD=0: not). */
+void nr__zygote_note_layer(nr_pool *p, const nr_layer *l);
 /* Signals w's process through its pidfd (never a reaped pid). */
 void nr__worker_signal(const worker *w, int sig);
 /* Waits for w's process (once). */

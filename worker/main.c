@@ -224,16 +224,25 @@ static const char clone_src[] =
     "    os.chdir('/proc/%d/cwd' % ppid)\n"
     "    n = os.getcwd()\n"
     "    if n != o and o in sys.path: sys.path[sys.path.index(o)] = n\n"
+    "    if n != o: sys.modules['caffe._runtime'].forget_preload()\n"
     "except OSError:\n"
     "    pass\n"
     "if 'numpy' in sys.modules: sys.modules['numpy'].random.seed()\n";
 
 
 /* Before the clones: what each would import or compile is done here once (faulthandler,
- * the code above), and the objects the import made are moved out of the collector's
- * reach (gc.freeze: a collection in a clone would write to every one of them, copying
- * their pages). 0 or -1. */
-static int prepare_clones(void) {
+ * the code above, the first Python layer's module when the core names it:
+ * caffe._runtime.preload, see ipc/pool_zygote.c), and the objects the import made are
+ * moved out of the collector's reach (gc.freeze: a collection in a clone would write to
+ * every one of them, copying their pages). 0 or -1. */
+static int prepare_clones(const char *module, const char *dir) {
+  if (module && module[0]) {
+    PyObject *rt = PyImport_ImportModule("caffe._runtime"); /* new */
+    PyObject *r = rt ? PyObject_CallMethod(rt, "preload", "ss", module, dir ? dir : "") : NULL;
+    if (!r) PyErr_Clear(); /* (preload swallows the module's own errors) */
+    Py_XDECREF(r);
+    Py_XDECREF(rt);
+  }
   int rc = run_python(NULL, "import faulthandler, signal, gc\ngc.freeze()\n", 0);
   fault_code = rc == 0 ? Py_CompileString(fault_src, "<netrun-worker>", Py_file_input) : NULL;
   clone_code = fault_code ? Py_CompileString(clone_src, "<netrun-worker>", Py_file_input) : NULL;
@@ -248,7 +257,7 @@ static int prepare_clones(void) {
  * it is not alone: another thread, NumPy's BLAS ones with OPENBLAS_NUM_THREADS > 1), then
  * clones one worker per request and answers its pid (int32; -errno if it could not), until
  * the core closes the socket. */
-static void zygote(pid_t parent, const char *types) {
+static void zygote(pid_t parent, const char *types, const char *module, const char *dir) {
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) _exit(1);
   if (getppid() != parent) _exit(0);
   prctl(PR_SET_NAME, "netrun-zygote");
@@ -262,7 +271,8 @@ static void zygote(pid_t parent, const char *types) {
   nr_rt_host host = nr_server_host(&S);
   nr_rt_err e = {0};
   char ok = nr_rt_init(&host, pkg_dir, types, &e) < 0 ? 'E' : thread_count() != 1 ? 'T' : 'R';
-  if (ok == 'R' && prepare_clones() < 0) ok = 'E';
+  if (ok == 'R' && prepare_clones(module, dir) < 0) ok = 'E';
+  if (ok == 'R' && thread_count() != 1) ok = 'T'; /* (the preloaded module started one) */
   if (send(zsock, &ok, 1, MSG_NOSIGNAL) != 1 || ok != 'R') _exit(ok == 'R' ? 0 : 1);
   PyThreadState *ts = PyEval_SaveThread();
   for (;;) {
@@ -295,7 +305,8 @@ static void zygote(pid_t parent, const char *types) {
 
 int main(int argc, char **argv) {
   if (argc >= 3 && !strcmp(argv[1], "--zygote")) {
-    zygote((pid_t)atol(argv[2]), argc > 3 ? argv[3] : "");
+    zygote((pid_t)atol(argv[2]), argc > 3 ? argv[3] : "", argc > 4 ? argv[4] : NULL,
+           argc > 5 ? argv[5] : NULL);
     return 0;
   }
   if (argc < 2) {

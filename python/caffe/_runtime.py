@@ -56,6 +56,41 @@ def init(pkg_dir, layer_types):
         pass
 
 
+def _add_source_dir(source_dir):
+    """Puts a prototxt's directory on sys.path after the current directory (once)."""
+    global _insert_at
+    if source_dir and source_dir not in sys.path:
+        sys.path.insert(_insert_at, source_dir)
+        _insert_at += 1
+
+
+_preloaded = None  # the module preload() imported in the zygote, if any
+
+
+def preload(module, source_dir):
+    """In the zygote: imports the first Python layer's module once, for every clone.
+    Errors are left to the worker's own import, which reports them."""
+    global _preloaded
+    if not module or '/' in module or '\\' in module or module.endswith('.py'):
+        return
+    _add_source_dir(source_dir)
+    try:
+        importlib.import_module(module)
+        _preloaded = module
+    except BaseException:
+        pass
+
+
+def forget_preload():
+    """In a clone whose current directory is not the zygote's: the module preload()
+    found there may not be the one this directory holds; import it afresh."""
+    global _preloaded
+    if _preloaded:
+        for name in [m for m in sys.modules if m == _preloaded or m.startswith(_preloaded + '.')]:
+            del sys.modules[name]
+        _preloaded = None
+
+
 def create_layer(handle, name, module, cls, param_str, source_dir, phase, nbottom, ntop,
                  aliases, replica=0, nreplicas=0, first_batch=0):
     """Imports module, instantiates class; returns (layer, bottom, top, blobs, info) where
@@ -63,7 +98,6 @@ def create_layer(handle, name, module, cls, param_str, source_dir, phase, nbotto
     import caffe
     info = caffe.WorkerInfo(replica, nreplicas, first_batch) if nreplicas > 0 else None
     caffe._worker_info = info  # visible from the constructor on
-    global _insert_at
     if not module:
         raise ImportError("python_param has no 'module'")
     if not cls:
@@ -74,9 +108,7 @@ def create_layer(handle, name, module, cls, param_str, source_dir, phase, nbotto
             'python_param.module %r is a file name, not a module name: write module: %r '
             'and put %s on PYTHONPATH, in the current directory or next to the prototxt'
             % (module, stem, os.path.basename(module) or module))
-    if source_dir and source_dir not in sys.path:
-        sys.path.insert(_insert_at, source_dir)
-        _insert_at += 1
+    _add_source_dir(source_dir)
     mod = importlib.import_module(module)
     try:
         klass = getattr(mod, cls)

@@ -219,6 +219,70 @@ static void test_zygote_grow(void) {
   if (sysconf(_SC_NPROCESSORS_ONLN) >= 2) zygote_case(false, -1);
 }
 
+/* The zygote imports the first Python layer's module before it clones (ipc/pool_zygote.c,
+ * "Preload"): with 3 workers the module's import runs once, in the zygote, not once per
+ * worker; with NETRUN_ZYGOTE_PRELOAD=0 (and in sanitizer builds, which start workers
+ * directly) once per worker. A module that starts a thread at import cannot be cloned:
+ * the workers start directly and work. The layers compute the same either way. */
+static void preload_case(const char *preload_env, bool thread) {
+  nr_error err;
+  char logpath[512];
+  marker(logpath, sizeof logpath, "imports");
+  setenv("NR_FX_IMPORT_LOG", logpath, 1);
+  if (thread) setenv("NR_FX_IMPORT_THREAD", "1", 1);
+  if (preload_env) setenv("NETRUN_ZYGOTE_PRELOAD", preload_env, 1);
+  nr_pool *p = NULL;
+  nr_pool_opts o = {3, 0, 0, NULL, NULL, 0, 0, NULL, NULL};
+  CHECK_OK(nr_pool_create(&o, &p, &err), &err);
+  const char *cls[] = {"TimesTen", "TimesTen", "TimesTen"};
+  const char *pss[] = {"", "", ""};
+  wk_chain c;
+  CHECK_OK(wk_chain_init(&c, nr_pool_backend(p), nr_pool_allocator(p), 3, "nr_fx_importlog",
+                         cls, pss, NR_TEST, &err), &err);
+  CHECK_OK(nr_blob_reshape4(c.b[0], 1, 1, 2, 2, &err), &err);
+  for (int i = 0; i < 4; i++) c.b[0]->data[i] = (float)(i + 1);
+  CHECK_OK(wk_chain_setup(&c, &err), &err);
+  CHECK_OK(wk_chain_forward(&c, &err), &err);
+  for (int i = 0; i < 4; i++) CHECK_NEAR(c.b[3]->data[i], 1000.0 * (i + 1), 1e-3);
+  CHECK_INT_EQ(nr_pool_nworkers(p), 3);
+  const pid_t z = zygote_pid();
+  int lines = 0;
+  long first = 0;
+  FILE *f = fopen(logpath, "r");
+  CHECK(f != NULL);
+  for (long pid; f && fscanf(f, "%ld", &pid) == 1; lines++)
+    if (lines == 0) first = pid;
+  if (f) fclose(f);
+  bool cloned_any = false;
+  for (int i = 0; i < 3; i++) cloned_any |= cloned(nr_pool_worker_pid(p, i));
+  if (thread) { /* the zygote refused (after its import): every worker started on its own */
+    CHECK(!cloned_any);
+    CHECK_INT_EQ(z, 0);
+#if defined(__SANITIZE_ADDRESS__)
+    CHECK_INT_EQ(lines, 3);
+#else
+    CHECK_INT_EQ(lines, 4);
+#endif
+  } else if (z > 0 && !preload_env) { /* once, in the zygote */
+    CHECK(cloned_any);
+    CHECK_INT_EQ(lines, 1);
+    CHECK_INT_EQ(first, z);
+  } else { /* once per worker */
+    CHECK_INT_EQ(lines, 3);
+  }
+  wk_chain_free(&c);
+  nr_pool_destroy(p);
+  unlink(logpath);
+  unsetenv("NR_FX_IMPORT_LOG");
+  unsetenv("NR_FX_IMPORT_THREAD");
+  unsetenv("NETRUN_ZYGOTE_PRELOAD");
+  CHECK_INT_EQ(wk_children(), 0);
+}
+
+static void test_zygote_preload(void) { preload_case(NULL, false); }
+static void test_zygote_preload_off(void) { preload_case("0", false); }
+static void test_zygote_preload_thread(void) { preload_case(NULL, true); }
+
 /* kill -9 of the core: its workers are gone within 1 s, nothing left in /dev/shm. */
 static void test_core_sigkill(void) {
   int shm0 = wk_shm_entries();
@@ -375,6 +439,9 @@ int main(void) {
   NR_RUN(test_zygote);
   NR_RUN(test_zygote_off);
   NR_RUN(test_zygote_grow);
+  NR_RUN(test_zygote_preload);
+  NR_RUN(test_zygote_preload_off);
+  NR_RUN(test_zygote_preload_thread);
   NR_RUN(test_core_sigkill);
   NR_RUN(test_print_whole_lines);
   NR_RUN(test_segments_private);
