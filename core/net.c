@@ -908,7 +908,10 @@ static nr_status run_slices(nr_net *n, int a, int b, int64_t N, int parts, bool 
 }
 
 /* Layers [i, *end) form a run that can be cut into sample ranges (each reshaped here):
- * its batch size, or -1 when there is none starting at i. */
+ * its batch size, or -1 when there is none starting at i. A run of one layer is not cut:
+ * the cut pays when a layer reads its input from the same core that wrote it, and a lone
+ * layer's input was written split otherwise (CaffeNet's ReLUs and pools between its large
+ * convolutions). */
 static int64_t forward_run(nr_net *n, int i, int *end, nr_error *err, nr_status *st) {
   int64_t N = -1;
   int k = i;
@@ -923,7 +926,7 @@ static int64_t forward_run(nr_net *n, int i, int *end, nr_error *err, nr_status 
     N = nk;
   }
   *end = k;
-  return k > i ? N : -1;
+  return k > i + 1 ? N : -1;
 }
 
 nr_status nr_net_forward(nr_net *n, float *loss, nr_error *err) {
@@ -993,6 +996,12 @@ nr_status nr_net_backward(nr_net *n, nr_error *err) {
     }
     int a = i;
     while (a > 0 && backward_sliceable(n, a - 1, N)) a--;
+    if (a == i) { /* a lone layer: not cut (forward_run) */
+      if (nr_net_backward_layer(n, i, err) != NR_OK)
+        return nr_err_prefix(err, "net '%s'", n->name);
+      i--;
+      continue;
+    }
     nr_status s = n->interrupt && *n->interrupt
                       ? interrupted(n, n->layers[i], "backward", err)
                       : run_slices(n, a, i + 1, N, parts, true, err);
