@@ -821,7 +821,8 @@ nr_status nr_net_forward_layer(nr_net *n, int i, float *loss, nr_error *err) {
 /* ---- sample slices ------------------------------------------------------------------------
  *
  * A run of consecutive layers that each compute every sample on its own (layer.h's
- * forward_samples: convolution, pooling, ReLU) runs as one job of the helper threads
+ * forward_samples: small convolutions and inner products, pooling, ReLU; the layer's
+ * can_slice says when it is worth it) runs as one job of the helper threads
  * (parallel.h) instead of one job per layer: part p takes samples [N·p/S, N·(p+1)/S) through
  * every layer of the run, so each layer reads what the layer before it wrote on the same
  * core. Split inside each layer instead, half of every layer's input comes from the other
