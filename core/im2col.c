@@ -21,6 +21,9 @@ bool nr__conv_panels = true; /* columns as GEMM panels (use_panels) */
 
 static _Thread_local float *tls_ws;
 static _Thread_local int64_t tls_ws_cap;
+/* The weight gradient's chunk products (nr__conv_weight_grad), the calling thread's. */
+static _Thread_local float *tls_wpart;
+static _Thread_local int64_t tls_wpart_cap;
 /* The columns in this thread's workspace: those nr__conv_forward built over all
  * tls_cols_num images of `tls_cols_im` for the convolution numbered tls_cols_id (renewed
  * at each reshape, so each pass), or none (id 0). The count matters: the net runs a
@@ -355,6 +358,9 @@ void nr__conv_workspace_release(void) {
   free(tls_prow);
   tls_prow = NULL;
   tls_prow_cap = 0;
+  free(tls_wpart);
+  tls_wpart = NULL;
+  tls_wpart_cap = 0;
   tls_cols_id = 0;
 }
 
@@ -725,9 +731,6 @@ static int64_t wgrad_chunks(const nr_conv *cv) {
   if (c > cv->num) c = cv->num;
   return c < 1 ? 1 : c;
 }
-
-static _Thread_local float *tls_wpart; /* the caller's chunk products */
-static _Thread_local int64_t tls_wpart_cap;
 
 typedef struct wgrad_job {
   const nr_conv *cv;
