@@ -279,6 +279,32 @@ static void preload_case(const char *preload_env, bool thread) {
   CHECK_INT_EQ(wk_children(), 0);
 }
 
+/* A module that fails to import in the zygote's preload fails in the worker as it would
+ * without a zygote: the same error, naming the module's file. */
+static void preload_error_case(const char *module, const char *want1, const char *want2) {
+  nr_error err;
+  nr_pool *p = NULL;
+  nr_pool_opts o = {2, 0, 0, NULL, NULL, 0, 0, NULL, NULL};
+  CHECK_OK(nr_pool_create(&o, &p, &err), &err);
+  const char *cls[] = {"L"};
+  const char *pss[] = {""};
+  wk_chain c;
+  CHECK_OK(wk_chain_init(&c, nr_pool_backend(p), nr_pool_allocator(p), 1, module, cls, pss,
+                         NR_TEST, &err), &err);
+  CHECK_OK(nr_blob_reshape4(c.b[0], 1, 1, 2, 2, &err), &err);
+  CHECK_INT_EQ(wk_chain_setup(&c, &err), NR_ERR_PYTHON);
+  CHECK_CONTAINS(err.msg, want1);
+  CHECK_CONTAINS(err.msg, want2);
+  wk_chain_free(&c);
+  nr_pool_destroy(p);
+  CHECK_INT_EQ(wk_children(), 0);
+}
+
+static void test_zygote_preload_import_error(void) {
+  preload_error_case("nr_fx_importerr", "ModuleNotFoundError", "nr_fx_importerr.py");
+  preload_error_case("nr_fx_syntax", "raised SyntaxError", "nr_fx_syntax.py");
+}
+
 static void test_zygote_preload(void) { preload_case(NULL, false); }
 static void test_zygote_preload_off(void) { preload_case("0", false); }
 static void test_zygote_preload_thread(void) { preload_case(NULL, true); }
@@ -442,6 +468,7 @@ int main(void) {
   NR_RUN(test_zygote_preload);
   NR_RUN(test_zygote_preload_off);
   NR_RUN(test_zygote_preload_thread);
+  NR_RUN(test_zygote_preload_import_error);
   NR_RUN(test_core_sigkill);
   NR_RUN(test_print_whole_lines);
   NR_RUN(test_segments_private);
