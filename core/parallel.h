@@ -1,11 +1,14 @@
 /* parallel.h: netrun's helper threads, one pool per process that splits a loop between
  * the calling thread and the helpers. nr_gemm's products (gemm.c), im2col / col2im and the
- * bias loops (im2col.c) and pooling run on it.
+ * bias loops (im2col.c), pooling, the element-wise layers, the SGD step and the net's
+ * sample slices (net.c) run on it.
  *
  * Concept. A job is `parts` calls fn(ctx, part, parts), part = 0 .. parts-1. The caller
- * and the helpers it wakes claim parts one at a time from a shared counter, so the caller
- * never waits for a helper that has not been scheduled yet (on a busy, shared machine it
- * may run every part itself); it waits only for parts a helper has started. A part must
+ * and the helpers it wakes claim parts one at a time, each first from its own block of
+ * the parts (so consecutive jobs cut the same way give a thread the same data), then
+ * whatever is left, so the caller never waits for a helper that has not been scheduled yet
+ * (on a busy, shared machine it may run every part itself); it waits only for parts a
+ * helper has started. A part must
  * write memory no other part writes and compute the same bits whichever thread runs it,
  * so that results do not depend on the thread count. nr__parallel_for is the common case:
  * contiguous ranges of [0, n).
