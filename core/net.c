@@ -935,7 +935,7 @@ nr_status nr_net_forward(nr_net *n, float *loss, nr_error *err) {
   for (int i = 0; i < n->nlayers;) {
     nr_status s = NR_OK;
     int end = i;
-    const int64_t N = has_slice_hooks(n, i) ? forward_run(n, i, &end, err, &s) : -1;
+    const int64_t N = forward_run(n, i, &end, err, &s);
     if (s != NR_OK) return nr_err_prefix(err, "net '%s'", n->name);
     const int parts = N > 0 ? slice_parts(N) : 0;
     if (parts > 0) {
@@ -989,15 +989,9 @@ nr_status nr_net_backward(nr_net *n, nr_error *err) {
   for (int i = n->nlayers - 1; i >= 0;) {
     const int64_t N = n->layer_need_backward[i] && has_slice_hooks(n, i) ? slice_batch(n, i) : -1;
     const int parts = N > 0 ? slice_parts(N) : 0;
-    if (parts == 0) {
-      if (nr_net_backward_layer(n, i, err) != NR_OK)
-        return nr_err_prefix(err, "net '%s'", n->name);
-      i--;
-      continue;
-    }
     int a = i;
-    while (a > 0 && backward_sliceable(n, a - 1, N)) a--;
-    if (a == i) { /* a lone layer: not cut (forward_run) */
+    while (parts > 0 && a > 0 && backward_sliceable(n, a - 1, N)) a--;
+    if (a == i) { /* nothing to cut, or a lone layer (not cut: forward_run) */
       if (nr_net_backward_layer(n, i, err) != NR_OK)
         return nr_err_prefix(err, "net '%s'", n->name);
       i--;

@@ -93,10 +93,7 @@ static nr_status relu_backward_samples(nr_layer *l, int64_t n0, int64_t n1, nr_e
   return NR_OK;
 }
 
-static bool relu_can_slice(const nr_layer *l) { return l->bottom[0]->num_axes > 0; }
-
 const nr_layer_type nr_layer_relu = {
     .name = "ReLU", .min_bottoms = 1, .max_bottoms = 1, .min_tops = 1, .max_tops = 1,
     .reshape = relu_reshape, .forward = relu_forward, .backward = relu_backward,
-    .forward_samples = relu_forward_samples, .backward_samples = relu_backward_samples,
-    .can_slice = relu_can_slice};
+    .forward_samples = relu_forward_samples, .backward_samples = relu_backward_samples};
