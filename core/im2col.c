@@ -7,6 +7,7 @@
 
 #include "nr_math.h"
 #include "parallel.h"
+#include "winograd.h"
 
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -362,6 +363,7 @@ void nr__conv_workspace_release(void) {
   tls_wpart = NULL;
   tls_wpart_cap = 0;
   tls_cols_id = 0;
+  nr__winograd_release();
 }
 
 static void im2col_one(const nr_conv *cv, const float *im, float *col, int64_t ld) {
@@ -564,6 +566,10 @@ nr_status nr__conv_forward(const nr_conv *cv, const float *im, const float *w, f
                 im + n * cv->in_ch * P + g * Kg * P, 0.0f, out + n * cv->out_ch * P + g * Mg * P);
     return NR_OK;
   }
+  if (nr__winograd_applies(cv)) {
+    tls_cols_id = 0; /* no columns: the weight gradient builds its own */
+    return nr__winograd_forward(cv, im, w, out, err);
+  }
   float *ws;
   NR_TRY(ws_get(cv, &ws, err));
   const int64_t B = chunk_images(cv);
@@ -627,6 +633,7 @@ nr_status nr__conv_backward_data(const nr_conv *cv, const float *out_diff, const
                 im_diff + n * cv->in_ch * P + g * Kg * P);
     return NR_OK;
   }
+  if (nr__winograd_applies(cv)) return nr__winograd_backward_data(cv, out_diff, w, im_diff, err);
   float *ws;
   NR_TRY(ws_get(cv, &ws, err));
   tls_cols_id = 0; /* the GEMM below overwrites the columns */

@@ -3,6 +3,7 @@
 #include "im2col.h"
 #include "layer_fixture.h"
 #include "nr_math.h"
+#include "winograd.h"
 
 /* Direct 2-D convolution, as in the definition. w is (M, C/G, kh, kw). */
 static void naive_conv(const float *x, int N, int C, int H, int W, const float *w,
@@ -84,7 +85,8 @@ typedef struct conv_case {
   bool bias, force_nd;
 } conv_case;
 
-static void run_conv_case(const conv_case *k, bool deconv) {
+/* `wino`: whether the case must go through Winograd (winograd.h). */
+static void run_conv_case(const conv_case *k, bool deconv, bool wino) {
   char proto[512];
   snprintf(proto, sizeof proto,
            "name: 'c' type: '%s' convolution_param { num_output: %d group: %d kernel_h: %d "
@@ -117,6 +119,7 @@ static void run_conv_case(const conv_case *k, bool deconv) {
   CHECK_INT_EQ(f->top[0]->shape[3], OW);
   CHECK_INT_EQ(f->l->blobs[0]->shape[0], deconv ? k->C : k->M);
   CHECK_INT_EQ(f->l->blobs[0]->shape[1], deconv ? k->M / k->G : k->C / k->G);
+  CHECK_INT_EQ(nr__winograd_applies(f->l->priv), wino);
   CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
   float *want = malloc((size_t)f->top[0]->count * sizeof *want);
   const float *bias = k->bias ? f->l->blobs[1]->data : NULL;
@@ -151,7 +154,7 @@ static const conv_case cases[] = {
 
 static void test_conv_vs_naive(void) {
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    run_conv_case(&cases[i], false);
+    run_conv_case(&cases[i], false, false);
     if (nr_test_case_failed) return;
   }
 }
@@ -160,7 +163,7 @@ static void test_deconv_vs_naive(void) {
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     conv_case k = cases[i];
     if (k.C % k.G) continue;
-    run_conv_case(&k, true);
+    run_conv_case(&k, true, false);
     if (nr_test_case_failed) return;
   }
 }
@@ -170,8 +173,8 @@ static void test_conv_chunked(void) {
   int64_t saved = nr__conv_workspace_floats;
   nr__conv_workspace_floats = 2 * (3 * 9 + 4) * 5 * 5;
   conv_case k = {5, 3, 7, 7, 4, 1, 3, 3, 0, 0, 1, 1, 1, 1, true, false};
-  run_conv_case(&k, false);
-  if (!nr_test_case_failed) run_conv_case(&k, true);
+  run_conv_case(&k, false, false);
+  if (!nr_test_case_failed) run_conv_case(&k, true, false);
   nr__conv_workspace_floats = saved;
 }
 
@@ -365,6 +368,97 @@ static void test_conv_panels_same_bits(void) {
   nr__gemm_use("auto");
 }
 
+/* 3×3 stride-1 convolutions with at least 16 channels a group on each side go through
+ * Winograd's F(2×2, 3×3) (winograd.h). Against the definition: the forward, and
+ * Deconvolution's forward (the engine's data gradient), with padding 0, 1 and 2 (also
+ * unequal), odd and even sizes, groups, and a batch of several tile blocks whose edges
+ * cut tile rows. */
+static const conv_case wino_cases[] = {
+    /* N C  H  W  M  G kh kw ph pw sh sw dh dw bias nd */
+    {2, 16, 9, 10, 16, 1, 3, 3, 1, 1, 1, 1, 1, 1, true, false},
+    {3, 16, 30, 27, 32, 1, 3, 3, 0, 2, 1, 1, 1, 1, true, false}, /* blocks of 320, 310 tiles */
+    {2, 32, 7, 8, 32, 2, 3, 3, 2, 0, 1, 1, 1, 1, false, false},  /* 16 a group */
+    {1, 20, 4, 3, 17, 1, 3, 3, 1, 1, 1, 1, 1, 1, true, false},   /* 2x2 tiles over 4x3 */
+};
+
+static void test_conv_winograd_vs_naive(void) {
+  for (size_t i = 0; i < sizeof wino_cases / sizeof wino_cases[0]; i++) {
+    run_conv_case(&wino_cases[i], false, true);
+    if (!nr_test_case_failed) run_conv_case(&wino_cases[i], true, true);
+    if (nr_test_case_failed) return;
+  }
+  /* and the column path for the same shapes when Winograd is off, or the group too thin */
+  nr__conv_winograd = false;
+  run_conv_case(&wino_cases[0], false, false);
+  nr__conv_winograd = true;
+  conv_case thin = wino_cases[2];
+  thin.G = 4; /* 8 channels a group */
+  run_conv_case(&thin, false, false);
+}
+
+static void test_conv_winograd_gradient(void) {
+  const char *protos[] = {
+      "name: 'c' type: 'Convolution' convolution_param { num_output: 16 kernel_size: 3 pad: 1 "
+      "weight_filler { type: 'gaussian' std: 0.1 } bias_filler { type: 'gaussian' std: 0.5 } }",
+      "name: 'c' type: 'Convolution' convolution_param { num_output: 32 kernel_size: 3 "
+      "pad_h: 0 pad_w: 2 group: 2 weight_filler { type: 'gaussian' std: 0.1 } }",
+      "name: 'c' type: 'Deconvolution' convolution_param { num_output: 16 kernel_size: 3 "
+      "pad: 1 weight_filler { type: 'gaussian' std: 0.1 } }",
+  };
+  for (size_t i = 0; i < sizeof protos / sizeof protos[0]; i++) {
+    lf *f = lf_new(protos[i], 1, 1);
+    CHECK(f);
+    LF_SHAPE(f->bottom[0], 2, 32, 5, 4);
+    nr_gradcheck_fill_gaussian(f->bottom[0], 0, 1, 21);
+    CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
+    CHECK(nr__winograd_applies(f->l->priv));
+    LF_GRAD(f, 1e-2f, 1e-3f, -1, NR_GC_ALL);
+    lf_free(f);
+  }
+}
+
+/* The forward and the data gradient give the same bits on 1 and 2 threads (the tile blocks
+ * depend on the shapes only), and the data gradient agrees with the column path's. */
+static void test_conv_winograd_threads(void) {
+  const int saved_threads = openblas_get_num_threads();
+  for (size_t i = 0; i < sizeof wino_cases / sizeof wino_cases[0]; i++) {
+    const conv_case *k = &wino_cases[i];
+    nr_conv cv = {0};
+    cv.nsp = 2, cv.axis = 1, cv.group = k->G, cv.num_output = k->M;
+    cv.kernel[0] = cv.kernel[1] = 3, cv.pad[0] = k->ph, cv.pad[1] = k->pw;
+    cv.stride[0] = cv.stride[1] = cv.dil[0] = cv.dil[1] = 1;
+    cv.num = k->N, cv.in_ch = k->C, cv.out_ch = k->M, cv.im_sp[0] = k->H, cv.im_sp[1] = k->W;
+    cv.col_sp[0] = k->H + 2 * k->ph - 2, cv.col_sp[1] = k->W + 2 * k->pw - 2;
+    nr_error err = {0};
+    CHECK_OK(nr__conv_prepare(&cv, &err), &err);
+    CHECK(nr__winograd_applies(&cv));
+    const size_t nx = (size_t)k->N * k->C * k->H * k->W,
+                 ny = (size_t)k->N * k->M * cv.col_sp[0] * cv.col_sp[1],
+                 nw = (size_t)k->M * (k->C / k->G) * 9;
+    float *x = malloc(nx * sizeof *x), *w = malloc(nw * sizeof *w), *dy = malloc(ny * sizeof *dy);
+    float *y[3], *dx[3];
+    for (size_t j = 0; j < nx; j++) x[j] = (float)((j * 7919 % 1000) / 500.0 - 1);
+    for (size_t j = 0; j < nw; j++) w[j] = (float)((j * 104729 % 997) / 498.0 - 1);
+    for (size_t j = 0; j < ny; j++) dy[j] = (float)((j * 3571 % 991) / 495.0 - 1);
+    for (int r = 0; r < 3; r++) { /* 1 thread, 2 threads, the column path */
+      y[r] = malloc(ny * sizeof *y[r]);
+      dx[r] = malloc(nx * sizeof *dx[r]);
+      openblas_set_num_threads(r == 1 ? 2 : 1);
+      nr__conv_winograd = r < 2;
+      CHECK_OK(nr__conv_forward(&cv, x, w, y[r], &err), &err);
+      CHECK_OK(nr__conv_backward_data(&cv, dy, w, dx[r], &err), &err);
+    }
+    nr__conv_winograd = true;
+    CHECK(memcmp(y[0], y[1], ny * sizeof *y[0]) == 0);
+    CHECK(memcmp(dx[0], dx[1], nx * sizeof *dx[0]) == 0);
+    CHECK(lf_maxdiff(y[0], y[2], (int64_t)ny) < 1e-4);
+    CHECK(lf_maxdiff(dx[0], dx[2], (int64_t)nx) < 1e-4);
+    free(x), free(w), free(dy);
+    for (int r = 0; r < 3; r++) free(y[r]), free(dx[r]);
+  }
+  openblas_set_num_threads(saved_threads);
+}
+
 int main(void) {
   NR_RUN(test_conv_3x3_on_4x4);
   NR_RUN(test_conv_vs_naive);
@@ -374,5 +468,8 @@ int main(void) {
   NR_RUN(test_conv_errors);
   NR_RUN(test_conv_gradient);
   NR_RUN(test_conv_nd_gradient);
+  NR_RUN(test_conv_winograd_vs_naive);
+  NR_RUN(test_conv_winograd_gradient);
+  NR_RUN(test_conv_winograd_threads);
   return NR_TEST_EXIT();
 }

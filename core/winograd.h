@@ -1,0 +1,47 @@
+/* winograd.h: 3×3 stride-1 convolutions by Winograd's minimal filtering F(2×2, 3×3), the
+ * convolution engine's path for them (im2col.c calls it; see there for the others).
+ *
+ * Concept. Each 2×2 block of outputs ("tile") of a 3×3 convolution needs a 4×4 block of
+ * input. Transformed (V = Bᵀ d B, U = G g Gᵀ, Y = Aᵀ [U ⊙ V] A), the 36 multiply-adds of
+ * a tile and channel become 16 element-wise products; summed over the input channels they
+ * are 16 independent matrix products, (out channels × in channels) × (in channels × tiles),
+ * which nr_gemm runs at its full speed. The arithmetic is 2.25× smaller than im2col's and
+ * the transformed input is 4 floats a pixel against im2col's 9. The backward pass's data
+ * gradient is the same computation with the kernel turned by 180° and its channel axes
+ * swapped, and the padding 2 − pad.
+ *
+ * Results. The rounding differs from the column path's (the transforms add and halve), by
+ * a few units in the last place of the inputs' scale; they do not depend on the thread
+ * count (each transformed value is computed by one thread in a fixed order, and nr_gemm's
+ * bits do not depend on it).
+ *
+ * Memory. One buffer per thread (the transformed kernel, then as many images' transformed
+ * input and products as fit nr__conv_workspace_floats), grown on demand and released by
+ * nr__winograd_release() (nr__conv_workspace_release calls it).
+ */
+#ifndef NR_WINOGRAD_H
+#define NR_WINOGRAD_H
+
+#include <stdbool.h>
+
+#include "im2col.h"
+
+/* For tests and benchmarks: false sends every convolution through the column path. */
+extern bool nr__conv_winograd;
+
+/* Whether cv's forward and data gradient go through Winograd: 2 spatial axes, a 3×3
+ * kernel, stride and dilation 1, padding at most 2, and enough channels per group on both
+ * sides for the 16 products to run at the GEMM's speed. */
+bool nr__winograd_applies(const nr_conv *cv);
+
+/* As nr__conv_forward and nr__conv_backward_data, for a cv that nr__winograd_applies to.
+ * Errors: NR_ERR_NOMEM. */
+nr_status nr__winograd_forward(const nr_conv *cv, const float *im, const float *w, float *out,
+                               nr_error *err);
+nr_status nr__winograd_backward_data(const nr_conv *cv, const float *out_diff, const float *w,
+                                     float *im_diff, nr_error *err);
+
+/* Frees the calling thread's buffer. */
+void nr__winograd_release(void);
+
+#endif
