@@ -567,7 +567,7 @@ nr_status nr__conv_forward(const nr_conv *cv, const float *im, const float *w, f
     return NR_OK;
   }
   if (nr__winograd_applies(cv)) {
-    tls_cols_id = 0; /* no columns: the weight gradient builds its own */
+    tls_cols_id = 0; /* no columns kept (the weight gradient goes through Winograd too) */
     return nr__winograd_forward(cv, im, w, out, err);
   }
   float *ws;
@@ -772,6 +772,7 @@ static void wgrad_sum(void *ctx, int64_t i0, int64_t i1) {
 
 nr_status nr__conv_weight_grad(const nr_conv *cv, const float *im, const float *out_diff,
                                float *w_diff, nr_error *err) {
+  if (nr__winograd_applies(cv)) return nr__winograd_weight_grad(cv, im, out_diff, w_diff, err);
   const int64_t parts = wgrad_chunks(cv);
   if (parts < 2 || use_direct_1x1(cv)) return weight_grad_images(cv, im, out_diff, w_diff, err);
   const int64_t count = cv->out_ch * (cv->in_ch / cv->group) * cv->kdim;

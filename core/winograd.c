@@ -7,17 +7,38 @@
 #include "parallel.h"
 
 bool nr__conv_winograd = true;
-
 /* Channels per group, on each side, from which the 16 products beat one im2col product:
- * below it they are too thin for the GEMM (measured: bench/nets shapes, docs/bench.md). */
-#define NR_WINO_MIN_CH 16
+ * below it they are too thin for the GEMM (measured on CIFAR- and ResNet-sized layers:
+ * 16 channels at 32x32 about even, 32 channels 1.1-1.25x faster). */
+int nr__winograd_min_channels = 16;
 /* Longest padded input row a transform keeps on its stack (floats). */
 #define NR_WINO_MAX_ROW 1040
 /* Most input channels per group a kernel transform keeps on its stack. */
 #define NR_WINO_MAX_CG 512
 
-static _Thread_local float *tls_buf;
-static _Thread_local int64_t tls_cap;
+/* A thread's buffer, grown on demand (64-byte aligned; the contents need not survive). */
+typedef struct wbuf {
+  float *p;
+  int64_t cap;
+} wbuf;
+
+static float *wbuf_get(wbuf *b, int64_t need) {
+  if (need > b->cap) {
+    float *p = aligned_alloc(64, ((size_t)need * sizeof *p + 63) & ~(size_t)63);
+    if (!p) return NULL;
+    free(b->p);
+    b->p = p;
+    b->cap = need;
+  }
+  return b->p;
+}
+
+static void wbuf_free(wbuf *b) {
+  free(b->p);
+  *b = (wbuf){0};
+}
+
+static _Thread_local wbuf tls_kernel; /* the caller's transformed kernel */
 
 /* One convolution in Winograd's terms: input planes (num, C, H, W) padded by (ph, pw),
  * output planes (num, K, OH, OW) in th × tw tiles of 2×2 (T per image), G groups. */
@@ -28,13 +49,9 @@ typedef struct wino {
   const float *w;
   bool flip;     /* the data gradient's kernel: w turned by 180°, its channel axes swapped */
   float *U;      /* [16][K][C/G]: the transformed kernel */
+  const float *dy; /* the weight gradient's output gradient (num, K, OH, OW) */
+  float *dU;       /* [chunks][16][K][C/G]: its chunks' gradients against U */
 } wino;
-
-void nr__winograd_release(void) {
-  free(tls_buf);
-  tls_buf = NULL;
-  tls_cap = 0;
-}
 
 static bool row_fits(int64_t out_w) { return 2 * ((out_w + 1) / 2) + 2 <= NR_WINO_MAX_ROW; }
 
@@ -44,7 +61,8 @@ bool nr__winograd_applies(const nr_conv *cv) {
     if (cv->kernel[a] != 3 || cv->stride[a] != 1 || cv->dil[a] != 1 || cv->pad[a] > 2)
       return false;
   const int64_t cg = cv->in_ch / cv->group, kg = cv->out_ch / cv->group;
-  return cg >= NR_WINO_MIN_CH && kg >= NR_WINO_MIN_CH && cg <= NR_WINO_MAX_CG &&
+  return cg >= nr__winograd_min_channels && kg >= nr__winograd_min_channels &&
+         cg <= NR_WINO_MAX_CG &&
          kg <= NR_WINO_MAX_CG &&
          cv->num > 0 && cv->col_dim > 0 && row_fits(cv->col_sp[1]) && row_fits(cv->im_sp[1]);
 }
@@ -176,31 +194,34 @@ static void output_tiles(const wino *z, int64_t t0, int64_t t1, const float *M) 
  * shapes. */
 #define NR_WINO_BLOCK_FLOATS ((int64_t)1 << 18)
 #define NR_WINO_MIN_TILES 64
+/* The weight gradient's products run over a block's tiles and add into a (K × C/G) sum:
+ * with fewer tiles than this, reading and writing that sum costs more than the products
+ * (ResNet-18's 256- and 512-channel layers: backward 28 -> 23.7 and 36 -> 28 ms). */
+#define NR_WINO_WGRAD_MIN_TILES 256
 
-static _Thread_local float *tls_blk;
-static _Thread_local int64_t tls_blk_cap;
+static _Thread_local wbuf tls_blk;
 
 static int64_t block_tiles(const wino *z) {
   const int64_t nt = NR_WINO_BLOCK_FLOATS / (16 * (z->C + z->K)) / 32 * 32;
-  return nt < NR_WINO_MIN_TILES ? NR_WINO_MIN_TILES : nt;
+  const int64_t least = z->dy ? NR_WINO_WGRAD_MIN_TILES : NR_WINO_MIN_TILES;
+  return nt < least ? least : nt;
+}
+
+/* This thread's block buffer, for blocks of `per` tiles; NULL when out of memory. */
+static float *block_buf(const wino *z, int64_t per) {
+  return wbuf_get(&tls_blk, 16 * (z->C + z->K) * per);
 }
 
 static bool block_part(void *ctx, int p, int parts) {
   const wino *z = ctx;
   const int64_t T = z->num * z->th * z->tw, per = block_tiles(z);
   const int64_t nb = (T + per - 1) / per, b0 = nb * p / parts, b1 = nb * (p + 1) / parts;
-  const int64_t need = 16 * (z->C + z->K) * per;
-  if (need > tls_blk_cap) {
-    float *b = aligned_alloc(64, ((size_t)need * sizeof *b + 63) & ~(size_t)63);
-    if (!b) return false;
-    free(tls_blk);
-    tls_blk = b;
-    tls_blk_cap = need;
-  }
+  float *buf = block_buf(z, per);
+  if (!buf) return false;
   const int64_t Cg = z->C / z->G, Kg = z->K / z->G;
   for (int64_t blk = b0; blk < b1; blk++) {
     const int64_t t0 = blk * per, t1 = t0 + per < T ? t0 + per : T, nt = t1 - t0;
-    float *V = tls_blk, *M = tls_blk + 16 * z->C * nt;
+    float *V = buf, *M = buf + 16 * z->C * nt;
     input_tiles(z, t0, t1, V);
     for (int xi = 0; xi < 16; xi++)
       for (int64_t g = 0; g < z->G; g++)
@@ -217,21 +238,153 @@ static nr_status run(wino *z, nr_error *err) {
   z->th = (z->OH + 1) / 2;
   z->tw = (z->OW + 1) / 2;
   const int64_t ukern = 16 * z->K * Cg;
-  if (ukern > tls_cap) {
-    float *b = aligned_alloc(64, ((size_t)ukern * sizeof *b + 63) & ~(size_t)63);
-    if (!b)
-      return nr_err_set(err, NR_ERR_NOMEM,
-                        "out of memory for a %lld-float Winograd kernel", (long long)ukern);
-    free(tls_buf);
-    tls_buf = b;
-    tls_cap = ukern;
-  }
-  z->U = tls_buf;
+  if (!(z->U = wbuf_get(&tls_kernel, ukern)))
+    return nr_err_set(err, NR_ERR_NOMEM, "out of memory for a %lld-float Winograd kernel",
+                      (long long)ukern);
   nr__parallel_for(z->K, nr__parallel_grain(16 * Cg), kernel_range, z);
   const int64_t per = block_tiles(z), nb = (z->num * z->th * z->tw + per - 1) / per;
   const int parts = nb < NR_PARALLEL_MAX_PARTS ? (int)nb : NR_PARALLEL_MAX_PARTS;
   if (!nr__parallel_run(block_part, z, parts))
     return nr_err_set(err, NR_ERR_NOMEM, "out of memory for a Winograd convolution block");
+  return NR_OK;
+}
+
+/* ---- the weight gradient ----------------------------------------------------------------
+ *
+ * With M = U ⊙ V per tile and Y = Aᵀ M A, the gradient against U is Σ over tiles of
+ * (A dY Aᵀ) ⊙ V, for each ξ a product (K × tiles) × (tiles × C/G), and the kernel's is
+ * Gᵀ dU G. The tiles' blocks are summed in NR_WINO_WGRAD_CHUNKS chunks fixed by the shapes
+ * (at most NR_WINO_WGRAD_FLOATS floats of chunk sums), then the chunks in order: the bits do
+ * not depend on the thread count. */
+#define NR_WINO_WGRAD_CHUNKS 8
+#define NR_WINO_WGRAD_FLOATS ((int64_t)1 << 23)
+
+static _Thread_local wbuf tls_dU;
+
+static int64_t wgrad_chunks(const wino *z, int64_t nb) {
+  const int64_t ukern = 16 * z->K * (z->C / z->G);
+  int64_t c = nb < NR_WINO_WGRAD_CHUNKS ? nb : NR_WINO_WGRAD_CHUNKS;
+  while (c > 1 && c * ukern > NR_WINO_WGRAD_FLOATS) c--;
+  return c;
+}
+
+/* The output gradient of tiles [t0, t1) into Z[ξ][k][t − t0] = (A dy Aᵀ)[ξ] for each tile's
+ * 2×2 block dy of z->dy (0 outside the plane). */
+static void grad_tiles(const wino *z, int64_t t0, int64_t t1, float *Z) {
+  const int64_t tw = z->tw, nt = t1 - t0, step = z->K * nt, OW = z->OW;
+  float rows[2][NR_WINO_MAX_ROW], a[4][NR_WINO_MAX_ROW];
+  for (int64_t k = 0; k < z->K; k++)
+    for (int64_t r = t0 / tw; r * tw < t1; r++) {
+      const int64_t n = r / z->th, ty = r % z->th;
+      const int64_t xa = t0 > r * tw ? t0 - r * tw : 0, xb = t1 < (r + 1) * tw ? t1 - r * tw : tw;
+      const int64_t len = 2 * (xb - xa), cols = (2 * xb < OW ? 2 * xb : OW) - 2 * xa;
+      const float *src = z->dy + (n * z->K + k) * z->OH * OW + 2 * ty * OW + 2 * xa;
+      for (int i = 0; i < 2; i++) {
+        if (2 * ty + i < z->OH) {
+          memcpy(rows[i], src + i * OW, (size_t)cols * sizeof(float));
+          memset(rows[i] + cols, 0, (size_t)(len - cols) * sizeof(float));
+        } else {
+          memset(rows[i], 0, (size_t)len * sizeof(float));
+        }
+      }
+      for (int64_t x = 0; x < len; x++) { /* A dy, along the columns */
+        a[0][x] = rows[0][x];
+        a[1][x] = rows[0][x] + rows[1][x];
+        a[2][x] = rows[0][x] - rows[1][x];
+        a[3][x] = -rows[1][x];
+      }
+      float *d = Z + k * nt + r * tw + xa - t0;
+      for (int i = 0; i < 4; i++) { /* (A dy) Aᵀ, along the rows */
+        const float *ai = a[i];
+        float *d0 = d + (i * 4) * step, *d1 = d0 + step, *d2 = d1 + step, *d3 = d2 + step;
+        for (int64_t x = 0; x < xb - xa; x++) {
+          const float u = ai[2 * x], v = ai[2 * x + 1];
+          d0[x] = u;
+          d1[x] = u + v;
+          d2[x] = u - v;
+          d3[x] = -v;
+        }
+      }
+    }
+}
+
+/* Chunk p of the blocks: its sum of (A dY Aᵀ) ⊙ V into z->dU's chunk p. */
+static bool wgrad_part(void *ctx, int p, int parts) {
+  const wino *z = ctx;
+  const int64_t T = z->num * z->th * z->tw, per = block_tiles(z);
+  const int64_t nb = (T + per - 1) / per, b0 = nb * p / parts, b1 = nb * (p + 1) / parts;
+  const int64_t Cg = z->C / z->G, Kg = z->K / z->G, ukern = 16 * z->K * Cg;
+  float *buf = block_buf(z, per);
+  if (!buf) return false;
+  float *dU = z->dU + p * ukern;
+  memset(dU, 0, (size_t)ukern * sizeof *dU);
+  for (int64_t blk = b0; blk < b1; blk++) {
+    const int64_t t0 = blk * per, t1 = t0 + per < T ? t0 + per : T, nt = t1 - t0;
+    float *V = buf, *Z = buf + 16 * z->C * nt;
+    input_tiles(z, t0, t1, V);
+    grad_tiles(z, t0, t1, Z);
+    for (int xi = 0; xi < 16; xi++)
+      for (int64_t g = 0; g < z->G; g++)
+        nr_gemm(false, true, Kg, Cg, nt, 1.0f, Z + (xi * z->K + g * Kg) * nt,
+                V + (xi * z->C + g * Cg) * nt, 1.0f, dU + (xi * z->K + g * Kg) * Cg);
+  }
+  return true;
+}
+
+typedef struct wgrad_sum_job {
+  const wino *z;
+  int chunks;
+  float *w_diff;
+} wgrad_sum_job;
+
+/* Rows [r0, r1) of the kernel's gradient: w_diff += Gᵀ (Σ of the chunks, in order) G. */
+static void wgrad_sum_range(void *ctx, int64_t r0, int64_t r1) {
+  const wgrad_sum_job *j = ctx;
+  const wino *z = j->z;
+  const int64_t Cg = z->C / z->G, step = z->K * Cg, ukern = 16 * step;
+  float x[16][NR_WINO_MAX_CG], t[3][4][NR_WINO_MAX_CG];
+  for (int64_t r = r0; r < r1; r++) {
+    for (int xi = 0; xi < 16; xi++) {
+      const float *s = z->dU + xi * step + r * Cg;
+      for (int64_t q = 0; q < Cg; q++) x[xi][q] = s[q];
+      for (int c = 1; c < j->chunks; c++)
+        for (int64_t q = 0; q < Cg; q++) x[xi][q] += s[c * ukern + q];
+    }
+    for (int jj = 0; jj < 4; jj++) /* Gᵀ X */
+      for (int64_t q = 0; q < Cg; q++) {
+        const float x0 = x[jj][q], x1 = x[4 + jj][q], x2 = x[8 + jj][q], x3 = x[12 + jj][q];
+        t[0][jj][q] = x0 + 0.5f * (x1 + x2);
+        t[1][jj][q] = 0.5f * (x1 - x2);
+        t[2][jj][q] = 0.5f * (x1 + x2) + x3;
+      }
+    float *wd = j->w_diff + r * Cg * 9;
+    for (int i = 0; i < 3; i++) /* (Gᵀ X) G */
+      for (int64_t q = 0; q < Cg; q++) {
+        const float t0 = t[i][0][q], t1 = t[i][1][q], t2 = t[i][2][q], t3 = t[i][3][q];
+        wd[q * 9 + i * 3 + 0] += t0 + 0.5f * (t1 + t2);
+        wd[q * 9 + i * 3 + 1] += 0.5f * (t1 - t2);
+        wd[q * 9 + i * 3 + 2] += 0.5f * (t1 + t2) + t3;
+      }
+  }
+}
+
+nr_status nr__winograd_weight_grad(const nr_conv *cv, const float *im, const float *out_diff,
+                                   float *w_diff, nr_error *err) {
+  wino z = {.num = cv->num, .C = cv->in_ch, .H = cv->im_sp[0], .W = cv->im_sp[1], .K = cv->out_ch,
+            .G = cv->group, .ph = cv->pad[0], .pw = cv->pad[1], .OH = cv->col_sp[0],
+            .OW = cv->col_sp[1], .in = im, .dy = out_diff};
+  z.th = (z.OH + 1) / 2;
+  z.tw = (z.OW + 1) / 2;
+  const int64_t per = block_tiles(&z), nb = (z.num * z.th * z.tw + per - 1) / per;
+  const int64_t chunks = wgrad_chunks(&z, nb), ukern = 16 * z.K * (z.C / z.G);
+  if (!(z.dU = wbuf_get(&tls_dU, chunks * ukern)))
+    return nr_err_set(err, NR_ERR_NOMEM,
+                      "out of memory for a Winograd weight gradient's %lld chunk sums",
+                      (long long)chunks);
+  if (!nr__parallel_run(wgrad_part, &z, (int)chunks))
+    return nr_err_set(err, NR_ERR_NOMEM, "out of memory for a Winograd convolution block");
+  wgrad_sum_job j = {&z, (int)chunks, w_diff};
+  nr__parallel_for(z.K, nr__parallel_grain(16 * chunks * (z.C / z.G)), wgrad_sum_range, &j);
   return NR_OK;
 }
 
@@ -249,4 +402,10 @@ nr_status nr__winograd_backward_data(const nr_conv *cv, const float *out_diff, c
             .G = cv->group, .ph = 2 - cv->pad[0], .pw = 2 - cv->pad[1], .OH = cv->im_sp[0],
             .OW = cv->im_sp[1], .in = out_diff, .out = im_diff, .w = w, .flip = true};
   return run(&z, err);
+}
+
+void nr__winograd_release(void) {
+  wbuf_free(&tls_kernel);
+  wbuf_free(&tls_blk);
+  wbuf_free(&tls_dU);
 }
