@@ -13,6 +13,9 @@ bool nr__conv_winograd = true;
 int nr__winograd_min_channels = 16;
 /* Longest padded input row a transform keeps on its stack (floats). */
 #define NR_WINO_MAX_ROW 1040
+/* Fewest tiles a batch needs for Winograd (ResNet-18's 14x14 and 7x7 layers at batch 1,
+ * 49 and 16 tiles, ran slower than their column products on 2 threads). */
+#define NR_WINO_MIN_BATCH_TILES 64
 /* Most input channels per group a kernel transform keeps on its stack. */
 #define NR_WINO_MAX_CG 512
 
@@ -64,7 +67,9 @@ bool nr__winograd_applies(const nr_conv *cv) {
   return cg >= nr__winograd_min_channels && kg >= nr__winograd_min_channels &&
          cg <= NR_WINO_MAX_CG &&
          kg <= NR_WINO_MAX_CG &&
-         cv->num > 0 && cv->col_dim > 0 && row_fits(cv->col_sp[1]) && row_fits(cv->im_sp[1]);
+         cv->num * ((cv->col_sp[0] + 1) / 2) * ((cv->col_sp[1] + 1) / 2) >=
+             NR_WINO_MIN_BATCH_TILES &&
+         row_fits(cv->col_sp[1]) && row_fits(cv->im_sp[1]);
 }
 
 /* Rows [r0, r1) of U: U[ξ][r][q] = (G g Gᵀ)[ξ] for the 3×3 kernel g of output channel r and
@@ -189,25 +194,28 @@ static void output_tiles(const wino *z, int64_t t0, int64_t t1, const float *M) 
 /* The batch's tiles go in blocks, each transformed, multiplied and transformed back by one
  * thread in its own buffer, small enough to stay in its core's cache (the whole batch's
  * transformed input and products are 16·(C+K) floats a tile: streamed through memory they
- * cost more than the products save). A block's tiles are a multiple of 32 (whole panels
- * of the GEMM's kernels) and at least NR_WINO_MIN_TILES; blocks depend only on the
- * shapes. */
+ * cost more than the products save): at most NR_WINO_BLOCK_FLOATS floats, or
+ * NR_WINO_MIN_TILES tiles. The forward and the data gradient cut the batch's tiles into
+ * one range per part, as even as the threads need, each range into blocks: each output
+ * value is one product's sum over the channels, whatever the block, so this does not
+ * change the bits. */
 #define NR_WINO_BLOCK_FLOATS ((int64_t)1 << 18)
 #define NR_WINO_MIN_TILES 64
 /* The weight gradient's products run over a block's tiles and add into a (K × C/G) sum:
  * with fewer tiles than this, reading and writing that sum costs more than the products
- * (ResNet-18's 256- and 512-channel layers: backward 28 -> 23.7 and 36 -> 28 ms). */
-#define NR_WINO_WGRAD_MIN_TILES 256
+ * (ResNet-18's 256- and 512-channel layers: backward 28 -> 23.7 and 36 -> 28 ms). Its
+ * blocks are fixed by the shapes (their sums are added in order): of about this many
+ * tiles, and at least 2 when the batch has 128 tiles, so that 2 threads share them. */
+#define NR_WINO_WGRAD_TILES 256
 
 static _Thread_local wbuf tls_blk;
 
 static int64_t block_tiles(const wino *z) {
   const int64_t nt = NR_WINO_BLOCK_FLOATS / (16 * (z->C + z->K)) / 32 * 32;
-  const int64_t least = z->dy ? NR_WINO_WGRAD_MIN_TILES : NR_WINO_MIN_TILES;
-  return nt < least ? least : nt;
+  return nt < NR_WINO_MIN_TILES ? NR_WINO_MIN_TILES : nt;
 }
 
-/* This thread's block buffer, for blocks of `per` tiles; NULL when out of memory. */
+/* This thread's block buffer, for blocks of up to `per` tiles; NULL when out of memory. */
 static float *block_buf(const wino *z, int64_t per) {
   return wbuf_get(&tls_blk, 16 * (z->C + z->K) * per);
 }
@@ -215,12 +223,13 @@ static float *block_buf(const wino *z, int64_t per) {
 static bool block_part(void *ctx, int p, int parts) {
   const wino *z = ctx;
   const int64_t T = z->num * z->th * z->tw, per = block_tiles(z);
-  const int64_t nb = (T + per - 1) / per, b0 = nb * p / parts, b1 = nb * (p + 1) / parts;
+  const int64_t r0 = T * p / parts, r1 = T * (p + 1) / parts, nbl = (r1 - r0 + per - 1) / per;
   float *buf = block_buf(z, per);
   if (!buf) return false;
   const int64_t Cg = z->C / z->G, Kg = z->K / z->G;
-  for (int64_t blk = b0; blk < b1; blk++) {
-    const int64_t t0 = blk * per, t1 = t0 + per < T ? t0 + per : T, nt = t1 - t0;
+  for (int64_t blk = 0; blk < nbl; blk++) {
+    const int64_t t0 = r0 + (r1 - r0) * blk / nbl, t1 = r0 + (r1 - r0) * (blk + 1) / nbl;
+    const int64_t nt = t1 - t0;
     float *V = buf, *M = buf + 16 * z->C * nt;
     input_tiles(z, t0, t1, V);
     for (int xi = 0; xi < 16; xi++)
@@ -242,9 +251,13 @@ static nr_status run(wino *z, nr_error *err) {
     return nr_err_set(err, NR_ERR_NOMEM, "out of memory for a %lld-float Winograd kernel",
                       (long long)ukern);
   nr__parallel_for(z->K, nr__parallel_grain(16 * Cg), kernel_range, z);
-  const int64_t per = block_tiles(z), nb = (z->num * z->th * z->tw + per - 1) / per;
-  const int parts = nb < NR_PARALLEL_MAX_PARTS ? (int)nb : NR_PARALLEL_MAX_PARTS;
-  if (!nr__parallel_run(block_part, z, parts))
+  /* a part per block, a multiple of the threads when there are few (of 32 tiles or more) */
+  const int64_t T = z->num * z->th * z->tw, per = block_tiles(z), threads = nr__parallel_threads();
+  int64_t parts = (T + per - 1) / per;
+  if (parts < 4 * threads) parts = (parts + threads - 1) / threads * threads;
+  if (parts > T / 32) parts = T / 32 > 1 ? T / 32 : 1;
+  if (parts > NR_PARALLEL_MAX_PARTS) parts = NR_PARALLEL_MAX_PARTS;
+  if (!nr__parallel_run(block_part, z, (int)parts))
     return nr_err_set(err, NR_ERR_NOMEM, "out of memory for a Winograd convolution block");
   return NR_OK;
 }
@@ -309,17 +322,24 @@ static void grad_tiles(const wino *z, int64_t t0, int64_t t1, float *Z) {
 }
 
 /* Chunk p of the blocks: its sum of (A dY Aᵀ) ⊙ V into z->dU's chunk p. */
+/* The weight gradient's blocks: their number (fixed by the shapes). */
+static int64_t wgrad_blocks(const wino *z) {
+  const int64_t T = z->num * z->th * z->tw, nb = (T + NR_WINO_WGRAD_TILES - 1) / NR_WINO_WGRAD_TILES;
+  return nb < 2 && T >= 128 ? 2 : nb;
+}
+
+/* Chunk p of the blocks: its sum of (A dY Aᵀ) ⊙ V into z->dU's chunk p. */
 static bool wgrad_part(void *ctx, int p, int parts) {
   const wino *z = ctx;
-  const int64_t T = z->num * z->th * z->tw, per = block_tiles(z);
-  const int64_t nb = (T + per - 1) / per, b0 = nb * p / parts, b1 = nb * (p + 1) / parts;
+  const int64_t T = z->num * z->th * z->tw, nb = wgrad_blocks(z);
+  const int64_t b0 = nb * p / parts, b1 = nb * (p + 1) / parts;
   const int64_t Cg = z->C / z->G, Kg = z->K / z->G, ukern = 16 * z->K * Cg;
-  float *buf = block_buf(z, per);
+  float *buf = block_buf(z, (T + nb - 1) / nb);
   if (!buf) return false;
   float *dU = z->dU + p * ukern;
   memset(dU, 0, (size_t)ukern * sizeof *dU);
   for (int64_t blk = b0; blk < b1; blk++) {
-    const int64_t t0 = blk * per, t1 = t0 + per < T ? t0 + per : T, nt = t1 - t0;
+    const int64_t t0 = T * blk / nb, t1 = T * (blk + 1) / nb, nt = t1 - t0;
     float *V = buf, *Z = buf + 16 * z->C * nt;
     input_tiles(z, t0, t1, V);
     grad_tiles(z, t0, t1, Z);
@@ -375,8 +395,7 @@ nr_status nr__winograd_weight_grad(const nr_conv *cv, const float *im, const flo
             .OW = cv->col_sp[1], .in = im, .dy = out_diff};
   z.th = (z.OH + 1) / 2;
   z.tw = (z.OW + 1) / 2;
-  const int64_t per = block_tiles(&z), nb = (z.num * z.th * z.tw + per - 1) / per;
-  const int64_t chunks = wgrad_chunks(&z, nb), ukern = 16 * z.K * (z.C / z.G);
+  const int64_t chunks = wgrad_chunks(&z, wgrad_blocks(&z)), ukern = 16 * z.K * (z.C / z.G);
   if (!(z.dU = wbuf_get(&tls_dU, chunks * ukern)))
     return nr_err_set(err, NR_ERR_NOMEM,
                       "out of memory for a Winograd weight gradient's %lld chunk sums",
