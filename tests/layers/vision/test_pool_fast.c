@@ -1,7 +1,8 @@
 /* MAX pooling against a direct transcription of Caffe's PoolingLayer::Forward_cpu /
  * Backward_cpu (MAX), bit for bit: the 2x2 stride-2 fast path (even and odd widths, so the
  * vector part and its scalar tail both run) and the general path, over inputs full of ties
- * (values from a few levels), -FLT_MAX, -inf and NaN, with the mask top. */
+ * (values from a few levels), -FLT_MAX, -inf and NaN, with the mask top. The general path
+ * at stride 1 and 2 updates four output columns at a time (and a scalar tail). */
 #include <float.h>
 #include <math.h>
 
@@ -100,6 +101,11 @@ static void test_pool_max_general_path(void) {
   check_max(3, 2, 0, 2, 3, 9, 10);
   check_max(3, 2, 1, 2, 2, 7, 8);
   check_max(3, 1, 1, 1, 2, 5, 6);
+  /* wide rows: the 4-column vector update at stride 1 and 2 (GoogLeNet's and CaffeNet's
+   * 3x3 pools), with scalar tails and clipped edge taps */
+  check_max(3, 1, 1, 2, 3, 13, 29);
+  check_max(3, 2, 0, 2, 3, 15, 31);
+  check_max(3, 2, 1, 2, 2, 14, 26);
 }
 
 int main(void) {
