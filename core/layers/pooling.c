@@ -11,8 +11,8 @@
  * The loops run the kernel taps outermost and the output column innermost, so the inner
  * loops are plain strided scans; the MAX update is a select, not a branch (a data-dependent
  * branch there mispredicted about half the time), four columns at a time in SSE2 at stride
- * 1 and 2 (GoogLeNet's 3x3 stride-1 pools: 10.2 -> 4.8 ms a layer at batch 10). Which output columns each kernel column
- * reads inside the image is computed once per reshape. MAX with a 2x2 window, stride 2, no
+ * 1 and 2 (GoogLeNet's 3x3 stride-1 pools: 10.2 -> 4.8 ms a layer at batch 10). Which
+ * output columns each kernel column reads inside the image is computed once per reshape. MAX with a 2x2 window, stride 2, no
  * padding, over an even-sized input (LeNet's pools) has its own path: four compare-selects
  * per output in SSE2, and a backward that writes each input once instead of zeroing the
  * diff and scattering into it. Every path keeps Caffe's result exactly: taps visited in
