@@ -8,16 +8,16 @@
  * window size counting padding, with the window clipped at in + pad (Caffe's divisor).
  * STOCHASTIC is refused at setup.
  *
- * The loops run the kernel taps outermost and the output column innermost, so the inner
- * loops are plain strided scans; the MAX update is a select, not a branch (a data-dependent
- * branch there mispredicted about half the time), four columns at a time in SSE2 at stride
- * 1 and 2 (GoogLeNet's 3x3 stride-1 pools: 10.2 -> 4.8 ms a layer at batch 10). Which
- * output columns each kernel column reads inside the image is computed once per reshape. MAX with a 2x2 window, stride 2, no
- * padding, over an even-sized input (LeNet's pools) has its own path: four compare-selects
- * per output in SSE2, and a backward that writes each input once instead of zeroing the
- * diff and scattering into it. Every path keeps Caffe's result exactly: taps visited in
- * row-major order, a strictly greater value replaces (the first max wins ties, NaN never
- * wins), -FLT_MAX and index -1 where nothing did.
+ * The loops run the kernel taps outermost and the output column innermost, so the inner loops
+ * are plain strided scans; the MAX update is a select, not a branch (a data-dependent branch
+ * there mispredicted about half the time), four columns at a time in SSE2 at stride 1 and 2
+ * (GoogLeNet's 3x3 stride-1 pools: 10.2 -> 4.8 ms a layer at batch 10). Which output columns
+ * each kernel column reads inside the image is computed once per reshape. MAX with a 2x2
+ * window, stride 2, no padding, over an even-sized input (LeNet's pools) has its own path: four
+ * compare-selects per output in SSE2, and a backward that writes each input once instead of
+ * zeroing the diff and scattering into it. Every path keeps Caffe's result exactly: taps
+ * visited in row-major order, a strictly greater value replaces (the first max wins ties, NaN
+ * never wins), -FLT_MAX and index -1 where nothing did.
  */
 #include <float.h>
 #include <stdint.h>
