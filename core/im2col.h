@@ -19,9 +19,8 @@
  * (nr_gemm_panels: slices of K, panels of 16 or 32 columns), so the forward's GEMM reads
  * them without packing them again, and the weight gradient transposes them from there; the
  * N-D path, and kernels without panels (cblas), use the plain column matrix. A 3×3,
- * stride-1 convolution with enough channels runs its forward and data gradient through
- * Winograd's F(2×2, 3×3) instead (winograd.h), with no column matrix; its weight gradient
- * stays here.
+ * stride-1 convolution with enough channels runs its forward and both gradients through
+ * Winograd's F(2×2, 3×3) instead (winograd.h), with no column matrix.
  *
  * Ownership. nr_conv holds only geometry. The column workspace is one buffer per thread
  * shared by every convolution layer on that thread (layers run one at a time, so a net of

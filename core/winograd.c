@@ -44,7 +44,7 @@ static void wbuf_free(wbuf *b) {
 static _Thread_local wbuf tls_kernel; /* the caller's transformed kernel */
 
 /* One convolution in Winograd's terms: input planes (num, C, H, W) padded by (ph, pw),
- * output planes (num, K, OH, OW) in th × tw tiles of 2×2 (T per image), G groups. */
+ * output planes (num, K, OH, OW) in th × tw tiles of 2×2 per image, G groups. */
 typedef struct wino {
   int64_t num, C, H, W, K, G, ph, pw, OH, OW, th, tw;
   const float *in;
@@ -65,11 +65,36 @@ bool nr__winograd_applies(const nr_conv *cv) {
       return false;
   const int64_t cg = cv->in_ch / cv->group, kg = cv->out_ch / cv->group;
   return cg >= nr__winograd_min_channels && kg >= nr__winograd_min_channels &&
-         cg <= NR_WINO_MAX_CG &&
-         kg <= NR_WINO_MAX_CG &&
+         cg <= NR_WINO_MAX_CG && kg <= NR_WINO_MAX_CG &&
          cv->num * ((cv->col_sp[0] + 1) / 2) * ((cv->col_sp[1] + 1) / 2) >=
              NR_WINO_MIN_BATCH_TILES &&
          row_fits(cv->col_sp[1]) && row_fits(cv->im_sp[1]);
+}
+
+/* cv in Winograd's terms: its forward (and weight gradient), or its data gradient, which
+ * runs from the output side to the input side with padding 2 − pad. */
+static wino wino_of(const nr_conv *cv, bool data_grad) {
+  wino z = {.num = cv->num, .G = cv->group};
+  const int64_t *in_sp = data_grad ? cv->col_sp : cv->im_sp;
+  const int64_t *out_sp = data_grad ? cv->im_sp : cv->col_sp;
+  z.C = data_grad ? cv->out_ch : cv->in_ch;
+  z.K = data_grad ? cv->in_ch : cv->out_ch;
+  z.H = in_sp[0], z.W = in_sp[1], z.OH = out_sp[0], z.OW = out_sp[1];
+  z.ph = data_grad ? 2 - cv->pad[0] : cv->pad[0];
+  z.pw = data_grad ? 2 - cv->pad[1] : cv->pad[1];
+  z.th = (z.OH + 1) / 2;
+  z.tw = (z.OW + 1) / 2;
+  return z;
+}
+
+/* Tile row r of the batch (image *n, row *ty of its tiles) within tiles [t0, t1): its
+ * tile columns [*xa, *xb). */
+static inline void tile_row(const wino *z, int64_t r, int64_t t0, int64_t t1, int64_t *n,
+                            int64_t *ty, int64_t *xa, int64_t *xb) {
+  *n = r / z->th;
+  *ty = r % z->th;
+  *xa = t0 > r * z->tw ? t0 - r * z->tw : 0;
+  *xb = t1 < (r + 1) * z->tw ? t1 - r * z->tw : z->tw;
 }
 
 /* Rows [r0, r1) of U: U[ξ][r][q] = (G g Gᵀ)[ξ] for the 3×3 kernel g of output channel r and
@@ -118,8 +143,8 @@ static void input_tiles(const wino *z, int64_t t0, int64_t t1, float *V) {
   float rows[4][NR_WINO_MAX_ROW], t[4][NR_WINO_MAX_ROW];
   for (int64_t c = 0; c < z->C; c++)
     for (int64_t r = t0 / tw; r * tw < t1; r++) {
-      const int64_t n = r / z->th, ty = r % z->th;
-      const int64_t xa = t0 > r * tw ? t0 - r * tw : 0, xb = t1 < (r + 1) * tw ? t1 - r * tw : tw;
+      int64_t n, ty, xa, xb;
+      tile_row(z, r, t0, t1, &n, &ty, &xa, &xb);
       /* padded input columns [2·xa, 2·xb + 2), from input column 2·xa − pw */
       const int64_t x0 = 2 * xa - z->pw, len = 2 * (xb - xa) + 2;
       const int64_t lo = x0 < 0 ? -x0 : 0, hi = W - x0 < len ? W - x0 : len;
@@ -163,8 +188,8 @@ static void output_tiles(const wino *z, int64_t t0, int64_t t1, const float *M) 
   float y[2][NR_WINO_MAX_ROW], a[2][4][NR_WINO_MAX_ROW / 2];
   for (int64_t k = 0; k < z->K; k++)
     for (int64_t r = t0 / tw; r * tw < t1; r++) {
-      const int64_t n = r / z->th, ty = r % z->th;
-      const int64_t xa = t0 > r * tw ? t0 - r * tw : 0, xb = t1 < (r + 1) * tw ? t1 - r * tw : tw;
+      int64_t n, ty, xa, xb;
+      tile_row(z, r, t0, t1, &n, &ty, &xa, &xb);
       const int64_t nx = xb - xa;
       const float *mt = M + k * nt + r * tw + xa - t0;
       for (int j = 0; j < 4; j++) { /* Aᵀ m, along the columns */
@@ -244,15 +269,14 @@ static bool block_part(void *ctx, int p, int parts) {
 /* out (num, K, OH, OW) = in (num, C, H, W) ⊛ the kernel z->w. */
 static nr_status run(wino *z, nr_error *err) {
   const int64_t Cg = z->C / z->G;
-  z->th = (z->OH + 1) / 2;
-  z->tw = (z->OW + 1) / 2;
   const int64_t ukern = 16 * z->K * Cg;
   if (!(z->U = wbuf_get(&tls_kernel, ukern)))
     return nr_err_set(err, NR_ERR_NOMEM, "out of memory for a %lld-float Winograd kernel",
                       (long long)ukern);
   nr__parallel_for(z->K, nr__parallel_grain(16 * Cg), kernel_range, z);
   /* a part per block, a multiple of the threads when there are few (of 32 tiles or more) */
-  const int64_t T = z->num * z->th * z->tw, per = block_tiles(z), threads = nr__parallel_threads();
+  const int64_t T = z->num * z->th * z->tw, per = block_tiles(z);
+  const int64_t threads = nr__parallel_threads();
   int64_t parts = (T + per - 1) / per;
   if (parts < 4 * threads) parts = (parts + threads - 1) / threads * threads;
   if (parts > T / 32) parts = T / 32 > 1 ? T / 32 : 1;
@@ -288,8 +312,8 @@ static void grad_tiles(const wino *z, int64_t t0, int64_t t1, float *Z) {
   float rows[2][NR_WINO_MAX_ROW], a[4][NR_WINO_MAX_ROW];
   for (int64_t k = 0; k < z->K; k++)
     for (int64_t r = t0 / tw; r * tw < t1; r++) {
-      const int64_t n = r / z->th, ty = r % z->th;
-      const int64_t xa = t0 > r * tw ? t0 - r * tw : 0, xb = t1 < (r + 1) * tw ? t1 - r * tw : tw;
+      int64_t n, ty, xa, xb;
+      tile_row(z, r, t0, t1, &n, &ty, &xa, &xb);
       const int64_t len = 2 * (xb - xa), cols = (2 * xb < OW ? 2 * xb : OW) - 2 * xa;
       const float *src = z->dy + (n * z->K + k) * z->OH * OW + 2 * ty * OW + 2 * xa;
       for (int i = 0; i < 2; i++) {
@@ -321,10 +345,10 @@ static void grad_tiles(const wino *z, int64_t t0, int64_t t1, float *Z) {
     }
 }
 
-/* Chunk p of the blocks: its sum of (A dY Aᵀ) ⊙ V into z->dU's chunk p. */
 /* The weight gradient's blocks: their number (fixed by the shapes). */
 static int64_t wgrad_blocks(const wino *z) {
-  const int64_t T = z->num * z->th * z->tw, nb = (T + NR_WINO_WGRAD_TILES - 1) / NR_WINO_WGRAD_TILES;
+  const int64_t T = z->num * z->th * z->tw;
+  const int64_t nb = (T + NR_WINO_WGRAD_TILES - 1) / NR_WINO_WGRAD_TILES;
   return nb < 2 && T >= 128 ? 2 : nb;
 }
 
@@ -390,11 +414,9 @@ static void wgrad_sum_range(void *ctx, int64_t r0, int64_t r1) {
 
 nr_status nr__winograd_weight_grad(const nr_conv *cv, const float *im, const float *out_diff,
                                    float *w_diff, nr_error *err) {
-  wino z = {.num = cv->num, .C = cv->in_ch, .H = cv->im_sp[0], .W = cv->im_sp[1], .K = cv->out_ch,
-            .G = cv->group, .ph = cv->pad[0], .pw = cv->pad[1], .OH = cv->col_sp[0],
-            .OW = cv->col_sp[1], .in = im, .dy = out_diff};
-  z.th = (z.OH + 1) / 2;
-  z.tw = (z.OW + 1) / 2;
+  wino z = wino_of(cv, false);
+  z.in = im;
+  z.dy = out_diff;
   const int64_t chunks = wgrad_chunks(&z, wgrad_blocks(&z)), ukern = 16 * z.K * (z.C / z.G);
   if (!(z.dU = wbuf_get(&tls_dU, chunks * ukern)))
     return nr_err_set(err, NR_ERR_NOMEM,
@@ -409,17 +431,15 @@ nr_status nr__winograd_weight_grad(const nr_conv *cv, const float *im, const flo
 
 nr_status nr__winograd_forward(const nr_conv *cv, const float *im, const float *w, float *out,
                                nr_error *err) {
-  wino z = {.num = cv->num, .C = cv->in_ch, .H = cv->im_sp[0], .W = cv->im_sp[1], .K = cv->out_ch,
-            .G = cv->group, .ph = cv->pad[0], .pw = cv->pad[1], .OH = cv->col_sp[0],
-            .OW = cv->col_sp[1], .in = im, .out = out, .w = w, .flip = false};
+  wino z = wino_of(cv, false);
+  z.in = im, z.out = out, z.w = w;
   return run(&z, err);
 }
 
 nr_status nr__winograd_backward_data(const nr_conv *cv, const float *out_diff, const float *w,
                                      float *im_diff, nr_error *err) {
-  wino z = {.num = cv->num, .C = cv->out_ch, .H = cv->col_sp[0], .W = cv->col_sp[1], .K = cv->in_ch,
-            .G = cv->group, .ph = 2 - cv->pad[0], .pw = 2 - cv->pad[1], .OH = cv->im_sp[0],
-            .OW = cv->im_sp[1], .in = out_diff, .out = im_diff, .w = w, .flip = true};
+  wino z = wino_of(cv, true);
+  z.in = out_diff, z.out = im_diff, z.w = w, z.flip = true;
   return run(&z, err);
 }
 

@@ -36,9 +36,10 @@ extern bool nr__conv_winograd;
  * check small layers cheaply). */
 extern int nr__winograd_min_channels;
 
-/* Whether cv's forward, data gradient and weight gradient go through Winograd: 2 spatial axes, a 3×3
- * kernel, stride and dilation 1, padding at most 2, and enough channels per group on both
- * sides for the 16 products to run at the GEMM's speed. */
+/* Whether cv's forward, data gradient and weight gradient go through Winograd: 2 spatial
+ * axes, a 3×3 kernel, stride and dilation 1, padding at most 2, enough channels per group
+ * on both sides for the 16 products to run at the GEMM's speed, and enough tiles in the
+ * batch. */
 bool nr__winograd_applies(const nr_conv *cv);
 
 /* As nr__conv_forward and nr__conv_backward_data, for a cv that nr__winograd_applies to.

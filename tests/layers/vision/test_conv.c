@@ -376,7 +376,8 @@ static void test_conv_panels_same_bits(void) {
 static const conv_case wino_cases[] = {
     /* N C  H  W  M  G kh kw ph pw sh sw dh dw bias nd */
     {3, 16, 9, 10, 16, 1, 3, 3, 1, 1, 1, 1, 1, 1, true, false},
-    {3, 16, 30, 27, 32, 1, 3, 3, 0, 2, 1, 1, 1, 1, true, false}, /* 630 tiles: parts and blocks cut rows */
+    /* 630 tiles: the parts and the weight gradient's blocks cut tile rows */
+    {3, 16, 30, 27, 32, 1, 3, 3, 0, 2, 1, 1, 1, 1, true, false},
     {5, 32, 7, 8, 32, 2, 3, 3, 2, 0, 1, 1, 1, 1, false, false},  /* 16 a group */
     {16, 20, 4, 3, 17, 1, 3, 3, 1, 1, 1, 1, 1, 1, true, false},  /* 2x2 tiles over 4x3 */
 };
@@ -387,10 +388,14 @@ static void test_conv_winograd_vs_naive(void) {
     if (!nr_test_case_failed) run_conv_case(&wino_cases[i], true, true);
     if (nr_test_case_failed) return;
   }
-  /* and the column path for the same shapes when Winograd is off, or the group too thin */
+  /* and the column path for the same shapes when Winograd is off, the batch too small or
+   * the group too thin */
   nr__conv_winograd = false;
   run_conv_case(&wino_cases[0], false, false);
   nr__conv_winograd = true;
+  conv_case small = wino_cases[0];
+  small.N = 2; /* 50 tiles in the batch: fewer than Winograd takes */
+  run_conv_case(&small, false, false);
   conv_case thin = wino_cases[2];
   thin.G = 4; /* 8 channels a group */
   run_conv_case(&thin, false, false);
