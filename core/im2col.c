@@ -621,6 +621,62 @@ nr_status nr__conv_forward(const nr_conv *cv, const float *im, const float *w, f
 
 #define NR_CONV_BWD_COL_FLOATS ((int64_t)1 << 18)
 
+/* Images per chunk of the data gradient: columns that stay in this core's cache until
+ * col2im reads them back, about 1 MB (LeNet's conv2: 8 images, not all 64 in one 8 MB
+ * matrix). Each image's gradient is its own, so the chunking does not change the bits. */
+static int64_t bwd_chunk_images(const nr_conv *cv) {
+  int64_t B = NR_CONV_BWD_COL_FLOATS / (cv->in_ch * cv->kdim * cv->col_dim);
+  if (B < 1) B = 1;
+  if (B > chunk_images(cv)) B = chunk_images(cv);
+  return B;
+}
+
+/* Images [n0, n0+b) of im_diff through the columns in this thread's workspace. */
+static nr_status bwd_data_chunk(const nr_conv *cv, const float *out_diff, const float *w,
+                                float *im_diff, int64_t n0, int64_t b, nr_error *err) {
+  const int64_t G = cv->group, Mg = cv->out_ch / G, Kg = cv->in_ch / G * cv->kdim;
+  const int64_t P = cv->col_dim;
+  float *ws;
+  NR_TRY(ws_get(cv, &ws, err));
+  tls_cols_id = 0; /* the GEMM below overwrites the columns */
+  float *col = ws, *obuf = ws + cv->in_ch * cv->kdim * b * P;
+  const nr_gemm_layout lo = {P, P, cv->out_ch * P};
+  const float *od = out_diff + n0 * cv->out_ch * P;
+  bool direct = true;
+  for (int64_t g = 0; g < G && direct; g++)
+    direct = nr__gemm_strided(true, false, Kg, b * P, Mg, 1.0f, w + g * Mg * Kg, NULL,
+                              od + g * Mg * P, &lo, 0.0f, col + g * Kg * b * P, NULL);
+  if (!direct) {
+    gather_chunk(cv, out_diff, n0, b, obuf);
+    for (int64_t g = 0; g < G; g++)
+      nr_gemm(true, false, Kg, b * P, Mg, 1.0f, w + g * Mg * Kg, obuf + g * Mg * b * P, 0.0f,
+              col + g * Kg * b * P);
+  }
+  col2im_job cj = {cv, col, n0, b, im_diff};
+  nr__parallel_for(b, 4, col2im_range, &cj);
+  return NR_OK;
+}
+
+/* Chunks side by side: each thread multiplies its own chunks and runs their col2im from
+ * its own cache. Split inside the GEMM instead, col2im (CaffeNet's conv1 and conv2: one
+ * image per chunk) ran on one thread and read columns half written by the other core. */
+typedef struct bwd_data_job {
+  const nr_conv *cv;
+  const float *out_diff, *w;
+  float *im_diff;
+  int64_t B, chunks;
+} bwd_data_job;
+
+static bool bwd_data_part(void *ctx, int p, int parts) {
+  const bwd_data_job *j = ctx;
+  nr_error e;
+  for (int64_t c = j->chunks * p / parts; c < j->chunks * (p + 1) / parts; c++) {
+    int64_t n0 = c * j->B, b = j->cv->num - n0 < j->B ? j->cv->num - n0 : j->B;
+    if (bwd_data_chunk(j->cv, j->out_diff, j->w, j->im_diff, n0, b, &e) != NR_OK) return false;
+  }
+  return true;
+}
+
 nr_status nr__conv_backward_data(const nr_conv *cv, const float *out_diff, const float *w,
                                  float *im_diff, nr_error *err) {
   const int64_t G = cv->group, Mg = cv->out_ch / G, Kg = cv->in_ch / G * cv->kdim;
@@ -634,33 +690,18 @@ nr_status nr__conv_backward_data(const nr_conv *cv, const float *out_diff, const
     return NR_OK;
   }
   if (nr__winograd_applies(cv)) return nr__winograd_backward_data(cv, out_diff, w, im_diff, err);
-  float *ws;
-  NR_TRY(ws_get(cv, &ws, err));
-  tls_cols_id = 0; /* the GEMM below overwrites the columns */
-  /* Chunks whose columns stay in this core's cache until col2im reads them back: about
-   * 1 MB (LeNet's conv2: 8 images, not all 64 in one 8 MB matrix). Each image's
-   * gradient is its own, so the chunking does not change the bits. */
-  int64_t B = NR_CONV_BWD_COL_FLOATS / (cv->in_ch * cv->kdim * P);
-  if (B < 1) B = 1;
-  if (B > chunk_images(cv)) B = chunk_images(cv);
-  for (int64_t n0 = 0; n0 < cv->num; n0 += B) {
-    int64_t b = cv->num - n0 < B ? cv->num - n0 : B;
-    float *col = ws, *obuf = ws + cv->in_ch * cv->kdim * b * P;
-    const nr_gemm_layout lo = {P, P, cv->out_ch * P};
-    const float *od = out_diff + n0 * cv->out_ch * P;
-    bool direct = true;
-    for (int64_t g = 0; g < G && direct; g++)
-      direct = nr__gemm_strided(true, false, Kg, b * P, Mg, 1.0f, w + g * Mg * Kg, NULL,
-                                od + g * Mg * P, &lo, 0.0f, col + g * Kg * b * P, NULL);
-    if (!direct) {
-      gather_chunk(cv, out_diff, n0, b, obuf);
-      for (int64_t g = 0; g < G; g++)
-        nr_gemm(true, false, Kg, b * P, Mg, 1.0f, w + g * Mg * Kg, obuf + g * Mg * b * P, 0.0f,
-                col + g * Kg * b * P);
-    }
-    col2im_job cj = {cv, col, n0, b, im_diff};
-    nr__parallel_for(b, 4, col2im_range, &cj);
+  const int64_t B = bwd_chunk_images(cv), chunks = (cv->num + B - 1) / B;
+  const int64_t T = nr__parallel_threads();
+  if (T > 1 && (chunks >= 2 * T || (chunks >= T && chunks % T == 0))) {
+    bwd_data_job j = {cv, out_diff, w, im_diff, B, chunks};
+    if (!nr__parallel_run(bwd_data_part, &j,
+                          (int)(chunks < NR_PARALLEL_MAX_PARTS ? chunks : NR_PARALLEL_MAX_PARTS)))
+      return nr_err_set(err, NR_ERR_NOMEM, "out of memory for a convolution workspace");
+    return NR_OK;
   }
+  for (int64_t n0 = 0; n0 < cv->num; n0 += B)
+    NR_TRY(bwd_data_chunk(cv, out_diff, w, im_diff, n0, cv->num - n0 < B ? cv->num - n0 : B,
+                          err));
   return NR_OK;
 }
 
@@ -736,6 +777,10 @@ static int64_t wgrad_chunks(const nr_conv *cv) {
   int64_t c = cv->num * cv->col_dim / NR_CONV_WGRAD_COLS;
   if (c > NR_CONV_WGRAD_CHUNKS) c = NR_CONV_WGRAD_CHUNKS;
   if (c > cv->num) c = cv->num;
+  /* An even count: the first half of the chunks then holds half the images (to one), so
+   * two threads, each taking its half (parallel.h), get the same work. CaffeNet's conv2
+   * at batch 10 in 7 chunks of 1 or 2 images gave them 4 and 6. */
+  if (c > 2) c &= ~(int64_t)1;
   return c < 1 ? 1 : c;
 }
 

@@ -1,6 +1,6 @@
 /* The layers whose passes are split over the helper threads (parallel.h: LRN, BatchNorm,
- * Scale, Eltwise, ReLU) give the same bits with 1 and with 2 threads, forward and backward,
- * in place or not, on blobs large enough to be split. */
+ * Scale, Eltwise, ReLU, Convolution) give the same bits with 1 and with 2 threads, forward
+ * and backward, in place or not, on blobs large enough to be split. */
 #include <cblas.h>
 
 #include "layer_fixture.h"
@@ -39,7 +39,13 @@ static void run(lf *f, int threads, bool positive, run_out *o) {
   for (int i = 0; i < f->nt; i++) keep(o, f->top[i]->data, f->top[i]->count);
   for (int i = 0; i < f->nt; i++)
     for (int64_t k = 0; k < f->top[i]->count; k++) f->top[i]->diff[k] = val(k, 20 + i);
-  for (int i = 0; i < f->nb; i++) f->l->prop_down[i] = true;
+  for (int i = 0; i < f->nb; i++) {
+    f->l->prop_down[i] = true;
+    /* what the other run left there must not pass for this run's gradient */
+    bool shared = false;
+    for (int t = 0; t < f->nt; t++) shared |= f->bottom[i]->diff == f->top[t]->diff;
+    if (!shared) memset(f->bottom[i]->diff, 0xff, (size_t)f->bottom[i]->count * sizeof(float));
+  }
   LF_BACKWARD(f);
   for (int i = 0; i < f->nb; i++) keep(o, f->bottom[i]->diff, f->bottom[i]->count);
   for (int i = 0; i < f->l->nblobs; i++) keep(o, f->l->blobs[i]->diff, f->l->blobs[i]->count);
@@ -109,11 +115,24 @@ static void test_relu(void) {
             32);
 }
 
+/* Columns of over 2^18 floats an image: the data gradient goes one image per chunk, the
+ * chunks side by side on 2 threads (one after the other on 1); the weight gradient in an
+ * even number of image chunks (6 and 4 here), as CaffeNet's conv1 and conv2 at batch 10. */
+static void test_conv(void) {
+  same_bits("name: 'c' type: 'Convolution' convolution_param { num_output: 16 kernel_size: 5 "
+            "weight_filler { type: 'gaussian' std: 0.1 } bias_filler { type: 'gaussian' "
+            "std: 0.1 } }", 1, 0, false, 6, 8, 40, 40);
+  same_bits("name: 'c' type: 'Convolution' convolution_param { num_output: 16 kernel_size: 5 "
+            "pad: 2 group: 2 weight_filler { type: 'gaussian' std: 0.1 } }", 1, 0, false, 5,
+            16, 32, 32);
+}
+
 int main(void) {
   NR_RUN(test_lrn);
   NR_RUN(test_batch_norm);
   NR_RUN(test_scale);
   NR_RUN(test_eltwise);
   NR_RUN(test_relu);
+  NR_RUN(test_conv);
   return NR_TEST_EXIT();
 }
