@@ -414,6 +414,7 @@ typedef struct gemm_args {
   bool bp_t;
   /* the K range this product covers: [k0, k1), k1 = 0 for all of K (see ksplit) */
   int64_t k0, k1;
+  int64_t bp_q0; /* bp_t: op(B) starts at column bp_q0 of *bpl's matrix */
 } gemm_args;
 
 
@@ -456,7 +457,7 @@ static bool gemm_part(const gemm_args *g, int64_t i0, int64_t i1, int64_t j0, in
       else if (!g->bp_t) /* already packed: slice pc, panels from jc on */
         bblk = g->bp + pc * g->bpl->npad + jc * kc;
       else
-        pack_panels_t(g->bpl, g->bp, pc, jc, kc, nc, bbuf);
+        pack_panels_t(g->bpl, g->bp, g->bp_q0 + pc, jc, kc, nc, bbuf);
       for (int64_t ic = i0; ic < i1; ic += isa->mc) {
         const int64_t mc = i1 - ic < isa->mc ? i1 - ic : isa->mc;
         pack_a(isa, g->ta, g->a, g->lda, g->a_gc, g->a_gs, ic, pc, mc, kc, abuf);
@@ -625,7 +626,7 @@ void nr_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float 
   const gemm_isa *isa = isa_get();
   if (isa && k > 0 && alpha != 0.0f) {
     gemm_args g = {isa, trans_a, trans_b, m, n, k, alpha, beta, a, b, trans_a ? m : k,
-                   trans_b ? k : n, n, c, 0, 0, 0, 0, 0, 0, NULL, NULL, false, 0, 0};
+                   trans_b ? k : n, n, c, 0, 0, 0, 0, 0, 0, NULL, NULL, false, 0, 0, 0};
     if (gemm_run(&g)) return;
     /* Out of memory for the packing buffer (C untouched): cblas needs none of ours. */
   } else if (isa) { /* C = beta·C (BLAS: beta 0 overwrites, even NaN) */
@@ -675,6 +676,7 @@ bool nr__gemm_strided(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t 
                  NULL,
                  false,
                  0,
+                 0,
                  0};
   return gemm_run(&g);
 }
@@ -688,13 +690,14 @@ bool nr__gemm_panels(int64_t k, int64_t n, nr_gemm_panels *pl) {
   return true;
 }
 
-bool nr__gemm_paneled(bool trans_a, bool transposed, int64_t m, int64_t n, int64_t k,
-                      float alpha, const float *a, const nr_gemm_layout *la, const float *x,
-                      const nr_gemm_panels *pl, float beta, float *c, const nr_gemm_layout *lc) {
+static bool paneled(bool trans_a, bool transposed, int64_t m, int64_t n, int64_t k, int64_t q0,
+                    float alpha, const float *a, const nr_gemm_layout *la, const float *x,
+                    const nr_gemm_panels *pl, float beta, float *c, const nr_gemm_layout *lc) {
   const gemm_isa *isa = isa_get();
-  if (!isa || m <= 0 || n <= 0 || k <= 0 || alpha == 0.0f) return false;
+  if (!isa || m <= 0 || n <= 0 || k <= 0 || alpha == 0.0f || q0 < 0) return false;
   if (pl->nr != isa->nr || pl->kc != isa->kc || pl->k != (transposed ? n : k) ||
-      pl->n != (transposed ? k : n) || ((uintptr_t)x & 63))
+      pl->n < (transposed ? q0 + k : n) || (!transposed && (q0 || pl->n != n)) ||
+      ((uintptr_t)x & 63))
     return false;
   const int64_t agc = layout_group(la, k), cgc = layout_group(lc, n);
   if ((agc && trans_a) || (cgc && cgc % NR_GEMM_GROUP_ALIGN)) return false;
@@ -702,8 +705,23 @@ bool nr__gemm_paneled(bool trans_a, bool transposed, int64_t m, int64_t n, int64
                  .beta = beta, .a = a, .lda = la ? la->ld : trans_a ? m : k,
                  .ldc = lc ? lc->ld : n, .c = c, .a_gc = agc,
                  .a_gs = agc ? la->group_stride : 0, .c_gc = cgc,
-                 .c_gs = cgc ? lc->group_stride : 0, .bpl = pl, .bp = x, .bp_t = transposed};
+                 .c_gs = cgc ? lc->group_stride : 0, .bpl = pl, .bp = x, .bp_t = transposed,
+                 .bp_q0 = q0};
   return gemm_run(&g);
+}
+
+bool nr__gemm_paneled(bool trans_a, bool transposed, int64_t m, int64_t n, int64_t k,
+                      float alpha, const float *a, const nr_gemm_layout *la, const float *x,
+                      const nr_gemm_panels *pl, float beta, float *c, const nr_gemm_layout *lc) {
+  if (transposed ? pl->n != k : false) return false;
+  return paneled(trans_a, transposed, m, n, k, 0, alpha, a, la, x, pl, beta, c, lc);
+}
+
+bool nr__gemm_paneled_cols(bool trans_a, int64_t m, int64_t n, int64_t k, int64_t q0,
+                           float alpha, const float *a, const nr_gemm_layout *la, const float *x,
+                           const nr_gemm_panels *pl, float beta, float *c,
+                           const nr_gemm_layout *lc) {
+  return paneled(trans_a, true, m, n, k, q0, alpha, a, la, x, pl, beta, c, lc);
 }
 
 void nr__gemm_cblas(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,

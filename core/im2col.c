@@ -705,6 +705,33 @@ nr_status nr__conv_backward_data(const nr_conv *cv, const float *out_diff, const
   return NR_OK;
 }
 
+/* The weight gradient of images [0, cv->num) at `im` from panels the forward left in this
+ * thread's workspace (ws) over more images around them: a chunk of the batch (the chunks
+ * of nr__conv_weight_grad) inside the batch or the sample slice the forward ran on. The
+ * products run over the same column ranges, B images at a time, as on columns built for
+ * the chunk alone, so the bits are the same. 0, nothing done, when the workspace holds no
+ * such panels; 1 done; -1 out of memory for the GEMM's packing buffer. */
+static int kept_panels_from(const nr_conv *cv, const float *im, int64_t B, float *ws,
+                             const float *out_diff, float *w_diff) {
+  const int64_t G = cv->group, Mg = cv->out_ch / G, Kg = cv->in_ch / G * cv->kdim;
+  const int64_t P = cv->col_dim, per = cv->in_ch * cv->im_dim;
+  if (tls_cols_id != cv->id || !tls_cols_nr || im < tls_cols_im) return 0;
+  const int64_t off = (im - tls_cols_im) / per;
+  if ((im - tls_cols_im) % per || off + cv->num > tls_cols_num) return 0;
+  nr_gemm_panels pk;
+  if (!nr__gemm_panels(Kg, tls_cols_num * P, &pk) || pk.nr != tls_cols_nr) return 0;
+  const nr_gemm_layout lo = {P, P, cv->out_ch * P};
+  for (int64_t n0 = 0; n0 < cv->num; n0 += B) {
+    const int64_t b = cv->num - n0 < B ? cv->num - n0 : B;
+    for (int64_t g = 0; g < G; g++)
+      if (!nr__gemm_paneled_cols(false, Mg, Kg, b * P, (off + n0) * P, 1.0f,
+                                 out_diff + n0 * cv->out_ch * P + g * Mg * P, &lo,
+                                 ws + g * Kg * pk.npad, &pk, 1.0f, w_diff + g * Mg * Kg, NULL))
+        return -1; /* (the shapes suit it: only the packing buffer can fail) */
+  }
+  return 1;
+}
+
 /* w_diff += the weight gradient over all cv->num images, on the threads of the products. */
 static nr_status weight_grad_images(const nr_conv *cv, const float *im, const float *out_diff,
                                     float *w_diff, nr_error *err) {
@@ -722,6 +749,10 @@ static nr_status weight_grad_images(const nr_conv *cv, const float *im, const fl
   const int64_t B = chunk_images(cv);
   nr_gemm_panels pl;
   const bool panels = use_panels(cv, B, &pl);
+  const int kept_from = panels ? kept_panels_from(cv, im, B, ws, out_diff, w_diff) : 0;
+  if (kept_from < 0)
+    return nr_err_set(err, NR_ERR_NOMEM, "out of memory for the GEMM's packing buffer");
+  if (kept_from) return NR_OK;
   for (int64_t n0 = 0; n0 < cv->num; n0 += B) {
     int64_t b = cv->num - n0 < B ? cv->num - n0 : B;
     const bool kept = b == cv->num && tls_cols_id == cv->id && tls_cols_im == im &&
@@ -763,19 +794,13 @@ static nr_status weight_grad_images(const nr_conv *cv, const float *im, const fl
   return NR_OK;
 }
 
-/* The weight gradient in sample chunks. A weight gradient is a sum over every image's
- * pixels; split inside its GEMM, each thread reads all the columns, half of them built by
- * the other core, and packs the whole top diff again (LeNet's conv2 ran no faster on 2
- * threads than on 1). Cut by images instead, each chunk's columns are built by the thread
- * that multiplies them, from its own share of the batch when the net runs the layers in
- * sample slices (net.c). The chunks depend only on the batch and the image size, and
- * their products are added in chunk order, so the bits do not depend on the threads. */
+/* The weight gradient in image chunks: im2col.h. */
 #define NR_CONV_WGRAD_COLS 1024 /* columns (images x pixels) per chunk, at least */
-#define NR_CONV_WGRAD_CHUNKS 8  /* chunks, at most */
 
-static int64_t wgrad_chunks(const nr_conv *cv) {
+int64_t nr__conv_wgrad_chunks(const nr_conv *cv) {
+  if (nr__winograd_applies(cv) || use_direct_1x1(cv)) return 1;
   int64_t c = cv->num * cv->col_dim / NR_CONV_WGRAD_COLS;
-  if (c > NR_CONV_WGRAD_CHUNKS) c = NR_CONV_WGRAD_CHUNKS;
+  if (c > NR_CONV_WGRAD_MAX_CHUNKS) c = NR_CONV_WGRAD_MAX_CHUNKS;
   if (c > cv->num) c = cv->num;
   /* An even count: the first half of the chunks then holds half the images (to one), so
    * two threads, each taking its half (parallel.h), get the same work. CaffeNet's conv2
@@ -784,43 +809,55 @@ static int64_t wgrad_chunks(const nr_conv *cv) {
   return c < 1 ? 1 : c;
 }
 
+nr_status nr__conv_weight_grad_chunk(const nr_conv *cv, const float *im, const float *out_diff,
+                                     int64_t c, float *part, nr_error *err) {
+  const int64_t chunks = nr__conv_wgrad_chunks(cv);
+  const int64_t n0 = cv->num * c / chunks, n1 = cv->num * (c + 1) / chunks;
+  nr_conv k = *cv;
+  k.num = n1 - n0;
+  memset(part, 0, (size_t)nr__conv_weight_count(cv) * sizeof *part);
+  return weight_grad_images(&k, im + n0 * k.in_ch * k.im_dim, out_diff + n0 * k.out_ch * k.col_dim,
+                            part, err);
+}
+
 typedef struct wgrad_job {
   const nr_conv *cv;
   const float *im, *out_diff;
-  float *part; /* chunk p's gradient at part + p·count */
-  int64_t count;
+  const float *parts; /* chunk p's gradient at parts + p·count */
   float *w_diff;
 } wgrad_job;
 
 static bool wgrad_part(void *ctx, int p, int parts) {
+  (void)parts;
   const wgrad_job *j = ctx;
-  nr_conv c = *j->cv;
-  const int64_t n0 = j->cv->num * p / parts, n1 = j->cv->num * (p + 1) / parts;
-  float *part = j->part + p * j->count;
-  memset(part, 0, (size_t)j->count * sizeof *part);
-  c.num = n1 - n0;
   nr_error e;
-  return weight_grad_images(&c, j->im + n0 * c.in_ch * c.im_dim,
-                            j->out_diff + n0 * c.out_ch * c.col_dim, part, &e) == NR_OK;
+  return nr__conv_weight_grad_chunk(j->cv, j->im, j->out_diff, p,
+                                    (float *)j->parts + p * nr__conv_weight_count(j->cv),
+                                    &e) == NR_OK;
 }
 
 /* w_diff[i] += (part_0[i] + part_1[i] + ...), in chunk order. */
 static void wgrad_sum(void *ctx, int64_t i0, int64_t i1) {
   const wgrad_job *j = ctx;
-  const int parts = (int)wgrad_chunks(j->cv);
+  const int64_t parts = nr__conv_wgrad_chunks(j->cv), count = nr__conv_weight_count(j->cv);
   for (int64_t i = i0; i < i1; i++) {
-    float s = j->part[i];
-    for (int p = 1; p < parts; p++) s += j->part[p * j->count + i];
+    float s = j->parts[i];
+    for (int64_t p = 1; p < parts; p++) s += j->parts[p * count + i];
     j->w_diff[i] += s;
   }
+}
+
+void nr__conv_weight_grad_add(const nr_conv *cv, const float *parts, float *w_diff) {
+  wgrad_job j = {cv, NULL, NULL, parts, w_diff};
+  nr__parallel_for(nr__conv_weight_count(cv), 16384, wgrad_sum, &j);
 }
 
 nr_status nr__conv_weight_grad(const nr_conv *cv, const float *im, const float *out_diff,
                                float *w_diff, nr_error *err) {
   if (nr__winograd_applies(cv)) return nr__winograd_weight_grad(cv, im, out_diff, w_diff, err);
-  const int64_t parts = wgrad_chunks(cv);
-  if (parts < 2 || use_direct_1x1(cv)) return weight_grad_images(cv, im, out_diff, w_diff, err);
-  const int64_t count = cv->out_ch * (cv->in_ch / cv->group) * cv->kdim;
+  const int64_t parts = nr__conv_wgrad_chunks(cv);
+  if (parts < 2) return weight_grad_images(cv, im, out_diff, w_diff, err);
+  const int64_t count = nr__conv_weight_count(cv);
   if (parts * count > tls_wpart_cap) {
     float *b = realloc(tls_wpart, (size_t)(parts * count) * sizeof *b);
     if (!b)
@@ -830,10 +867,10 @@ nr_status nr__conv_weight_grad(const nr_conv *cv, const float *im, const float *
     tls_wpart = b;
     tls_wpart_cap = parts * count;
   }
-  wgrad_job j = {cv, im, out_diff, tls_wpart, count, w_diff};
+  wgrad_job j = {cv, im, out_diff, tls_wpart, w_diff};
   if (!nr__parallel_run(wgrad_part, &j, (int)parts))
     return nr_err_set(err, NR_ERR_NOMEM, "out of memory for a convolution workspace");
-  nr__parallel_for(count, 16384, wgrad_sum, &j);
+  nr__conv_weight_grad_add(cv, tls_wpart, w_diff);
   return NR_OK;
 }
 

@@ -123,6 +123,29 @@ nr_status nr__conv_backward_data(const nr_conv *cv, const float *out_diff, const
                                  float *im_diff, nr_error *err);
 nr_status nr__conv_weight_grad(const nr_conv *cv, const float *im, const float *out_diff,
                                float *w_diff, nr_error *err);
+/* The weight gradient in image chunks. A weight gradient is a sum over every image's
+ * pixels; split inside its GEMM, each thread reads all the columns, half of them built by
+ * the other core, and packs the whole top diff again (LeNet's conv2 ran no faster on 2
+ * threads than on 1). Cut by images instead, each chunk's columns are built by the thread
+ * that multiplies them (or were left by its forward over a range of images around the
+ * chunk: a batch that fits one chunk of columns, or the net's sample slice). The chunks
+ * depend only on the batch and the image size, and their products are added in chunk
+ * order, so the bits do not depend on the threads, nor on who computes a chunk:
+ * weight_grad itself, or a layer inside the net's sample slices (convolution.c).
+ *   wgrad_chunks:      how many (at most NR_CONV_WGRAD_MAX_CHUNKS; chunk c holds images
+ *                      [num·c/C, num·(c+1)/C)); 1 when weight_grad does not cut (then only
+ *                      weight_grad).
+ *   weight_grad_chunk: chunk c's product alone into part (weight_count floats, overwritten).
+ *   weight_grad_add:   w_diff += the chunks' products (chunk c's at parts + c·weight_count),
+ *                      added in chunk order: with the chunks, what weight_grad adds. */
+#define NR_CONV_WGRAD_MAX_CHUNKS 8
+int64_t nr__conv_wgrad_chunks(const nr_conv *cv);
+static inline int64_t nr__conv_weight_count(const nr_conv *cv) {
+  return cv->out_ch * (cv->in_ch / cv->group) * cv->kdim;
+}
+nr_status nr__conv_weight_grad_chunk(const nr_conv *cv, const float *im, const float *out_diff,
+                                     int64_t c, float *part, nr_error *err);
+void nr__conv_weight_grad_add(const nr_conv *cv, const float *parts, float *w_diff);
 /* data[n][c][s] += bias[c]; bias_diff[c] += Σ_{n,s} diff[n][c][s]. */
 void nr__conv_bias_add(int64_t num, int64_t ch, int64_t sp, const float *bias, float *data);
 void nr__conv_bias_grad(int64_t num, int64_t ch, int64_t sp, const float *diff,

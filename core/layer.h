@@ -75,10 +75,18 @@ typedef struct nr_layer_type {
    *                     across samples (NULL when the layer has no parameters).
    * Called after reshape, from any thread, perhaps at the same time for disjoint sample
    * ranges; each must give the bits forward / backward give. can_slice (optional) says
-   * whether the layer can be cut now (true when NULL). */
+   * whether the layer can be cut now (true when NULL).
+   *   params_samples    (optional, with backward_params) the share of the parameter diffs'
+   *                     work that samples [n0, n1) alone allow, done in the slice where
+   *                     they are in cache (a convolution's weight-gradient chunks), kept by
+   *                     the layer for the backward_params that follows. Called before
+   *                     backward_samples of the same range, for every range of one cut of
+   *                     the batch or for none; backward_params gives the same bits
+   *                     either way. */
   nr_status (*forward_samples)(nr_layer *l, int64_t n0, int64_t n1, nr_error *err);
   nr_status (*backward_samples)(nr_layer *l, int64_t n0, int64_t n1, nr_error *err);
   nr_status (*backward_params)(nr_layer *l, nr_error *err);
+  nr_status (*params_samples)(nr_layer *l, int64_t n0, int64_t n1, nr_error *err);
   bool (*can_slice)(const nr_layer *l);
 } nr_layer_type;
 

@@ -828,7 +828,9 @@ nr_status nr_net_forward_layer(nr_net *n, int i, float *loss, nr_error *err) {
  * core. Split inside each layer instead, half of every layer's input comes from the other
  * core's cache, and on this machine's virtual CPUs reading 2 MB the other core wrote costs
  * about three times reading it from the core's own cache (docs/bench.md). Backward is cut
- * the same way for the bottom diffs; then each layer of the run adds its parameter diffs
+ * the same way for the bottom diffs, with what of the parameter diffs a slice can do on
+ * its own samples (params_samples: a convolution's weight-gradient chunks, from the
+ * columns its forward slice left); then each layer of the run adds its parameter diffs
  * over the whole batch (backward_params), as its own backward would. So the bits are
  * those of running the layers one by one, whatever the thread count. */
 
@@ -885,8 +887,11 @@ static bool slice_part(void *ctx, int p, int parts) {
     for (; i < j->b && st == NR_OK; i++)
       st = j->n->layers[i]->type->forward_samples(j->n->layers[i], n0, n1, &e);
   else
-    for (i = j->b - 1; i >= j->a && st == NR_OK; i--)
-      st = j->n->layers[i]->type->backward_samples(j->n->layers[i], n0, n1, &e);
+    for (i = j->b - 1; i >= j->a && st == NR_OK; i--) {
+      nr_layer *l = j->n->layers[i];
+      if (l->type->params_samples) st = l->type->params_samples(l, n0, n1, &e);
+      if (st == NR_OK) st = l->type->backward_samples(l, n0, n1, &e);
+    }
   if (st == NR_OK) return true;
   const nr_layer *l = j->n->layers[j->backward ? i + 1 : i - 1];
   pthread_mutex_lock(&j->mu);

@@ -67,6 +67,14 @@ static inline int64_t nr_gemm_panel_offset(const nr_gemm_panels *pl, int64_t r, 
 bool nr__gemm_paneled(bool trans_a, bool transposed, int64_t m, int64_t n, int64_t k,
                       float alpha, const float *a, const nr_gemm_layout *la, const float *x,
                       const nr_gemm_panels *pl, float beta, float *c, const nr_gemm_layout *lc);
+/* nr__gemm_paneled's transposed case over columns [q0, q0 + k) of X only: op(B) (k x n) =
+ * X[:, q0 : q0 + k]^T, X (n x pl->n) in panels. The same bits as nr__gemm_paneled on those
+ * columns put in panels of their own (a convolution's weight gradient over some of the
+ * images whose columns its forward left). False where nr__gemm_paneled would refuse. */
+bool nr__gemm_paneled_cols(bool trans_a, int64_t m, int64_t n, int64_t k, int64_t q0,
+                           float alpha, const float *a, const nr_gemm_layout *la, const float *x,
+                           const nr_gemm_panels *pl, float beta, float *c,
+                           const nr_gemm_layout *lc);
 /* The same product through cblas_sgemm (OpenBLAS), whatever nr_gemm would use. */
 void nr__gemm_cblas(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                     const float *a, const float *b, float beta, float *c);

@@ -8,6 +8,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "filler.h"
 #include "im2col.h"
@@ -15,6 +16,15 @@
 #include "nr_math.h"
 
 static const Caffe__ConvolutionParameter default_param = CAFFE__CONVOLUTION_PARAMETER__INIT;
+
+/* The layer's state: the convolution, and the weight-gradient chunks (im2col.h) that the
+ * net's sample slices computed (conv_params_samples) for conv_backward_params to add. */
+typedef struct conv_priv {
+  nr_conv cv; /* first: the priv is also read as an nr_conv (tests, Winograd checks) */
+  float *parts;        /* chunk c's product at parts + c·weight count */
+  int64_t parts_cap;   /* floats */
+  bool done[NR_CONV_WGRAD_MAX_CHUNKS];
+} conv_priv;
 
 /* "3x3" from n values. */
 static void dims_str(const int64_t *v, int n, char *buf, size_t len) {
@@ -30,9 +40,10 @@ static nr_status conv_setup(nr_layer *l, nr_error *err) {
   if (l->ntop != l->nbottom)
     return nr_err_set(err, NR_ERR_INPUT, "needs as many tops as bottoms (%d bottoms, %d tops)",
                       l->nbottom, l->ntop);
-  nr_conv *cv = calloc(1, sizeof *cv);
-  if (!cv) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
-  l->priv = cv;
+  conv_priv *cp = calloc(1, sizeof *cp);
+  if (!cp) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
+  l->priv = cp;
+  nr_conv *cv = &cp->cv;
   const nr_blob *b = l->bottom[0];
   NR_TRY(nr__conv_parse(cv, p, b, err));
   int64_t channels = b->shape[cv->axis];
@@ -51,6 +62,8 @@ static nr_status conv_setup(nr_layer *l, nr_error *err) {
   }
   return NR_OK;
 }
+
+static bool conv_can_slice(const nr_layer *l);
 
 static nr_status conv_reshape(nr_layer *l, nr_error *err) {
   nr_conv *cv = l->priv;
@@ -92,7 +105,20 @@ static nr_status conv_reshape(nr_layer *l, nr_error *err) {
   cv->num = nr_blob_count_range(b0, 0, cv->axis);
   cv->in_ch = channels;
   cv->out_ch = cv->num_output;
-  return nr__conv_shape_tops(cv, b0, l->top, l->ntop, want_axes, cv->col_sp, err);
+  NR_TRY(nr__conv_shape_tops(cv, b0, l->top, l->ntop, want_axes, cv->col_sp, err));
+  /* room for the weight-gradient chunks of the sample slices */
+  conv_priv *cp = l->priv;
+  memset(cp->done, 0, sizeof cp->done);
+  const int64_t need = nr__conv_wgrad_chunks(cv) * nr__conv_weight_count(cv);
+  if (l->nbottom == 1 && need > cp->parts_cap && conv_can_slice(l)) {
+    float *p = realloc(cp->parts, (size_t)need * sizeof *p);
+    if (!p)
+      return nr_err_set(err, NR_ERR_NOMEM, "out of memory for %lld weight-gradient chunks",
+                        (long long)nr__conv_wgrad_chunks(cv));
+    cp->parts = p;
+    cp->parts_cap = need;
+  }
+  return NR_OK;
 }
 
 /* Samples [n0, n1) of every bottom/top pair (forward_samples; the whole batch is one such
@@ -113,12 +139,43 @@ static nr_status conv_forward(nr_layer *l, nr_error *err) {
   return conv_forward_samples(l, 0, ((const nr_conv *)l->priv)->num, err);
 }
 
+/* Whether the weight-gradient chunks go through the sample slices: one bottom, and a
+ * cut into chunks whose buffer reshape made. */
+static int64_t slice_chunks(const conv_priv *cp, const nr_layer *l) {
+  const int64_t chunks = nr__conv_wgrad_chunks(&cp->cv);
+  return l->nbottom == 1 && chunks > 1 &&
+                 chunks * nr__conv_weight_count(&cp->cv) <= cp->parts_cap
+             ? chunks
+             : 0;
+}
+
+/* The weight-gradient chunks wholly inside samples [n0, n1), from the columns the forward
+ * of this slice left on this thread (im2col.h). */
+static nr_status conv_params_samples(nr_layer *l, int64_t n0, int64_t n1, nr_error *err) {
+  conv_priv *cp = l->priv;
+  const nr_conv *cv = &cp->cv;
+  const int64_t chunks = slice_chunks(cp, l), count = nr__conv_weight_count(cv);
+  for (int64_t c = 0; c < chunks; c++) {
+    if (cv->num * c / chunks < n0 || cv->num * (c + 1) / chunks > n1) continue;
+    NR_TRY(nr__conv_weight_grad_chunk(cv, l->bottom[0]->data, l->top[0]->diff, c,
+                                      cp->parts + c * count, err));
+    cp->done[c] = true;
+  }
+  return NR_OK;
+}
+
 static nr_status conv_backward_params(nr_layer *l, nr_error *err) {
-  nr_conv *cv = l->priv;
+  conv_priv *cp = l->priv;
+  nr_conv *cv = &cp->cv;
+  const int64_t chunks = slice_chunks(cp, l);
+  bool all = chunks > 0;
+  for (int64_t c = 0; c < chunks; c++) all &= cp->done[c];
+  memset(cp->done, 0, sizeof cp->done);
   for (int i = 0; i < l->nbottom; i++) {
     const float *td = l->top[i]->diff;
     if (cv->bias_term) nr__conv_bias_grad(cv->num, cv->out_ch, cv->col_dim, td, l->blobs[1]->diff);
-    NR_TRY(nr__conv_weight_grad(cv, l->bottom[i]->data, td, l->blobs[0]->diff, err));
+    if (all) nr__conv_weight_grad_add(cv, cp->parts, l->blobs[0]->diff);
+    else NR_TRY(nr__conv_weight_grad(cv, l->bottom[i]->data, td, l->blobs[0]->diff, err));
   }
   return NR_OK;
 }
@@ -152,7 +209,9 @@ static bool conv_can_slice(const nr_layer *l) {
 }
 
 static void conv_destroy(nr_layer *l) {
-  free(l->priv);
+  conv_priv *cp = l->priv;
+  if (cp) free(cp->parts);
+  free(cp);
   l->priv = NULL;
 }
 
@@ -162,4 +221,5 @@ const nr_layer_type nr_layer_convolution = {
     .setup = conv_setup, .reshape = conv_reshape, .forward = conv_forward,
     .backward = conv_backward, .destroy = conv_destroy,
     .forward_samples = conv_forward_samples, .backward_samples = conv_backward_samples,
-    .backward_params = conv_backward_params, .can_slice = conv_can_slice};
+    .backward_params = conv_backward_params, .params_samples = conv_params_samples,
+    .can_slice = conv_can_slice};

@@ -223,6 +223,49 @@ static void test_gemm_strided_groups(void) {
   nr__gemm_use("auto");
 }
 
+/* nr__gemm_paneled_cols: op(B) = the transpose of columns [q0, q0 + k) of a wider X in
+ * panels gives the bits nr_gemm gives on those columns alone, at offsets inside a panel and
+ * at a panel's start, with a K long enough to be split in chunks (a weight gradient over
+ * many pixels), on 1 and 2 threads; a range past X's end is refused. */
+static void test_gemm_paneled_cols(void) {
+  static const shape shapes[] = {{20, 25, 9216}, {50, 70, 300}, {7, 33, 5}};
+  static const int64_t q0s[] = {0, 37, 64};
+  const int saved = openblas_get_num_threads();
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+    for (size_t qi = 0; qi < sizeof q0s / sizeof q0s[0]; qi++) {
+      const shape s = shapes[i];
+      const int64_t q0 = q0s[qi], width = q0 + s.k + 5;
+      float *a = rnd_array(s.m * s.k), *c0 = rnd_array(s.m * s.n);
+      float *xw = rnd_array(s.n * width); /* n x width; B = xw[:, q0 : q0 + k]^T */
+      float *b = malloc((size_t)(s.k * s.n) * sizeof *b);
+      for (int64_t r = 0; r < s.k; r++)
+        for (int64_t q = 0; q < s.n; q++) b[r * s.n + q] = xw[q * width + q0 + r];
+      nr_gemm_panels pl;
+      if (!nr__gemm_panels(s.n, width, &pl)) break; /* cblas: no panels */
+      float *x = aligned_alloc(64, (size_t)(pl.k * pl.npad) * sizeof *x + 64);
+      for (int64_t r = 0; r < s.n; r++)
+        for (int64_t q = 0; q < pl.npad; q++)
+          x[nr_gemm_panel_offset(&pl, r, q)] = q < width ? xw[r * width + q] : 0.0f;
+      float *want = malloc((size_t)(s.m * s.n) * sizeof *want);
+      float *got = malloc((size_t)(s.m * s.n) * sizeof *got);
+      for (int t = 1; t <= 2; t++) {
+        openblas_set_num_threads(t);
+        memcpy(want, c0, (size_t)(s.m * s.n) * sizeof *want);
+        nr_gemm(false, false, s.m, s.n, s.k, 0.5f, a, b, 1.0f, want);
+        memcpy(got, c0, (size_t)(s.m * s.n) * sizeof *got);
+        CHECK(nr__gemm_paneled_cols(false, s.m, s.n, s.k, q0, 0.5f, a, NULL, x, &pl, 1.0f, got,
+                                    NULL));
+        CHECK(memcmp(want, got, (size_t)(s.m * s.n) * sizeof *want) == 0);
+      }
+      memcpy(got, c0, (size_t)(s.m * s.n) * sizeof *got);
+      CHECK(!nr__gemm_paneled_cols(false, s.m, s.n, s.k, q0 + 6, 0.5f, a, NULL, x, &pl, 1.0f,
+                                   got, NULL));
+      CHECK(memcmp(got, c0, (size_t)(s.m * s.n) * sizeof *got) == 0);
+      free(a), free(c0), free(xw), free(b), free(x), free(want), free(got);
+    }
+  openblas_set_num_threads(saved);
+}
+
 /* nr__gemm_paneled: B written once in the kernels' panel form gives exactly nr_gemm's bits
  * on the same matrix, as op(B) = X and as op(B) = X^T; shapes with short last panels,
  * several K slices (k > 256) and column blocks (n > 1024), both kernel sets, 1 and 2
@@ -329,6 +372,7 @@ int main(void) {
   NR_RUN(test_gemm_threads_bit_identical);
   NR_RUN(test_gemm_strided_groups);
   NR_RUN(test_gemm_paneled);
+  NR_RUN(test_gemm_paneled_cols);
   NR_RUN(test_parallel_for);
   return NR_TEST_EXIT();
 }
