@@ -32,8 +32,9 @@ static const nr_flag global_flags[] = {
      "also write the log to a file in this folder, named as glog names it "
      "(netrun.<host>.<user>.log.INFO.<date>-<time>.<pid>, and a netrun.INFO link)"},
     {"py-workers", NR_FLAG_INT, &nr_cli_global.py_workers,
-     "Python worker processes, 0 to 64 (default -1: one per Python layer, at most the core "
-     "count; 0 = run Python layers inside netrun)"},
+     "Python worker processes, 0 to 64 (default -1: one for the net's Python layers, data "
+     "layers' replicas spread over up to the core count; 0 = run Python layers inside "
+     "netrun)"},
     {"py-timeout", NR_FLAG_DOUBLE, &nr_cli_global.py_timeout,
      "seconds a Python layer call may take before its worker is ended (0 or inf = no limit)"},
     {"py-restarts", NR_FLAG_INT, &nr_cli_global.py_restarts,
@@ -177,7 +178,7 @@ static int check_global_flags(const char *cmd) {
   const char *bad = NULL, *want = NULL;
   char value[64] = "";
   if (g->py_workers < -1 || g->py_workers > NR_POOL_MAX_WORKERS) {
-    bad = "py-workers", want = "0 to 64, or -1 for one per Python layer";
+    bad = "py-workers", want = "0 to 64, or -1 for a pool sized by the layers";
     snprintf(value, sizeof value, "%d", g->py_workers);
   } else if (!(g->py_timeout >= 0)) {
     bad = "py-timeout", want = "seconds, 0 or more; 0 or inf = no limit";

@@ -7,8 +7,8 @@
  *
  * When the pool's size is fixed above one (`--py-workers N`, N > 1: all its workers start
  * together), every worker is cloned, the first included: the zygote is the only process
- * that imports Python, NumPy and caffe. Otherwise (one worker, or one per Python layer up
- * to the CPU count, where a second worker may never come) the first worker is started
+ * that imports Python, NumPy and caffe. Otherwise (one worker, or a pool sized by its
+ * layers, where a second worker may never come) the first worker is started
  * directly (a one-worker pool pays nothing for the zygote) and the second request starts
  * the zygote. Measured (docs/bench.md, "Workers ready"): starting the first worker directly
  * beside the zygote ran two ~0.2 s imports side by side; on 2 cores that is free only when
@@ -177,7 +177,7 @@ static int zygote_ask(nr_pool *p, const int fds[3], pid_t *pid) {
 int nr__zygote_clone(nr_pool *p, const int fds[3], pid_t *pid) {
   pthread_mutex_lock(&p->zy_mu);
   int got = 0;
-  /* A pool that may stay at one worker (one worker, or one per layer) starts its first
+  /* A pool that may stay at one worker (one worker, or sized by its layers) starts its first
    * directly: it is not slower for the zygote, and a second worker's zygote then starts
    * beside it. A pool of a fixed size above one clones them all: one interpreter imports
    * NumPy and caffe instead of two (see the comment at the top). */

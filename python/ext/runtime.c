@@ -260,7 +260,7 @@ PyTypeObject ext_runtime_type = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_weaklistoffset = offsetof(ext_runtime, weakrefs),
     .tp_doc = "Where a net's Python layers run: a pool of py_workers worker processes "
-              "(-1: one per Python layer), or this interpreter (py_workers=0).",
+              "(-1: sized by the layers), or this interpreter (py_workers=0).",
     .tp_new = rt_py_new,
     .tp_getset = rt_getset,
 };

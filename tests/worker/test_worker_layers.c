@@ -3,7 +3,7 @@
 #include "nr_test.h"
 #include "wk.h"
 
-/* A backend for mode: 0 = in-process, else a pool of `mode` workers (-1 = one per layer). */
+/* A backend for mode: 0 = in-process, else a pool of `mode` workers (-1 = sized by the layers). */
 typedef struct be {
   nr_pool *pool;
   nr_py_backend *py;

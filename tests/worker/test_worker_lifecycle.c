@@ -141,9 +141,8 @@ static bool cloned(pid_t pid) {
 /* Workers cloned from the zygote: children of the core (the core reaps them and reads how
  * they died), unseeded NumPy draws differ between workers, a restarted worker works in the
  * core's current directory of the moment, and a killed zygote is replaced. A pool of a
- * fixed size (nworkers 2) clones every worker, the first included; a pool that grows with
- * its layers (nworkers -1) starts its first directly. With NETRUN_ZYGOTE=0 (and in
- * sanitizer builds) workers start directly: the same checks hold. */
+ * fixed size (nworkers 2) clones every worker, the first included. With NETRUN_ZYGOTE=0
+ * (and in sanitizer builds) workers start directly: the same checks hold. */
 static void zygote_case(bool off, int nworkers) {
   nr_error err;
   char mk[512], ps[600];
@@ -214,9 +213,41 @@ static void zygote_case(bool off, int nworkers) {
 
 static void test_zygote(void) { zygote_case(false, 2); }
 static void test_zygote_off(void) { zygote_case(true, 2); }
-/* one worker per layer up to the CPU count: two workers need two CPUs */
-static void test_zygote_grow(void) {
-  if (sysconf(_SC_NPROCESSORS_ONLN) >= 2) zygote_case(false, -1);
+/* A pool sized by its layers (nworkers -1) runs a net's Python layers, which the net
+ * calls one after the other, on one worker (ipc/pool_call.c, nr__pl_new), started
+ * directly (no zygote for one worker); they compute there what they compute apart, and a
+ * crash in one restarts that worker with every layer on it. */
+static void test_layers_share_worker(void) {
+  nr_error err;
+  nr_pool *p = NULL;
+  nr_pool_opts o = {-1, 0, 1, NULL, NULL, 0, 0, NULL, NULL};
+  CHECK_OK(nr_pool_create(&o, &p, &err), &err);
+  const char *cls[] = {"TimesTen", "TimesTen", "TimesTen"};
+  const char *pss[] = {"", "", ""};
+  wk_chain c;
+  CHECK_OK(wk_chain_init(&c, nr_pool_backend(p), nr_pool_allocator(p), 3, "nr_fx_layers", cls,
+                         pss, NR_TEST, &err), &err);
+  CHECK_OK(nr_blob_reshape4(c.b[0], 1, 1, 2, 2, &err), &err);
+  for (int i = 0; i < 4; i++) c.b[0]->data[i] = (float)(i + 1);
+  CHECK_OK(wk_chain_setup(&c, &err), &err);
+  CHECK_OK(wk_chain_forward(&c, &err), &err);
+  for (int i = 0; i < 4; i++) CHECK_NEAR(c.b[3]->data[i], 1000.0 * (i + 1), 1e-3);
+  CHECK_INT_EQ(nr_pool_nworkers(p), 1);
+  const pid_t first = nr_pool_worker_pid(p, 0);
+  CHECK(!cloned(first));
+  /* the shared worker dies between calls: the next forward restarts it, sets the three
+   * layers up again there and computes the same */
+  kill(first, SIGKILL);
+  usleep(100000);
+  for (int i = 0; i < 4; i++) c.b[3]->data[i] = 0;
+  CHECK_OK(wk_chain_forward(&c, &err), &err);
+  for (int i = 0; i < 4; i++) CHECK_NEAR(c.b[3]->data[i], 1000.0 * (i + 1), 1e-3);
+  CHECK_INT_EQ(nr_pool_restarts(p), 1);
+  CHECK(nr_pool_worker_pid(p, 0) != first);
+  CHECK_INT_EQ(nr_pool_nworkers(p), 1);
+  wk_chain_free(&c);
+  nr_pool_destroy(p);
+  CHECK_INT_EQ(wk_children(), 0);
 }
 
 /* The zygote imports the first Python layer's module before it clones (ipc/pool_zygote.c,
@@ -464,7 +495,7 @@ int main(void) {
   NR_RUN(test_restarts_exhausted);
   NR_RUN(test_zygote);
   NR_RUN(test_zygote_off);
-  NR_RUN(test_zygote_grow);
+  NR_RUN(test_layers_share_worker);
   NR_RUN(test_zygote_preload);
   NR_RUN(test_zygote_preload_off);
   NR_RUN(test_zygote_preload_thread);
