@@ -9,7 +9,7 @@
  *                layer (as `netrun time`), with a timer around each Python layer's forward
  *                (reshape + forward: two calls) and backward (one call).
  *   lenet+acc    the same net with a Python top-1 accuracy layer too (stage "acc"),
- *                forward only, on a second worker.
+ *                forward only, on the loss layer's worker (the pool puts the net's layers on one).
  *   after D      a no-op Python layer (reshape + forward) called after D of native work
  *                (nr_gemm products, threaded like the net's GEMMs): D = 0 (back to back),
  *                50 us, 1 ms, 10 ms. What the worker does between calls is what changes.
