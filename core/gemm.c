@@ -415,6 +415,9 @@ typedef struct gemm_args {
   /* the K range this product covers: [k0, k1), k1 = 0 for all of K (see ksplit) */
   int64_t k0, k1;
   int64_t bp_q0; /* bp_t: op(B) starts at column bp_q0 of *bpl's matrix */
+  /* A packed already (nr__gemm_pack_a), NULL when A is at a: K slice pc's rows from ic on
+   * at ap + pc·(m rounded up to mr) + ic·(the slice's length) */
+  const float *ap;
 } gemm_args;
 
 
@@ -460,12 +463,14 @@ static bool gemm_part(const gemm_args *g, int64_t i0, int64_t i1, int64_t j0, in
         pack_panels_t(g->bpl, g->bp, g->bp_q0 + pc, jc, kc, nc, bbuf);
       for (int64_t ic = i0; ic < i1; ic += isa->mc) {
         const int64_t mc = i1 - ic < isa->mc ? i1 - ic : isa->mc;
-        pack_a(isa, g->ta, g->a, g->lda, g->a_gc, g->a_gs, ic, pc, mc, kc, abuf);
+        const float *ablk = abuf;
+        if (g->ap) ablk = g->ap + pc * ((g->m + isa->mr - 1) / isa->mr * isa->mr) + ic * kc;
+        else pack_a(isa, g->ta, g->a, g->lda, g->a_gc, g->a_gs, ic, pc, mc, kc, abuf);
         for (int64_t jr = 0; jr < nc; jr += isa->nr) {
           const int nr = nc - jr < isa->nr ? (int)(nc - jr) : isa->nr;
           for (int64_t ir = 0; ir < mc; ir += isa->mr) {
             const int mr = mc - ir < isa->mr ? (int)(mc - ir) : isa->mr;
-            isa->kernel(mr, nr, kc, abuf + ir * kc, bblk + jr * kc,
+            isa->kernel(mr, nr, kc, ablk + ir * kc, bblk + jr * kc,
                         g->c + (ic + ir) * g->ldc + col_offset(jc + jr, g->c_gc, g->c_gs),
                         g->ldc, g->alpha, beta);
           }
@@ -626,7 +631,7 @@ void nr_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float 
   const gemm_isa *isa = isa_get();
   if (isa && k > 0 && alpha != 0.0f) {
     gemm_args g = {isa, trans_a, trans_b, m, n, k, alpha, beta, a, b, trans_a ? m : k,
-                   trans_b ? k : n, n, c, 0, 0, 0, 0, 0, 0, NULL, NULL, false, 0, 0, 0};
+                   trans_b ? k : n, n, c, 0, 0, 0, 0, 0, 0, NULL, NULL, false, 0, 0, 0, NULL};
     if (gemm_run(&g)) return;
     /* Out of memory for the packing buffer (C untouched): cblas needs none of ours. */
   } else if (isa) { /* C = beta·C (BLAS: beta 0 overwrites, even NaN) */
@@ -677,7 +682,8 @@ bool nr__gemm_strided(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t 
                  false,
                  0,
                  0,
-                 0};
+                 0,
+                 NULL};
   return gemm_run(&g);
 }
 
@@ -722,6 +728,34 @@ bool nr__gemm_paneled_cols(bool trans_a, int64_t m, int64_t n, int64_t k, int64_
                            const nr_gemm_panels *pl, float beta, float *c,
                            const nr_gemm_layout *lc) {
   return paneled(trans_a, true, m, n, k, q0, alpha, a, la, x, pl, beta, c, lc);
+}
+
+int64_t nr__gemm_packed_a_floats(int64_t m, int64_t k) {
+  const gemm_isa *isa = isa_get();
+  if (!isa || m <= 0 || k <= 0) return 0;
+  return (m + isa->mr - 1) / isa->mr * isa->mr * k;
+}
+
+void nr__gemm_pack_a(int64_t m, int64_t k, const float *a, float *dst) {
+  const gemm_isa *isa = isa_get();
+  if (!isa || m <= 0 || k <= 0) return;
+  const int64_t mpad = (m + isa->mr - 1) / isa->mr * isa->mr;
+  for (int64_t pc = 0; pc < k; pc += isa->kc) {
+    const int64_t kc = k - pc < isa->kc ? k - pc : isa->kc;
+    for (int64_t ic = 0; ic < m; ic += isa->mc) {
+      const int64_t mc = m - ic < isa->mc ? m - ic : isa->mc;
+      pack_a(isa, false, a, k, 0, 0, ic, pc, mc, kc, dst + pc * mpad + ic * kc);
+    }
+  }
+}
+
+bool nr__gemm_a_packed(int64_t m, int64_t n, int64_t k, float alpha, const float *ap,
+                       const float *b, float beta, float *c) {
+  const gemm_isa *isa = isa_get();
+  if (!isa || m <= 0 || n <= 0 || k <= 0 || alpha == 0.0f) return false;
+  gemm_args g = {.isa = isa, .m = m, .n = n, .k = k, .alpha = alpha, .beta = beta,
+                 .b = b, .lda = k, .ldb = n, .ldc = n, .c = c, .ap = ap};
+  return gemm_run(&g);
 }
 
 void nr__gemm_cblas(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,

@@ -75,6 +75,16 @@ bool nr__gemm_paneled_cols(bool trans_a, int64_t m, int64_t n, int64_t k, int64_
                            float alpha, const float *a, const nr_gemm_layout *la, const float *x,
                            const nr_gemm_panels *pl, float beta, float *c,
                            const nr_gemm_layout *lc);
+/* A product whose A (m x k, row-major, not transposed) is packed once for many B's (a
+ * Winograd kernel multiplied by every block of tiles): nr__gemm_packed_a_floats(m, k)
+ * floats (0 when nr_gemm uses cblas: then pack nothing and call nr_gemm), filled by
+ * nr__gemm_pack_a; nr__gemm_a_packed is then C = alpha·A·B + beta·C (B k x n, C m x n,
+ * row-major) with nr_gemm's bits, false (nothing done) where nr_gemm would use cblas or
+ * when out of memory for packing B. The packed form belongs to the kernel set in use. */
+int64_t nr__gemm_packed_a_floats(int64_t m, int64_t k);
+void nr__gemm_pack_a(int64_t m, int64_t k, const float *a, float *dst);
+bool nr__gemm_a_packed(int64_t m, int64_t n, int64_t k, float alpha, const float *ap,
+                       const float *b, float beta, float *c);
 /* The same product through cblas_sgemm (OpenBLAS), whatever nr_gemm would use. */
 void nr__gemm_cblas(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                     const float *a, const float *b, float beta, float *c);

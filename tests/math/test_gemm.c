@@ -266,6 +266,42 @@ static void test_gemm_paneled_cols(void) {
   openblas_set_num_threads(saved);
 }
 
+/* nr__gemm_pack_a + nr__gemm_a_packed: A packed once gives nr_gemm's bits, for shapes
+ * with a short last MR strip, several K slices (k > 256) and M blocks (m > 120), with beta
+ * 0 and 1, on 1 and 2 threads and both kernel sets. */
+static void test_gemm_a_packed(void) {
+  static const shape shapes[] = {{7, 33, 5}, {50, 70, 300}, {384, 64, 256}, {130, 17, 600}};
+  const int saved = openblas_get_num_threads();
+  for (size_t kk = 0; kk < 2; kk++) {
+    if (!nr__gemm_use(kk == 0 ? "avx512" : "avx2")) continue;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+      const shape s = shapes[i];
+      float *a = rnd_array(s.m * s.k), *b = rnd_array(s.k * s.n), *c0 = rnd_array(s.m * s.n);
+      const int64_t np = nr__gemm_packed_a_floats(s.m, s.k);
+      CHECK(np >= s.m * s.k);
+      float *ap = malloc((size_t)np * sizeof *ap);
+      nr__gemm_pack_a(s.m, s.k, a, ap);
+      float *want = malloc((size_t)(s.m * s.n) * sizeof *want);
+      float *got = malloc((size_t)(s.m * s.n) * sizeof *got);
+      for (int t = 1; t <= 2; t++) {
+        openblas_set_num_threads(t);
+        for (int beta = 0; beta < 2; beta++) {
+          memcpy(want, c0, (size_t)(s.m * s.n) * sizeof *want);
+          nr_gemm(false, false, s.m, s.n, s.k, 0.5f, a, b, (float)beta, want);
+          memcpy(got, c0, (size_t)(s.m * s.n) * sizeof *got);
+          CHECK(nr__gemm_a_packed(s.m, s.n, s.k, 0.5f, ap, b, (float)beta, got));
+          CHECK(memcmp(want, got, (size_t)(s.m * s.n) * sizeof *want) == 0);
+        }
+      }
+      free(a), free(b), free(c0), free(ap), free(want), free(got);
+    }
+  }
+  openblas_set_num_threads(saved);
+  nr__gemm_use("cblas"); /* nothing to pack for cblas */
+  CHECK_INT_EQ(nr__gemm_packed_a_floats(4, 4), 0);
+  nr__gemm_use("auto");
+}
+
 /* nr__gemm_paneled: B written once in the kernels' panel form gives exactly nr_gemm's bits
  * on the same matrix, as op(B) = X and as op(B) = X^T; shapes with short last panels,
  * several K slices (k > 256) and column blocks (n > 1024), both kernel sets, 1 and 2
@@ -373,6 +409,7 @@ int main(void) {
   NR_RUN(test_gemm_strided_groups);
   NR_RUN(test_gemm_paneled);
   NR_RUN(test_gemm_paneled_cols);
+  NR_RUN(test_gemm_a_packed);
   NR_RUN(test_parallel_for);
   return NR_TEST_EXIT();
 }
