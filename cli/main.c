@@ -32,9 +32,9 @@ static const nr_flag global_flags[] = {
      "also write the log to a file in this folder, named as glog names it "
      "(netrun.<host>.<user>.log.INFO.<date>-<time>.<pid>, and a netrun.INFO link)"},
     {"py-workers", NR_FLAG_INT, &nr_cli_global.py_workers,
-     "Python worker processes, 0 to 64 (default -1: one for the net's Python layers, data "
-     "layers' replicas spread over up to the core count; 0 = run Python layers inside "
-     "netrun)"},
+     "Python worker processes, 0 to 64 (default -1: one for the Python layers the net calls "
+     "in step, others for prefetched data layers, up to the core count; 0 = run Python "
+     "layers inside netrun)"},
     {"py-timeout", NR_FLAG_DOUBLE, &nr_cli_global.py_timeout,
      "seconds a Python layer call may take before its worker is ended (0 or inf = no limit)"},
     {"py-restarts", NR_FLAG_INT, &nr_cli_global.py_restarts,

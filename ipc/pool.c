@@ -29,7 +29,7 @@ static nr_status pool_call(void *ctx, nr_layer *l, nr_py_method m, nr_error *err
     if (p->o.prefetch > 0 && l->nbottom == 0 && l->ntop > 0) {
       NR_TRY(nr__pf_create(p, l, err));
     } else {
-      nr_status s = nr__pl_new(p, l, false, &q, err);
+      nr_status s = nr__pl_new(p, l, NR_PLACE_STEP, &q, err);
       if (q) l->priv = q;
       NR_TRY(s);
     }
@@ -86,6 +86,7 @@ nr_status nr_pool_create(const nr_pool_opts *o, nr_pool **out, nr_error *err) {
   if (ncpu < 1) ncpu = 1;
   p->max_workers = p->o.nworkers > 0 ? p->o.nworkers : (int)ncpu;
   if (p->max_workers > NR_POOL_MAX_WORKERS) p->max_workers = NR_POOL_MAX_WORKERS;
+  p->step_w = -1;
   char types[4096];
   nr_layer_type_list(types, sizeof types);
   p->layer_types = strdup(types);

@@ -9,9 +9,10 @@
  * runs the Python method and posts back. Protocol details: ipc/wire.h and docs/workers.md.
  *
  * Placement: a layer instance lives in one worker for life; layers are spread round-robin
- * over a pool of a fixed size. A pool sized by its layers (nworkers -1) puts the net's
- * Python layers, which the net calls one after the other, on its first worker (warm from
- * the call before), and spreads data layers' replicas over up to the number of CPUs.
+ * over a pool of a fixed size. A pool sized by its layers (nworkers -1) puts the Python
+ * layers the net calls in step, one after the other, on one worker (warm from the call
+ * before), a prefetched data layer on a worker of its own, and spreads a data layer's
+ * replicas, up to the number of CPUs.
  *
  * Data layers (a Python layer with no bottoms and some tops), when prefetch K > 0: run
  * ahead of the net into K spare shared buffers, by one core thread per instance; the net's
@@ -57,8 +58,9 @@ typedef struct nr_pool nr_pool;
 #define NR_POOL_MAX_WORKERS 64 /* nworkers is capped here */
 
 typedef struct nr_pool_opts {
-  int nworkers;            /* -1 = sized by the layers: one for the net's Python layers,
-                            * data layers' replicas spread over up to nproc; capped at 64 */
+  int nworkers;            /* -1 = sized by the layers: one for the layers the net calls in
+                            * step, others for prefetched data layers, up to nproc; capped
+                            * at 64 */
   double timeout_sec;      /* 0 = none (--py-timeout); applies to every call incl. setup */
   int max_restarts;        /* --py-restarts: restarts allowed over the pool's life */
   const char *worker_path; /* NULL = netrun-worker next to /proc/self/exe, then build dir */

@@ -430,15 +430,21 @@ nr_status nr__call_once(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_error
 }
 
 /* A new layer instance for l, placed on a worker (started if need be) and appended to the
- * pool's list. spread: take the next worker round-robin over the whole pool (replicas of
- * one data layer land on distinct workers). Otherwise, in a pool of a fixed size, round-
- * robin too; in a pool sized by its layers (nworkers -1), the first worker: the net calls
- * its Python layers one after the other, so one interpreter serves them all as fast as
- * several would, and it is warm from the call before. A layer on a worker of its own
- * that slept through the native layers ran its NumPy 2-3x slower than the same code
- * just run in the same interpreter (bench/pynet: a top-1 accuracy layer after the loss,
- * 178-188 us against 73-74 us per reshape + forward; docs/workers.md). */
-nr_status nr__pl_new(nr_pool *p, nr_layer *l, bool spread, pl **out, nr_error *err) {
+ * pool's list. A pool of a fixed size, and a data layer's replicas (NR_PLACE_SPREAD, so
+ * that they land on distinct workers), take the next worker round-robin over the whole
+ * pool. In a pool sized by its layers (nworkers -1), a prefetched data layer's only
+ * instance takes a new worker while there are CPUs for one (it runs ahead of the net,
+ * beside it), and the layers the net calls in step share one worker, a new one when they
+ * come first: the net calls them one after the other, so one interpreter serves them all
+ * as fast as several would, and it is warm from the call before. A layer on a worker of
+ * its own that slept through the native layers ran its NumPy 2-3x slower than the same
+ * code just run in the same interpreter (bench/pynet: a top-1 accuracy layer after the
+ * loss, 178-188 us against 73-74 us per reshape + forward; docs/workers.md). */
+static int new_worker_or_next(nr_pool *p) {
+  return p->nstarted < p->max_workers ? p->nstarted++ : p->rr++ % p->max_workers;
+}
+
+nr_status nr__pl_new(nr_pool *p, nr_layer *l, nr_place place, pl **out, nr_error *err) {
   pl *q = calloc(1, sizeof *q);
   if (!q) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
   if (nr__pybind_init(&q->pb, l, err) != NR_OK) {
@@ -447,13 +453,15 @@ nr_status nr__pl_new(nr_pool *p, nr_layer *l, bool spread, pl **out, nr_error *e
   }
   q->pool = p;
   q->id = ++p->next_layer;
-  bool all = p->o.nworkers > 0 || spread;
+  const bool all = p->o.nworkers > 0 || place == NR_PLACE_SPREAD;
   if (all) {
     q->w = p->rr++ % p->max_workers;
     p->nstarted = p->max_workers;
+  } else if (place == NR_PLACE_OWN) {
+    q->w = new_worker_or_next(p);
   } else {
-    q->w = 0;
-    if (p->nstarted < 1) p->nstarted = 1;
+    if (p->step_w < 0) p->step_w = new_worker_or_next(p);
+    q->w = p->step_w;
   }
   if (p->layers_tail) p->layers_tail->next = q;
   else p->layers = q;

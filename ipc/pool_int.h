@@ -122,6 +122,7 @@ struct nr_pool {
   uint32_t next_seg;
   worker w[NR_POOL_MAX_WORKERS];
   int max_workers, nstarted, rr;
+  int step_w; /* nworkers -1: the worker of the layers the net calls in step (-1: none yet) */
   uint32_t next_layer;
   pl *layers, *layers_tail;
   struct pf *pfs;   /* prefetched data layers */
@@ -236,8 +237,14 @@ bool nr__post(worker *w, const fdlist *fl);
 /* Waits for w's answer to message seq until deadline (0: none). */
 wres nr__wait_reply(nr_pool *p, worker *w, uint32_t seq, int64_t deadline, char *bad,
                     size_t badlen);
+/* Where nr__pl_new puts an instance (see there). */
+typedef enum nr_place {
+  NR_PLACE_STEP,   /* a layer the net calls in step */
+  NR_PLACE_OWN,    /* a prefetched data layer's only instance */
+  NR_PLACE_SPREAD, /* one of a data layer's replicas */
+} nr_place;
 /* A new instance of layer l, placed on a worker (started if need be) and listed. */
-nr_status nr__pl_new(nr_pool *p, nr_layer *l, bool spread, pl **out, nr_error *err);
+nr_status nr__pl_new(nr_pool *p, nr_layer *l, nr_place place, pl **out, nr_error *err);
 /* Drops q's Python object in its worker, unlists and frees q. */
 void nr__pl_free(nr_pool *p, pl *q);
 /* One exchange for method m of q under its worker's io lock; what happened in cr. */

@@ -309,7 +309,7 @@ nr_status nr__pf_create(nr_pool *p, nr_layer *l, nr_error *err) {
     return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
   for (int r = 0; r < R; r++) {
     pl *q = NULL;
-    nr_status s = nr__pl_new(p, l, R > 1, &q, err);
+    nr_status s = nr__pl_new(p, l, R > 1 ? NR_PLACE_SPREAD : NR_PLACE_OWN, &q, err);
     if (q) {
       q->replica = r;
       q->nreplicas = R;

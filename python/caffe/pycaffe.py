@@ -5,8 +5,8 @@ _caffe.cpp. Only importable in the user's own Python, where the extension is bui
 a netrun worker the `caffe` package is the layer API alone.
 
 Where Python layers run. A net's `type: "Python"` layers run in netrun-worker processes
-(py_workers=-1: one for the net's layers, data layers' replicas spread over up to the core
-count), so a layer that raises, segfaults, exits or hangs past py_timeout raises
+(py_workers=-1: one for the layers the net calls in step, others for prefetched data layers,
+up to the core count), so a layer that raises, segfaults, exits or hangs past py_timeout raises
 caffe.LayerError here (LayerRaised for an
 exception, WorkerError for a dead or hung worker) and this interpreter goes on; with
 py_restarts=K a dead worker is restarted and the call replayed. py_workers=0 runs them in

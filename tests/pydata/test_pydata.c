@@ -132,6 +132,30 @@ static void test_prefetch_order_values(void) {
   check_clean();
 }
 
+/* A pool sized by its layers (-1): the prefetched data layer runs ahead on a worker of its
+ * own and the layer the net calls in step gets another, so one never waits for the
+ * other's batch (ipc/pool_call.c, nr__pl_new); the batches are right. */
+static void test_sized_pool_data_apart(void) {
+  if (sysconf(_SC_NPROCESSORS_ONLN) < 2) return; /* one CPU: one worker for all */
+  nr_error err;
+  pd t;
+  CHECK_OK(pd_open(&t, -1, 3, 0, 0, "{'rows': 4}", true, &err), &err);
+  t.R = 1;
+  char why[512];
+  int ok = 1;
+  for (int64_t k = 0; k < 10 && ok; k++) {
+    CHECK_OK(nr_net_forward(t.net, NULL, &err), &err);
+    ok = batch_ok(&t, k, 4, true, why, sizeof why);
+  }
+  CHECK_INT_EQ(nr_pool_nworkers(t.pool), 2);
+  pd_close(&t);
+  if (!ok) fprintf(stderr, "%s\n", why);
+  CHECK(ok);
+  CHECK_CONTAINS(t.log, "Python data layer 'src' (phase TRAIN): 1 replica on worker 0");
+  pd_free(&t);
+  check_clean();
+}
+
 /* The whole sequence of 24 batches (data values) with R replicas in a pool of 4. */
 static int run_replicas(int R, float *out, char *why, size_t wl) {
   nr_error err;
@@ -387,5 +411,6 @@ int main(void) {
   NR_RUN(test_python_error);
   NR_RUN(test_waiting_for_data);
   NR_RUN(test_prefetch_off);
+  NR_RUN(test_sized_pool_data_apart);
   return NR_TEST_EXIT();
 }
