@@ -442,6 +442,11 @@ static int64_t pack_floats(const gemm_isa *isa) {
   return isa->mc * isa->kc + isa->kc * isa->nc;
 }
 
+/* m rows rounded up to whole MR strips: the rows of each K slice of a packed A. */
+static inline int64_t rows_padded(const gemm_isa *isa, int64_t m) {
+  return (m + isa->mr - 1) / isa->mr * isa->mr;
+}
+
 /* C rows [i0, i1) x columns [j0, j1) of the product; false only if out of memory. */
 static bool gemm_part(const gemm_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
   const gemm_isa *isa = g->isa;
@@ -464,7 +469,7 @@ static bool gemm_part(const gemm_args *g, int64_t i0, int64_t i1, int64_t j0, in
       for (int64_t ic = i0; ic < i1; ic += isa->mc) {
         const int64_t mc = i1 - ic < isa->mc ? i1 - ic : isa->mc;
         const float *ablk = abuf;
-        if (g->ap) ablk = g->ap + pc * ((g->m + isa->mr - 1) / isa->mr * isa->mr) + ic * kc;
+        if (g->ap) ablk = g->ap + pc * rows_padded(isa, g->m) + ic * kc;
         else pack_a(isa, g->ta, g->a, g->lda, g->a_gc, g->a_gs, ic, pc, mc, kc, abuf);
         for (int64_t jr = 0; jr < nc; jr += isa->nr) {
           const int nr = nc - jr < isa->nr ? (int)(nc - jr) : isa->nr;
@@ -719,7 +724,7 @@ static bool paneled(bool trans_a, bool transposed, int64_t m, int64_t n, int64_t
 bool nr__gemm_paneled(bool trans_a, bool transposed, int64_t m, int64_t n, int64_t k,
                       float alpha, const float *a, const nr_gemm_layout *la, const float *x,
                       const nr_gemm_panels *pl, float beta, float *c, const nr_gemm_layout *lc) {
-  if (transposed ? pl->n != k : false) return false;
+  if (transposed && pl->n != k) return false;
   return paneled(trans_a, transposed, m, n, k, 0, alpha, a, la, x, pl, beta, c, lc);
 }
 
@@ -733,13 +738,13 @@ bool nr__gemm_paneled_cols(bool trans_a, int64_t m, int64_t n, int64_t k, int64_
 int64_t nr__gemm_packed_a_floats(int64_t m, int64_t k) {
   const gemm_isa *isa = isa_get();
   if (!isa || m <= 0 || k <= 0) return 0;
-  return (m + isa->mr - 1) / isa->mr * isa->mr * k;
+  return rows_padded(isa, m) * k;
 }
 
 void nr__gemm_pack_a(int64_t m, int64_t k, const float *a, float *dst) {
   const gemm_isa *isa = isa_get();
   if (!isa || m <= 0 || k <= 0) return;
-  const int64_t mpad = (m + isa->mr - 1) / isa->mr * isa->mr;
+  const int64_t mpad = rows_padded(isa, m);
   for (int64_t pc = 0; pc < k; pc += isa->kc) {
     const int64_t kc = k - pc < isa->kc ? k - pc : isa->kc;
     for (int64_t ic = 0; ic < m; ic += isa->mc) {

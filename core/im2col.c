@@ -749,19 +749,18 @@ static nr_status weight_grad_images(const nr_conv *cv, const float *im, const fl
   const int64_t B = chunk_images(cv);
   nr_gemm_panels pl;
   const bool panels = use_panels(cv, B, &pl);
+  /* panels the forward left (for these images or more) are read where they are */
   const int kept_from = panels ? kept_panels_from(cv, im, B, ws, out_diff, w_diff) : 0;
   if (kept_from < 0)
     return nr_err_set(err, NR_ERR_NOMEM, "out of memory for the GEMM's packing buffer");
   if (kept_from) return NR_OK;
   for (int64_t n0 = 0; n0 < cv->num; n0 += B) {
     int64_t b = cv->num - n0 < B ? cv->num - n0 : B;
-    const bool kept = b == cv->num && tls_cols_id == cv->id && tls_cols_im == im &&
-                      tls_cols_num == cv->num && tls_cols_nr == (panels ? pl.nr : 0);
     const nr_gemm_layout lo = {P, P, cv->out_ch * P};
     const float *od = out_diff + n0 * cv->out_ch * P;
     if (panels) {
       if (b != B) nr__gemm_panels(Kg, b * P, &pl);
-      if (!kept && !panels_chunk(cv, im, n0, &pl, ws))
+      if (!panels_chunk(cv, im, n0, &pl, ws))
         return nr_err_set(err, NR_ERR_NOMEM, "out of memory for the column tables");
       tls_cols_id = b == cv->num ? cv->id : 0;
       tls_cols_im = im;
@@ -774,6 +773,9 @@ static nr_status weight_grad_images(const nr_conv *cv, const float *im, const fl
       continue;
     }
     float *col = ws, *obuf = ws + cv->in_ch * cv->kdim * b * P;
+    /* a plain column matrix the forward left over exactly these images */
+    const bool kept = b == cv->num && tls_cols_id == cv->id && tls_cols_im == im &&
+                      tls_cols_num == cv->num && tls_cols_nr == 0;
     if (!kept) {
       im2col_chunk(cv, im, n0, b, col);
       tls_cols_id = b == cv->num ? cv->id : 0;
@@ -823,8 +825,7 @@ nr_status nr__conv_weight_grad_chunk(const nr_conv *cv, const float *im, const f
 typedef struct wgrad_job {
   const nr_conv *cv;
   const float *im, *out_diff;
-  const float *parts; /* chunk p's gradient at parts + p·count */
-  float *w_diff;
+  float *parts; /* chunk p's gradient at parts + p·count */
 } wgrad_job;
 
 static bool wgrad_part(void *ctx, int p, int parts) {
@@ -832,13 +833,18 @@ static bool wgrad_part(void *ctx, int p, int parts) {
   const wgrad_job *j = ctx;
   nr_error e;
   return nr__conv_weight_grad_chunk(j->cv, j->im, j->out_diff, p,
-                                    (float *)j->parts + p * nr__conv_weight_count(j->cv),
-                                    &e) == NR_OK;
+                                    j->parts + p * nr__conv_weight_count(j->cv), &e) == NR_OK;
 }
+
+typedef struct wgrad_sum_job {
+  const nr_conv *cv;
+  const float *parts;
+  float *w_diff;
+} wgrad_sum_job;
 
 /* w_diff[i] += (part_0[i] + part_1[i] + ...), in chunk order. */
 static void wgrad_sum(void *ctx, int64_t i0, int64_t i1) {
-  const wgrad_job *j = ctx;
+  const wgrad_sum_job *j = ctx;
   const int64_t parts = nr__conv_wgrad_chunks(j->cv), count = nr__conv_weight_count(j->cv);
   for (int64_t i = i0; i < i1; i++) {
     float s = j->parts[i];
@@ -848,7 +854,7 @@ static void wgrad_sum(void *ctx, int64_t i0, int64_t i1) {
 }
 
 void nr__conv_weight_grad_add(const nr_conv *cv, const float *parts, float *w_diff) {
-  wgrad_job j = {cv, NULL, NULL, parts, w_diff};
+  wgrad_sum_job j = {cv, parts, w_diff};
   nr__parallel_for(nr__conv_weight_count(cv), 16384, wgrad_sum, &j);
 }
 
@@ -867,7 +873,7 @@ nr_status nr__conv_weight_grad(const nr_conv *cv, const float *im, const float *
     tls_wpart = b;
     tls_wpart_cap = parts * count;
   }
-  wgrad_job j = {cv, im, out_diff, tls_wpart, w_diff};
+  wgrad_job j = {cv, im, out_diff, tls_wpart};
   if (!nr__parallel_run(wgrad_part, &j, (int)parts))
     return nr_err_set(err, NR_ERR_NOMEM, "out of memory for a convolution workspace");
   nr__conv_weight_grad_add(cv, tls_wpart, w_diff);
