@@ -48,9 +48,10 @@ int nr__parallel_threads(void);
 /* Helpers poll for the next job for a while after each job, and the caller for the last
  * parts of its job, before they sleep (waking a sleeping thread costs tens of microseconds
  * in a virtual machine, about what a small layer's job takes). While other processes of
- * this program need the CPUs between jobs (Python layers' workers), polling only delays
- * them: nr__parallel_hush(+1) stops it, nr__parallel_hush(-1) undoes that (a count, so
- * several worker pools may hush at once). */
+ * this program need the CPUs between jobs (a Python layer's worker running its call),
+ * polling only delays them: nr__parallel_hush(+1) stops it, nr__parallel_hush(-1) undoes
+ * that (a count, so several threads may hush at once). The worker pool hushes for each
+ * wait on a worker's reply. */
 void nr__parallel_hush(int delta);
 
 /* Runs fn(ctx, p, parts) for every p < parts (at most NR_PARALLEL_MAX_PARTS) on the

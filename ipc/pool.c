@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include "locate.h"
-#include "parallel.h"
 #include "pool_int.h"
 
 /* The backend's call: a layer's first setup makes its instance (a prefetched data layer's
@@ -135,7 +134,6 @@ int nr_pool_restarts(const nr_pool *p) { return p->restarts; }
 
 void nr_pool_destroy(nr_pool *p) {
   if (!p) return;
-  if (atomic_exchange(&p->hushed, false)) nr__parallel_hush(-1);
   /* data layers of nets not destroyed (documented misuse) or half-created: stop their
    * threads before the workers go */
   while (p->pfs) nr__pf_release(p, p->pfs);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "parallel.h"
 #include "pool_int.h"
 
 #define NR_POOL_MAX_EXC_TYPE 200 /* characters of an exception's class name kept */
@@ -43,13 +44,17 @@ bool nr__post(worker *w, const fdlist *fl) {
 /* Waits for the worker's answer to the message with sequence `seq`. The words it reads are
  * the worker's to write: nr_wire_wait only ever returns, and a number that cannot be (the
  * worker wrote its control block) is WR_PROTO with the reason in bad (may be NULL). A death
- * noticed by the watcher (w->dead, private to the core) ends the wait at once. */
+ * noticed by the watcher (w->dead, private to the core) ends the wait at once.
+ * Meanwhile the engine's helper threads do not poll for jobs (nr__parallel_hush): the
+ * worker needs a CPU now, and the thread that posts the next job is this one. */
 wres nr__wait_reply(nr_pool *p, worker *w, uint32_t seq, int64_t deadline, char *bad,
                     size_t badlen) {
   (void)p;
+  nr__parallel_hush(+1);
   int r = nr_wire_wait(&w->ctl->rep_seq, seq, true, &w->ctl->rep_sleep, &w->dead,
                        &w->spin_ns, NR_CORE_MAX_SPIN_NS, deadline, &w->ctl->core_cpu,
                        &w->ctl->worker_cpu);
+  nr__parallel_hush(-1);
   if (r == 0) return WR_OK;
   if (r == ETIMEDOUT) return WR_TIMEOUT;
   if (r == EPROTO) {

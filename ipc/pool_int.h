@@ -135,9 +135,6 @@ struct nr_pool {
   /* liveness watcher */
   pthread_t watcher;
   bool watcher_on;
-  /* once a worker has started: the engine's helper threads stop polling between jobs
-   * (nr__parallel_hush) until the pool is destroyed, so workers find free CPUs */
-  _Atomic bool hushed;
   pthread_mutex_t mu;
   int wake[2];
   struct spawn_job *spawn_job; /* under mu: a spawn the watcher thread is to do */

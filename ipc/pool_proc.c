@@ -17,7 +17,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "parallel.h"
 #include "pool_int.h"
 
 extern char **environ;
@@ -266,7 +265,6 @@ nr_status nr__worker_spawn(nr_pool *p, worker *w, nr_error *err) {
   w->spin_ns = 20000;
   pthread_mutex_unlock(&p->mu);
   watcher_kick(p);
-  if (!atomic_exchange(&p->hushed, true)) nr__parallel_hush(+1);
   if (nr__pool_log(p))
     fprintf(nr__pool_log(p), "netrun: Python worker %d started (pid %d)\n", w->idx, (int)pid);
   return NR_OK;
