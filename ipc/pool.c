@@ -83,6 +83,7 @@ nr_status nr_pool_create(const nr_pool_opts *o, nr_pool **out, nr_error *err) {
   }
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   if (ncpu < 1) ncpu = 1;
+  p->ncpu = (int)ncpu;
   p->max_workers = p->o.nworkers > 0 ? p->o.nworkers : (int)ncpu;
   if (p->max_workers > NR_POOL_MAX_WORKERS) p->max_workers = NR_POOL_MAX_WORKERS;
   p->step_w = -1;

@@ -274,11 +274,14 @@ static nr_status exchange(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_err
   int64_t deadline = p->o.timeout_sec > 0 ? now + (int64_t)(p->o.timeout_sec * 1e9) : 0;
   /* The wake-up hint (see "Waking ahead" in docs/workers.md): how long after the reply
    * of the previous call on this worker this message came, kept for that call's layer
-   * and method; and for this call, what came after it last time. */
+   * and method; and for this call, what came after it last time. Sent only while the
+   * engine's threads leave a CPU free: a worker spinning ahead on a CPU they use slows
+   * the native layers before its call by more than its early wake-up saves. */
   if (w->last_q && w->last_m >= 0 && w->last_m < 4)
     w->last_q->gap_ns[w->last_m] = now - w->last_reply_ns;
   w->last_q = NULL;
-  atomic_store_explicit(&c->next_ns, (unsigned)m < 4 ? q->gap_ns[m] : 0,
+  const bool cpu_free = nr__parallel_threads() < p->ncpu;
+  atomic_store_explicit(&c->next_ns, cpu_free && (unsigned)m < 4 ? q->gap_ns[m] : 0,
                         memory_order_relaxed);
   if (!nr__post(w, &fl)) {
     cr->r = WR_DEAD;

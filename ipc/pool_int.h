@@ -122,6 +122,7 @@ struct nr_pool {
   uint32_t next_seg;
   worker w[NR_POOL_MAX_WORKERS];
   int max_workers, nstarted, rr;
+  int ncpu; /* CPUs online when the pool was made */
   int step_w; /* nworkers -1: the worker of the layers the net calls in step (-1: none yet) */
   uint32_t next_layer;
   pl *layers, *layers_tail;

@@ -82,7 +82,8 @@ typedef struct nr_ctl {
   _Atomic int worker_cpu;
   /* core -> worker, a hint written with each call: ns from this call's reply to the core's
    * next message to this worker, as the core saw it last time after the same method of
-   * the same layer (0: not known). The worker wakes itself for then (worker/server.c). */
+   * the same layer (0: not known, or no CPU to spare). The worker wakes itself for then
+   * (worker/server.c). */
   _Atomic int64_t next_ns;
   uint8_t prop[NR_MAX_PROP];
   _Alignas(64) char buf[];   /* NR_CTL_SIZE - offsetof(nr_ctl, buf) bytes */

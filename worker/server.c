@@ -20,7 +20,7 @@
  * idle for a while that is tens of microseconds (docs/workers.md, "Numbers"). The core
  * tells the worker with each call when it expects its next message (the same gap as last
  * time after that layer's method: a net runs the same layers in the same order every
- * iteration). The worker sleeps until lead_ns before then (a timed futex wait that a
+ * iteration; only while its threads leave a CPU free). The worker sleeps until lead_ns before then (a timed futex wait that a
  * request ends at once), then spins on the request word until slack past the time,
  * yielding when the core last ran on its CPU (as nr_wire_wait). A request that comes
  * outside the window is waited for as always. */
