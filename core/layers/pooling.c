@@ -254,9 +254,12 @@ static int64_t max_taps_sse(const float *src, int64_t sw, int32_t base, int64_t 
   return ow;
 }
 
-/* Planes per thread at least: about 32 K outputs (less is not worth waking a thread). */
+/* Planes per part at least: about 32 K input values (less is not worth a thread). The
+ * input, not the output, measures a plane's work both ways: the forward reads every input
+ * value, the backward writes every one. By the output, LeNet's pool2 (8x8 -> 4x4 planes)
+ * ran its 64x50 planes as one part, on the thread whose cache held the least of them. */
 static int64_t plane_grain(const pool_priv *q) {
-  const int64_t per = q->OH * q->OW;
+  const int64_t per = q->H * q->W;
   return per >= 32768 ? 1 : 32768 / (per > 0 ? per : 1);
 }
 

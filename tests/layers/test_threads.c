@@ -35,6 +35,11 @@ static void run(lf *f, int threads, bool positive, run_out *o) {
       f->bottom[i]->data[k] = positive ? 1.5f + v : v;
     }
   for (int i = 0; i < f->l->nblobs; i++) memset(f->l->blobs[i]->diff, 0, (size_t)f->l->blobs[i]->count * sizeof(float));
+  for (int t = 0; t < f->nt; t++) { /* nor what it left in the tops, for this run's output */
+    bool in_place = false;
+    for (int i = 0; i < f->nb; i++) in_place |= f->top[t]->data == f->bottom[i]->data;
+    if (!in_place) memset(f->top[t]->data, 0xff, (size_t)f->top[t]->count * sizeof(float));
+  }
   LF_FORWARD(f);
   for (int i = 0; i < f->nt; i++) keep(o, f->top[i]->data, f->top[i]->count);
   for (int i = 0; i < f->nt; i++)
@@ -115,6 +120,17 @@ static void test_relu(void) {
             32);
 }
 
+/* Planes split by their input size: LeNet's pool2 shape (64x50 planes of 8x8) in several
+ * parts, a 3x3 stride-2 window over odd planes, and average pooling with padding. */
+static void test_pooling(void) {
+  same_bits("name: 'p' type: 'Pooling' pooling_param { pool: MAX kernel_size: 2 stride: 2 }",
+            1, 0, false, 64, 50, 8, 8);
+  same_bits("name: 'p' type: 'Pooling' pooling_param { pool: MAX kernel_size: 3 stride: 2 }",
+            1, 0, false, 8, 32, 27, 27);
+  same_bits("name: 'p' type: 'Pooling' pooling_param { pool: AVE kernel_size: 3 stride: 2 "
+            "pad: 1 }", 1, 0, false, 8, 32, 27, 27);
+}
+
 /* Columns of over 2^18 floats an image: the data gradient goes one image per chunk, the
  * chunks side by side on 2 threads (one after the other on 1); the weight gradient in an
  * even number of image chunks (6 and 4 here), as CaffeNet's conv1 and conv2 at batch 10. */
@@ -133,6 +149,7 @@ int main(void) {
   NR_RUN(test_scale);
   NR_RUN(test_eltwise);
   NR_RUN(test_relu);
+  NR_RUN(test_pooling);
   NR_RUN(test_conv);
   return NR_TEST_EXIT();
 }
