@@ -365,7 +365,8 @@ static void case_after(nr_pool *pool, nr_py_backend *inproc) {
     double *ta = calloc((size_t)n + (size_t)block, sizeof(double));
     double *tb = calloc((size_t)n + (size_t)block, sizeof(double));
     double *nat = calloc(2 * ((size_t)n + (size_t)block), sizeof(double));
-    int na = 0, nb = 0, nn = 0;
+    double *nata = nat, *natb = nat + n + block; /* the native work before each side's calls */
+    int na = 0, nb = 0;
     for (int i = 0; i < (quick ? 4 : 20); i++) {
       noop_sample(&w, reps, NULL);
       noop_sample(&in, reps, NULL);
@@ -376,16 +377,16 @@ static void case_after(nr_pool *pool, nr_py_backend *inproc) {
         for (int i = 0; i < block; i++) {
           double nu;
           double t = noop_sample(o[j], reps, &nu);
-          nat[nn++] = nu;
-          if (o[j] == &w) ta[na++] = t;
-          else tb[nb++] = t;
+          if (o[j] == &w) nata[na] = nu, ta[na++] = t;
+          else natb[nb] = nu, tb[nb++] = t;
         }
       note_load();
     }
     char note[200];
     snprintf(note, sizeof note, "%d samples per side, blocks of %d; native work %d x GEMM "
-             "64x256x256, median %.0f us; load %.1f", na, block, reps, quant(nat, nn, 0.5),
-             max_load);
+             "64x256x256, median %.0f us before the worker's calls, %.0f us before the "
+             "in-process ones; load %.1f", na, block, reps, quant(nata, na, 0.5),
+             quant(natb, nb, 0.5), max_load);
     row(rows[r].label, "us", ta, na, tb, nb, note);
     free(ta);
     free(tb);
