@@ -818,8 +818,8 @@ nr_status nr__conv_weight_grad_chunk(const nr_conv *cv, const float *im, const f
   nr_conv k = *cv;
   k.num = n1 - n0;
   memset(part, 0, (size_t)nr__conv_weight_count(cv) * sizeof *part);
-  return weight_grad_images(&k, im + n0 * k.in_ch * k.im_dim, out_diff + n0 * k.out_ch * k.col_dim,
-                            part, err);
+  return weight_grad_images(&k, im + n0 * k.in_ch * k.im_dim,
+                            out_diff + n0 * k.out_ch * k.col_dim, part, err);
 }
 
 typedef struct wgrad_job {

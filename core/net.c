@@ -1031,12 +1031,13 @@ static void zero_range(void *ctx, int64_t lo, int64_t hi) {
   memset((float *)ctx + lo, 0, (size_t)(hi - lo) * sizeof(float));
 }
 
-/* Each blob in the ranges the SGD step splits it into (sgd_updates.c, same grain), so
- * that a thread clears the part of a diff it updates: a 2-thread LeNet iteration spent
+/* Each blob in the ranges the SGD step splits it into (NR_PARALLEL_PARAM_GRAIN), so that
+ * a thread clears the part of a diff it updates: a 2-thread LeNet iteration spent
  * ~0.1 ms moving ip1's diff (1.6 MB) between the cores when one thread cleared it all. */
 void nr_net_clear_param_diffs(nr_net *n) {
   for (int i = 0; i < n->nlearnable; i++)
-    nr__parallel_for(n->learnable[i]->count, 32768, zero_range, n->learnable[i]->diff);
+    nr__parallel_for(n->learnable[i]->count, NR_PARALLEL_PARAM_GRAIN, zero_range,
+                     n->learnable[i]->diff);
 }
 
 void nr_net_update(nr_net *n) {

@@ -54,6 +54,10 @@ int nr__parallel_threads(void);
  * wait on a worker's reply. */
 void nr__parallel_hush(int delta);
 
+/* The grain a parameter blob is split by for the SGD step (sgd_updates.c) and for clearing
+ * its diff (net.c): the same ranges, so that a thread clears the part it then updates. */
+#define NR_PARALLEL_PARAM_GRAIN 32768
+
 /* Runs fn(ctx, p, parts) for every p < parts (at most NR_PARALLEL_MAX_PARTS) on the
  * caller and up to nr__parallel_threads() - 1 helpers, and returns when all are done. A
  * part that fails on a helper is run again on the caller. True if every part finally
@@ -70,8 +74,9 @@ static inline int64_t nr__parallel_grain(int64_t per_unit) {
 
 /* Calls fn(ctx, lo, hi) over a partition of [0, n) into contiguous ranges, each at least
  * `grain` long (grain <= 0: 1) and at most NR_PARALLEL_PARTS_PER_THREAD per thread, run as
- * the parts of one job (nr__parallel_run), and returns when all are done. With one thread, or a single range, fn(ctx, 0, n) runs on the
- * caller. For loops whose iterations write disjoint memory. */
+ * the parts of one job (nr__parallel_run), and returns when all are done. With one
+ * thread, or a single range, fn(ctx, 0, n) runs on the caller. For loops whose iterations
+ * write disjoint memory. */
 void nr__parallel_for(int64_t n, int64_t grain, void (*fn)(void *ctx, int64_t lo, int64_t hi),
                       void *ctx);
 

@@ -80,7 +80,7 @@ void nr_solver_sgd_step(int64_t n, float *w, float *g, float *h, float decay,
    * through exactly the float operations of the three passes, in their order; element-wise,
    * so large blobs are split over the helper threads with the same bits. */
   sgd_job j = {w, g, h, decay, local_rate, momentum};
-  nr__parallel_for(n, 32768, sgd_range, &j);
+  nr__parallel_for(n, NR_PARALLEL_PARAM_GRAIN, sgd_range, &j);
 }
 
 double nr_solver_sumsq(int64_t n, const float *x) {

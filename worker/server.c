@@ -20,10 +20,10 @@
  * idle for a while that is tens of microseconds (docs/workers.md, "Numbers"). The core
  * tells the worker with each call when it expects its next message (the same gap as last
  * time after that layer's method: a net runs the same layers in the same order every
- * iteration; only while its threads leave a CPU free). The worker sleeps until lead_ns before then (a timed futex wait that a
- * request ends at once), then spins on the request word until slack past the time,
- * yielding when the core last ran on its CPU (as nr_wire_wait). A request that comes
- * outside the window is waited for as always. */
+ * iteration; only while its threads leave a CPU free). The worker sleeps until lead_ns
+ * before then (a timed futex wait that a request ends at once), then spins on the request
+ * word until slack past the time, yielding when the core last ran on its CPU (as
+ * nr_wire_wait). A request that comes outside the window is waited for as always. */
 #define NR_SERVER_LEAD0_NS 60000      /* first lead: a timed wake-up's typical lateness */
 #define NR_SERVER_LEAD_MIN_NS 20000
 #define NR_SERVER_LEAD_MAX_NS 300000

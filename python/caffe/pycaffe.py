@@ -5,10 +5,10 @@ _caffe.cpp. Only importable in the user's own Python, where the extension is bui
 a netrun worker the `caffe` package is the layer API alone.
 
 Where Python layers run. A net's `type: "Python"` layers run in netrun-worker processes
-(py_workers=-1: one for the layers the net calls in step, others for prefetched data layers,
-up to the core count), so a layer that raises, segfaults, exits or hangs past py_timeout raises
-caffe.LayerError here (LayerRaised for an
-exception, WorkerError for a dead or hung worker) and this interpreter goes on; with
+(py_workers=-1: one for the layers the net calls in step, others for prefetched data
+layers, up to the core count), so a layer that raises, segfaults, exits or hangs past
+py_timeout raises caffe.LayerError here (LayerRaised for an exception, WorkerError for a
+dead or hung worker) and this interpreter goes on; with
 py_restarts=K a dead worker is restarted and the call replayed. py_workers=0 runs them in
 this interpreter, as Caffe does. Options go to Net(...) and the solvers as keywords, or
 process-wide through caffe.set_py_workers() and its siblings. Workers import layer modules
