@@ -64,7 +64,8 @@ static inline void copy_floats(float *restrict d, const float *restrict s, int64
 static inline void add_floats(float *restrict d, const float *restrict s, int64_t n) {
   int64_t i = 0;
 #ifdef __SSE2__
-  for (; i + 4 <= n; i += 4) _mm_storeu_ps(d + i, _mm_add_ps(_mm_loadu_ps(d + i), _mm_loadu_ps(s + i)));
+  for (; i + 4 <= n; i += 4)
+    _mm_storeu_ps(d + i, _mm_add_ps(_mm_loadu_ps(d + i), _mm_loadu_ps(s + i)));
 #endif
   for (; i < n; i++) d[i] += s[i];
 }
@@ -517,7 +518,8 @@ static void panel_range(void *ctx, int64_t p0, int64_t p1) {
           for (int k = 0; k < nseg; k++) {
             const panel_seg *sg = &seg[k];
             const int64_t ih = sg->ih0 + pr->dy;
-            const float *src = (uint64_t)ih < (uint64_t)H ? im0 + sg->base + pr->off + ih * W : NULL;
+            const float *src =
+                (uint64_t)ih < (uint64_t)H ? im0 + sg->base + pr->off + ih * W : NULL;
             if (src && sw == 1 && sg->ow >= pr->vlo && sg->ow + sg->len <= pr->vhi)
               copy_floats(d + sg->lane, src + sg->ow, sg->len); /* the common case */
             else
@@ -920,7 +922,8 @@ static void bias_grad_range(void *ctx, int64_t c0, int64_t c1) {
       for (; k + 8 <= j->sp; k += 8)
         for (int i = 0; i < 8; i++) acc[i] += d[k + i];
       for (int i = 0; k < j->sp; k++, i++) acc[i] += d[k];
-      j->out[c] += ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+      j->out[c] +=
+          ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
     }
 }
 

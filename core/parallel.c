@@ -228,7 +228,8 @@ void nr__parallel_for(int64_t n, int64_t grain, void (*fn)(void *ctx, int64_t lo
   int64_t parts = grain > 0 ? n / grain : n;
   const int threads = nr__parallel_threads();
   if (threads < 2) parts = 1;
-  if (parts > NR_PARALLEL_PARTS_PER_THREAD * threads) parts = NR_PARALLEL_PARTS_PER_THREAD * threads;
+  if (parts > NR_PARALLEL_PARTS_PER_THREAD * threads)
+    parts = NR_PARALLEL_PARTS_PER_THREAD * threads;
   if (parts > NR_PARALLEL_MAX_PARTS) parts = NR_PARALLEL_MAX_PARTS;
   if (parts < 2) {
     fn(ctx, 0, n);

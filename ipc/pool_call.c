@@ -341,7 +341,8 @@ static nr_status exchange(nr_pool *p, pl *q, nr_py_method m, callres *cr, nr_err
     } else {
       /* A long exception class name is the layer's own doing, not a broken reply: cut it,
        * so the layer's message still reaches the user. */
-      if (r.type && strlen(r.type) > NR_POOL_MAX_EXC_TYPE) strcpy(r.type + NR_POOL_MAX_EXC_TYPE - 3, "...");
+      if (r.type && strlen(r.type) > NR_POOL_MAX_EXC_TYPE)
+        strcpy(r.type + NR_POOL_MAX_EXC_TYPE - 3, "...");
       cr->r = WR_PYERR;
       cr->type = r.type;
       cr->msg = r.msg;

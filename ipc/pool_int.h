@@ -5,8 +5,12 @@
  * The files, each depending only on those above it:
  *   pool_seg.c       shared-memory segments: the blob allocator, which worker has which
  *                    segment, the descriptors a message must carry, freed ids to forget
- *   pool_proc.c      worker processes: spawn, signals (through pidfds only), reap, the
- *                    watcher thread that wakes the core when one dies, death and fault text
+ *   pool_spawn.c     starting a process (a worker or the zygote): descriptors, signals,
+ *                    environment, the posix_spawn the watcher thread makes
+ *   pool_zygote.c    workers cloned from a zygote that imported Python once
+ *   pool_proc.c      worker processes: start (cloned, else spawned), signals (through
+ *                    pidfds only), reap, the watcher thread that wakes the core when one
+ *                    dies, death and fault text
  *   pool_call.c      layer instances and one call on one: the exchange with the worker,
  *                    nested requests, reply validation, the error a failed call becomes
  *   pool_restart.c   the restart policy: replace a dead or hung worker, set its layers up
@@ -188,12 +192,16 @@ void nr__fdlist_free(fdlist *f);
 /* Worker w is gone: it has no segment any more and nothing to forget. */
 void nr__seg_drop_worker(nr_pool *p, worker *w);
 
-/* ---- pool_proc.c ---- */
+/* ---- pool_spawn.c ---- */
 
 /* Starts worker_path (argv) with fds[i] as descriptor 3 + i, through the watcher thread;
  * zygote: the zygote's environment. 0 or an errno. */
 int nr__spawn_process(nr_pool *p, char *const argv[], const int *fds, int nfds, bool zygote,
                       pid_t *pid);
+/* The watcher thread's side of nr__spawn_process: makes the spawn posted, if any. */
+void nr__run_spawn_job(nr_pool *p);
+
+/* ---- pool_proc.c ---- */
 
 /* The watcher thread's body (arg: the pool); 'q' on p->wake[1] ends it. */
 void *nr__watcher_main(void *arg);

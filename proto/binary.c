@@ -87,8 +87,11 @@ static nr_status walk(nr__wire *W, const uint8_t *p, const uint8_t *end,
     size_t off = (size_t)(p - W->start);
     uint64_t tag;
     int r = read_varint_max(&p, end, &tag, 5);
-    if (r == -1) return wire_error(W, tag_at, "truncated at byte %zu (field tag runs past the end)", off);
-    if (r == -2) return wire_error(W, tag_at, "corrupt at byte %zu (field tag varint longer than 5 bytes)", off);
+    if (r == -1)
+      return wire_error(W, tag_at, "truncated at byte %zu (field tag runs past the end)", off);
+    if (r == -2)
+      return wire_error(W, tag_at, "corrupt at byte %zu (field tag varint longer than 5 bytes)",
+                        off);
     unsigned wt = (unsigned)(tag & 7);
     uint64_t num = tag >> 3;
     if (num == 0 || num > 536870911u)
@@ -100,9 +103,10 @@ static nr_status walk(nr__wire *W, const uint8_t *p, const uint8_t *end,
       unsigned ew = expected_wire_type(f->type);
       int packed_ok = f->label == PROTOBUF_C_LABEL_REPEATED && ew != 2 && wt == 2;
       if (wt != ew && !packed_ok)
-        return wire_error(W, tag_at, "corrupt at byte %zu (field %llu '%s' of %s has wire type %s, expected %s)",
-                          off, (unsigned long long)num, f->name, desc->name, wire_type_name(wt),
-                          wire_type_name(ew));
+        return wire_error(
+            W, tag_at, "corrupt at byte %zu (field %llu '%s' of %s has wire type %s, expected %s)",
+            off, (unsigned long long)num, f->name, desc->name, wire_type_name(wt),
+            wire_type_name(ew));
     }
     const uint8_t *val_at = p;
     switch (wt) {
@@ -110,18 +114,21 @@ static nr_status walk(nr__wire *W, const uint8_t *p, const uint8_t *end,
         uint64_t v;
         r = read_varint(&p, end, &v);
         if (r == -1)
-          return wire_error(W, val_at, "truncated at byte %zu (varint of field %llu runs past the end)",
+          return wire_error(W, val_at,
+                            "truncated at byte %zu (varint of field %llu runs past the end)",
                             (size_t)(val_at - W->start), (unsigned long long)num);
         if (r == -2)
-          return wire_error(W, val_at, "corrupt at byte %zu (varint of field %llu longer than 10 bytes)",
+          return wire_error(W, val_at,
+                            "corrupt at byte %zu (varint of field %llu longer than 10 bytes)",
                             (size_t)(val_at - W->start), (unsigned long long)num);
         break;
       }
       case 1: case 5: {
         size_t need = wt == 1 ? 8 : 4;
         if ((size_t)(end - p) < need)
-          return wire_error(W, val_at, "truncated at byte %zu (field %llu needs %zu bytes, %zu left)",
-                            (size_t)(val_at - W->start), (unsigned long long)num, need, (size_t)(end - p));
+          return wire_error(
+              W, val_at, "truncated at byte %zu (field %llu needs %zu bytes, %zu left)",
+              (size_t)(val_at - W->start), (unsigned long long)num, need, (size_t)(end - p));
         p += need;
         break;
       }
@@ -129,17 +136,19 @@ static nr_status walk(nr__wire *W, const uint8_t *p, const uint8_t *end,
         uint64_t n;
         r = read_varint_max(&p, end, &n, 5);
         if (r == -1)
-          return wire_error(W, val_at, "truncated at byte %zu (length of field %llu runs past the end)",
+          return wire_error(W, val_at,
+                            "truncated at byte %zu (length of field %llu runs past the end)",
                             (size_t)(val_at - W->start), (unsigned long long)num);
         if (r == -2)
-          return wire_error(W, val_at, "corrupt at byte %zu (length of field %llu longer than 5 bytes)",
+          return wire_error(W, val_at,
+                            "corrupt at byte %zu (length of field %llu longer than 5 bytes)",
                             (size_t)(val_at - W->start), (unsigned long long)num);
         size_t left = (size_t)(end - p);
         if (n > left)
-          return wire_error(W, val_at,
-                            "truncated at byte %zu (field %llu length %llu exceeds the %zu bytes left)",
-                            (size_t)(val_at - W->start), (unsigned long long)num,
-                            (unsigned long long)n, left);
+          return wire_error(
+              W, val_at,
+              "truncated at byte %zu (field %llu length %llu exceeds the %zu bytes left)",
+              (size_t)(val_at - W->start), (unsigned long long)num, (unsigned long long)n, left);
         const uint8_t *sub = p, *sub_end = p + n;
         p = sub_end;
         if (!f) break;
@@ -152,7 +161,9 @@ static nr_status walk(nr__wire *W, const uint8_t *p, const uint8_t *end,
         } else if (expected_wire_type(f->type) == 5 || expected_wire_type(f->type) == 1) {
           size_t es = expected_wire_type(f->type) == 5 ? 4 : 8;
           if (n % es)
-            return wire_error(W, val_at, "corrupt at byte %zu (packed field %llu '%s' has %llu bytes, not a multiple of %zu)",
+            return wire_error(W, val_at,
+                              "corrupt at byte %zu (packed field %llu '%s' has %llu bytes, not a "
+                              "multiple of %zu)",
                               (size_t)(val_at - W->start), (unsigned long long)num, f->name,
                               (unsigned long long)n, es);
         } else if (expected_wire_type(f->type) == 0) {
@@ -160,14 +171,16 @@ static nr_status walk(nr__wire *W, const uint8_t *p, const uint8_t *end,
             const uint8_t *e_at = sub;
             uint64_t v;
             if (read_varint(&sub, sub_end, &v) != 0)
-              return wire_error(W, e_at, "corrupt at byte %zu (packed field %llu '%s' ends inside a varint)",
+              return wire_error(W, e_at,
+                                "corrupt at byte %zu (packed field %llu '%s' ends inside a varint)",
                                 (size_t)(e_at - W->start), (unsigned long long)num, f->name);
           }
         }
         break;
       }
       default:
-        return wire_error(W, tag_at, "corrupt at byte %zu (field %llu has unsupported wire type %s)", off,
+        return wire_error(W, tag_at,
+                          "corrupt at byte %zu (field %llu has unsupported wire type %s)", off,
                           (unsigned long long)num, wire_type_name(wt));
     }
   }
@@ -288,7 +301,8 @@ nr_status nr_blobproto_shape(const Caffe__BlobProto *b, int64_t *dims, int *naxe
     int32_t legacy[4] = {b->num, b->channels, b->height, b->width};
     for (int i = 0; i < 4; i++) {
       if (legacy[i] < 0)
-        return nr_err_set(err, NR_ERR_INPUT, "blob has negative legacy dimension %d", (int)legacy[i]);
+        return nr_err_set(err, NR_ERR_INPUT, "blob has negative legacy dimension %d",
+                          (int)legacy[i]);
       dims[i] = legacy[i];
     }
     *naxes = 4;
@@ -296,7 +310,8 @@ nr_status nr_blobproto_shape(const Caffe__BlobProto *b, int64_t *dims, int *naxe
   }
   size_t n = b->shape ? b->shape->n_dim : 0;
   if (n > NR_BLOB_MAX_AXES)
-    return nr_err_set(err, NR_ERR_INPUT, "blob has %zu axes; at most %d are allowed", n, NR_BLOB_MAX_AXES);
+    return nr_err_set(err, NR_ERR_INPUT, "blob has %zu axes; at most %d are allowed", n,
+                      NR_BLOB_MAX_AXES);
   for (size_t i = 0; i < n; i++) {
     if (b->shape->dim[i] < 0)
       return nr_err_set(err, NR_ERR_INPUT, "blob has negative dimension %lld at axis %zu",
@@ -339,14 +354,14 @@ nr_status nr_blobproto_get_floats(const Caffe__BlobProto *b, int diff, float *ds
   size_t nd = diff ? b->n_double_diff : b->n_double_data;
   if (nf) {
     if (nf != count)
-      return nr_err_set(err, NR_ERR_INPUT, "blob %s has %zu values, expected %zu", diff ? "diff" : "data",
-                        nf, count);
+      return nr_err_set(err, NR_ERR_INPUT, "blob %s has %zu values, expected %zu",
+                        diff ? "diff" : "data", nf, count);
     memcpy(dst, f, count * sizeof *dst);
     return NR_OK;
   }
   if (nd != count)
-    return nr_err_set(err, NR_ERR_INPUT, "blob %s has %zu values, expected %zu", diff ? "diff" : "data", nd,
-                      count);
+    return nr_err_set(err, NR_ERR_INPUT, "blob %s has %zu values, expected %zu",
+                      diff ? "diff" : "data", nd, count);
   for (size_t i = 0; i < count; i++) dst[i] = (float)d[i];
   return NR_OK;
 }

@@ -127,8 +127,8 @@ nr_status nr_upgrade_text_file(const char *in_path, FILE *out, nr_error *err) {
     if (s == NR_OK) {
       s = nr_upgrade_solver((Caffe__SolverParameter *)m, NULL, err);
     } else if (s == NR_ERR_INPUT) {
-      nr_err_set(err, NR_ERR_INPUT, "neither a net nor a solver: as a net: %s; as a solver: %s", net_err->msg,
-                 solver_err->msg);
+      nr_err_set(err, NR_ERR_INPUT, "neither a net nor a solver: as a net: %s; as a solver: %s",
+                 net_err->msg, solver_err->msg);
     } else {
       if (err) *err = *solver_err;
     }

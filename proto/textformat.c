@@ -306,7 +306,8 @@ static nr_status decode_string(nr__parser *P, unsigned char *buf, size_t *len) {
       case '\\': case '\'': case '"': case '?': buf[n++] = (unsigned char)c; break;
       case '0': case '1': case '2': case '3': case '4': case '5': case '6': case '7': {
         unsigned v = (unsigned)(c - '0');
-        for (int k = 0; k < 2 && s < e && *s >= '0' && *s <= '7'; k++) v = v * 8 + (unsigned)(*s++ - '0');
+        for (int k = 0; k < 2 && s < e && *s >= '0' && *s <= '7'; k++)
+          v = v * 8 + (unsigned)(*s++ - '0');
         if (v > 255)
           return lex_error(&P->L, P->L.tline, col, "octal escape \\%o is larger than \\377", v);
         buf[n++] = (unsigned char)v;
@@ -329,7 +330,8 @@ static nr_status decode_string(nr__parser *P, unsigned char *buf, size_t *len) {
           cp = cp * 16 + (uint32_t)hexval(*s++);
         }
         if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-          return lex_error(&P->L, P->L.tline, col, "\\%c escape 0x%" PRIx32 " is not a Unicode scalar value", c, cp);
+          return lex_error(&P->L, P->L.tline, col,
+                           "\\%c escape 0x%" PRIx32 " is not a Unicode scalar value", c, cp);
         n += put_utf8(buf + n, cp);
         break;
       }
@@ -347,8 +349,8 @@ static nr_status parse_string_value(nr__parser *P, nr__val *v) {
   const ProtobufCFieldDescriptor *f = P->field;
   char tb[64];
   if (P->L.tok != T_STR)
-    return perr(P, "expected a quoted string for %s field '%.*s', found %s",
-                type_name(f->type), (int)text_name_len(f->name), f->name, tok_desc(&P->L, tb, sizeof tb));
+    return perr(P, "expected a quoted string for %s field '%.*s', found %s", type_name(f->type),
+                (int)text_name_len(f->name), f->name, tok_desc(&P->L, tb, sizeof tb));
   unsigned char *buf = NULL;
   size_t len = 0, cap = 0;
   nr_status s = NR_OK;
@@ -357,7 +359,10 @@ static nr_status parse_string_value(nr__parser *P, nr__val *v) {
     if (len + P->L.tn + 1 > cap) {
       size_t ncap = (len + P->L.tn + 1) * 2;
       unsigned char *nb = realloc(buf, ncap);
-      if (!nb) { s = nr_err_set(P->L.err, NR_ERR_NOMEM, "out of memory reading a string"); goto fail; }
+      if (!nb) {
+        s = nr_err_set(P->L.err, NR_ERR_NOMEM, "out of memory reading a string");
+        goto fail;
+      }
       buf = nb;
       cap = ncap;
     }
@@ -401,8 +406,9 @@ static nr_status parse_int_value(nr__parser *P, nr__val *v) {
     NR_TRY(lex_next(&P->L));
   }
   if (P->L.tok != T_NUM)
-    return lex_error(&P->L, P->L.tline, P->L.tcol, "expected an integer for %s field '%.*s', found %s",
-                     type_name(f->type), fnl, f->name, tok_desc(&P->L, tb, sizeof tb));
+    return lex_error(&P->L, P->L.tline, P->L.tcol,
+                     "expected an integer for %s field '%.*s', found %s", type_name(f->type), fnl,
+                     f->name, tok_desc(&P->L, tb, sizeof tb));
   NR_TRY(number_text(P, num, sizeof num));
   errno = 0;
   char *end = NULL;
@@ -411,8 +417,8 @@ static nr_status parse_int_value(nr__parser *P, nr__val *v) {
     return perr(P, "expected an integer for %s field '%.*s', found '%s'", type_name(f->type), fnl,
                 f->name, num);
   if (errno == ERANGE)
-    return lex_error(&P->L, line, col, "integer %s%s out of range for %s field '%.*s'", neg ? "-" : "",
-                     num, type_name(f->type), fnl, f->name);
+    return lex_error(&P->L, line, col, "integer %s%s out of range for %s field '%.*s'",
+                     neg ? "-" : "", num, type_name(f->type), fnl, f->name);
   uint64_t m = (uint64_t)mag;
   switch (f->type) {
     case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SFIXED32:
@@ -435,8 +441,8 @@ static nr_status parse_int_value(nr__parser *P, nr__val *v) {
   }
   return lex_next(&P->L);
 range:
-  return lex_error(&P->L, line, col, "integer %s%s out of range for %s field '%.*s'", neg ? "-" : "", num,
-                   type_name(f->type), fnl, f->name);
+  return lex_error(&P->L, line, col, "integer %s%s out of range for %s field '%.*s'",
+                   neg ? "-" : "", num, type_name(f->type), fnl, f->name);
 negative:
   return lex_error(&P->L, line, col, "negative value -%s for unsigned %s field '%.*s'", num,
                    type_name(f->type), fnl, f->name);
@@ -470,7 +476,8 @@ static nr_status parse_float_value(nr__parser *P, nr__val *v) {
     char *end = NULL;
     d = strtod(num, &end);
     if (*end != 0 || n == 0)
-      return perr(P, "invalid number '%s' for %s field '%.*s'", num, type_name(f->type), fnl, f->name);
+      return perr(P, "invalid number '%s' for %s field '%.*s'", num, type_name(f->type), fnl,
+                  f->name);
   } else {
     return perr(P, "expected a number for %s field '%.*s', found %s", type_name(f->type), fnl,
                 f->name, tok_desc(&P->L, tb, sizeof tb));
@@ -487,12 +494,12 @@ static nr_status parse_bool_value(nr__parser *P, nr__val *v) {
   if (tok_ident_eq(&P->L, "true") || tok_ident_eq(&P->L, "True") || tok_ident_eq(&P->L, "t") ||
       (P->L.tok == T_NUM && P->L.tn == 1 && P->L.ts[0] == '1')) {
     v->b = 1;
-  } else if (tok_ident_eq(&P->L, "false") || tok_ident_eq(&P->L, "False") || tok_ident_eq(&P->L, "f") ||
-             (P->L.tok == T_NUM && P->L.tn == 1 && P->L.ts[0] == '0')) {
+  } else if (tok_ident_eq(&P->L, "false") || tok_ident_eq(&P->L, "False") ||
+             tok_ident_eq(&P->L, "f") || (P->L.tok == T_NUM && P->L.tn == 1 && P->L.ts[0] == '0')) {
     v->b = 0;
   } else {
-    return perr(P, "expected true or false for bool field '%.*s', found %s", (int)text_name_len(f->name),
-                f->name, tok_desc(&P->L, tb, sizeof tb));
+    return perr(P, "expected true or false for bool field '%.*s', found %s",
+                (int)text_name_len(f->name), f->name, tok_desc(&P->L, tb, sizeof tb));
   }
   return lex_next(&P->L);
 }
@@ -510,7 +517,8 @@ static nr_status parse_enum_value(nr__parser *P, nr__val *v) {
     name[P->L.tn] = 0;
     const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value_by_name(ed, name);
     if (!ev)
-      return perr(P, "unknown value '%s' for enum %s of field '%.*s'", name, ed->name, fnl, f->name);
+      return perr(P, "unknown value '%s' for enum %s of field '%.*s'", name, ed->name, fnl,
+                  f->name);
     v->i32 = ev->value;
     return lex_next(&P->L);
   }
@@ -540,8 +548,8 @@ static nr_status parse_message_value(nr__parser *P, nr__val *v, int depth) {
   const ProtobufCMessageDescriptor *sd = f->descriptor;
   char tb[64];
   if (!tok_is(&P->L, '{') && !tok_is(&P->L, '<'))
-    return perr(P, "expected '{' to open message field '%.*s' (%s), found %s", (int)text_name_len(f->name),
-                f->name, sd->name, tok_desc(&P->L, tb, sizeof tb));
+    return perr(P, "expected '{' to open message field '%.*s' (%s), found %s",
+                (int)text_name_len(f->name), f->name, sd->name, tok_desc(&P->L, tb, sizeof tb));
   if (depth >= NR_TEXT_MAX_DEPTH)
     return perr(P, "message nesting deeper than %d levels", NR_TEXT_MAX_DEPTH);
   char closer = P->L.sym == '{' ? '}' : '>';
@@ -624,7 +632,8 @@ static nr_status parse_list(nr__parser *P, ProtobufCMessage *msg, int depth) {
     if (tok_is(&P->L, ']')) return lex_next(&P->L);
     if (!tok_is(&P->L, ','))
       return P->L.tok == T_EOF
-                 ? perr(P, "unexpected end of file: list opened at %d:%d is not closed (expected ']')",
+                 ? perr(P,
+                        "unexpected end of file: list opened at %d:%d is not closed (expected ']')",
                         oline, ocol)
                  : perr(P, "expected ',' or ']' in list, found %s", tok_desc(&P->L, tb, sizeof tb));
     NR_TRY(lex_next(&P->L));
@@ -655,16 +664,19 @@ static nr_status parse_message_body(nr__parser *P, const ProtobufCMessageDescrip
       if (tok_is(&P->L, '}') || tok_is(&P->L, '>'))
         return perr(P, "mismatched '%c': block opened at %d:%d must be closed with '%c'", P->L.sym,
                     oline, ocol, closer);
-      return perr(P, "expected a field name of %s, found %s", desc->name, tok_desc(&P->L, tb, sizeof tb));
+      return perr(P, "expected a field name of %s, found %s", desc->name,
+                  tok_desc(&P->L, tb, sizeof tb));
     }
     const ProtobufCFieldDescriptor *f = find_field(desc, P->L.ts, P->L.tn);
     if (!f)
-      return perr(P, "unknown field '%.*s' in %s", (int)(P->L.tn > 80 ? 80 : P->L.tn), P->L.ts, desc->name);
+      return perr(P, "unknown field '%.*s' in %s", (int)(P->L.tn > 80 ? 80 : P->L.tn), P->L.ts,
+                  desc->name);
     unsigned idx = (unsigned)(f - desc->fields);
     int fnl = (int)text_name_len(f->name);
     if (f->label != PROTOBUF_C_LABEL_REPEATED && idx < 1024) {
       if (seen[idx / 8] & (1u << (idx % 8)))
-        return perr(P, "field '%.*s' already set in %s (it is not repeated)", fnl, f->name, desc->name);
+        return perr(P, "field '%.*s' already set in %s (it is not repeated)", fnl, f->name,
+                    desc->name);
       seen[idx / 8] |= (unsigned char)(1u << (idx % 8));
     }
     NR_TRY(lex_next(&P->L));
@@ -849,7 +861,8 @@ static void print_value(nr__sbuf *b, const ProtobufCFieldDescriptor *f, const vo
  * nor the descriptor's default; other optionals by their has_ flag. */
 static int field_present(const ProtobufCMessage *msg, const ProtobufCFieldDescriptor *f) {
   const char *base = (const char *)msg;
-  if (f->label == PROTOBUF_C_LABEL_REPEATED) return *(const size_t *)(base + f->quantifier_offset) > 0;
+  if (f->label == PROTOBUF_C_LABEL_REPEATED)
+    return *(const size_t *)(base + f->quantifier_offset) > 0;
   if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
     return *(const uint32_t *)(base + f->quantifier_offset) == f->id;
   if (f->type == PROTOBUF_C_TYPE_STRING || f->type == PROTOBUF_C_TYPE_MESSAGE) {
@@ -950,7 +963,8 @@ nr_status nr_proto_read_file(const char *path, char **buf, size_t *len, nr_error
     if (got == 0) break;
   }
   if (ferror(f)) {
-    s = nr_err_set(err, NR_ERR_IO, "cannot read '%s': %s", is_stdin ? "<stdin>" : path, strerror(errno));
+    s = nr_err_set(err, NR_ERR_IO, "cannot read '%s': %s", is_stdin ? "<stdin>" : path,
+                   strerror(errno));
     goto fail;
   }
   if (n > NR_MAX_FILE_BYTES) {

@@ -148,9 +148,11 @@ static nr_status v0_fold_padding(Caffe__NetParameter *net, nr_error *err) {
         if (!produces) continue;
         if (strcmp(v0_type(p), "padding") != 0) break;
         if (strcmp(v0_type(l), "conv") != 0)
-          return nr_err_set(err, NR_ERR_INPUT, "V0 padding layer '%s' feeds layer '%s' of type '%s'; only conv can take padding",
-                            p->layer->name ? p->layer->name : "", l->layer && l->layer->name ? l->layer->name : "",
-                            v0_type(l));
+          return nr_err_set(
+              err, NR_ERR_INPUT,
+              "V0 padding layer '%s' feeds layer '%s' of type '%s'; only conv can take padding",
+              p->layer->name ? p->layer->name : "",
+              l->layer && l->layer->name ? l->layer->name : "", v0_type(l));
         if (p->n_bottom != 1 || p->n_top != 1)
           return nr_err_set(err, NR_ERR_INPUT, "V0 padding layer needs one bottom and one top");
         char *nb = dupstr(p->bottom[0]);
@@ -186,7 +188,8 @@ static nr_status v0_fold_padding(Caffe__NetParameter *net, nr_error *err) {
   } while (0)
 
 static nr_status v0_bad_param(const Caffe__V0LayerParameter *v0, const char *param, nr_error *err) {
-  return nr_err_set(err, NR_ERR_INPUT, "V0 layer '%s' of type '%s' has parameter '%s', which does not apply to it",
+  return nr_err_set(err, NR_ERR_INPUT,
+                    "V0 layer '%s' of type '%s' has parameter '%s', which does not apply to it",
                     v0->name ? v0->name : "", v0->type ? v0->type : "", param);
 }
 
@@ -206,9 +209,12 @@ static nr_status v0_to_v1(Caffe__V1LayerParameter *l, nr_error *err) {
   for (size_t i = 0; i < sizeof nr__v0_types / sizeof nr__v0_types[0]; i++)
     if (strcmp(nr__v0_types[i].v0, t) == 0) v1 = nr__v0_types[i].v1;
   if (v1 < 0)
-    return nr_err_set(err, NR_ERR_INPUT, "V0 layer '%s' has unknown type '%s'", v0->name ? v0->name : "", t);
-  int conv = strcmp(t, "conv") == 0, ip = strcmp(t, "innerproduct") == 0, pool = strcmp(t, "pool") == 0;
-  int data = strcmp(t, "data") == 0, images = strcmp(t, "images") == 0, window = strcmp(t, "window_data") == 0;
+    return nr_err_set(err, NR_ERR_INPUT, "V0 layer '%s' has unknown type '%s'",
+                      v0->name ? v0->name : "", t);
+  int conv = strcmp(t, "conv") == 0, ip = strcmp(t, "innerproduct") == 0,
+      pool = strcmp(t, "pool") == 0;
+  int data = strcmp(t, "data") == 0, images = strcmp(t, "images") == 0,
+      window = strcmp(t, "window_data") == 0;
   int hdf5 = strcmp(t, "hdf5_data") == 0;
   l->has_type = 1;
   l->type = (Caffe__V1LayerParameter__LayerType)v1;
@@ -245,11 +251,13 @@ static nr_status v0_to_v1(Caffe__V1LayerParameter *l, nr_error *err) {
     if (conv) {
       ENSURE(l->convolution_param, ConvolutionParameter, convolution_parameter);
       Caffe__ConvolutionParameter *c = l->convolution_param;
-      if (v0->has_kernelsize) NR_TRY(push_u32(&c->n_kernel_size, &c->kernel_size, v0->kernelsize, err));
+      if (v0->has_kernelsize)
+        NR_TRY(push_u32(&c->n_kernel_size, &c->kernel_size, v0->kernelsize, err));
       if (v0->has_stride) NR_TRY(push_u32(&c->n_stride, &c->stride, v0->stride, err));
     } else if (pool) {
       ENSURE(l->pooling_param, PoolingParameter, pooling_parameter);
-      if (v0->has_kernelsize) l->pooling_param->has_kernel_size = 1, l->pooling_param->kernel_size = v0->kernelsize;
+      if (v0->has_kernelsize)
+        l->pooling_param->has_kernel_size = 1, l->pooling_param->kernel_size = v0->kernelsize;
       if (v0->has_stride) l->pooling_param->has_stride = 1, l->pooling_param->stride = v0->stride;
     } else {
       return v0_bad_param(v0, "kernelsize/stride", err);
@@ -284,8 +292,8 @@ static nr_status v0_to_v1(Caffe__V1LayerParameter *l, nr_error *err) {
   }
   /* Data-ish fields. V0 data layers keep scale/meanfile/cropsize/mirror in their data
    * params here; step 2 moves them to transform_param. */
-  int dataish = v0->source || v0->has_scale || v0->meanfile || v0->has_batchsize || v0->has_cropsize ||
-                v0->has_mirror || v0->has_rand_skip;
+  int dataish = v0->source || v0->has_scale || v0->meanfile || v0->has_batchsize ||
+                v0->has_cropsize || v0->has_mirror || v0->has_rand_skip;
   if (dataish) {
     if (data) {
       ENSURE(l->data_param, DataParameter, data_parameter);
@@ -321,8 +329,10 @@ static nr_status v0_to_v1(Caffe__V1LayerParameter *l, nr_error *err) {
                !v0->has_rand_skip) {
       ENSURE(l->hdf5_data_param, HDF5DataParameter, hdf5_data_parameter);
       if (v0->source) l->hdf5_data_param->source = v0->source, v0->source = NULL;
-      if (v0->has_batchsize) l->hdf5_data_param->has_batch_size = 1, l->hdf5_data_param->batch_size = v0->batchsize;
-    } else if (strcmp(t, "infogain_loss") == 0 && v0->source && !v0->has_batchsize && !v0->has_scale) {
+      if (v0->has_batchsize)
+        l->hdf5_data_param->has_batch_size = 1, l->hdf5_data_param->batch_size = v0->batchsize;
+    } else if (strcmp(t, "infogain_loss") == 0 && v0->source && !v0->has_batchsize &&
+               !v0->has_scale) {
       ENSURE(l->infogain_loss_param, InfogainLossParameter, infogain_loss_parameter);
       l->infogain_loss_param->source = v0->source;
       v0->source = NULL;
@@ -345,7 +355,8 @@ static nr_status v0_to_v1(Caffe__V1LayerParameter *l, nr_error *err) {
     l->concat_param->concat_dim = v0->concat_dim;
   }
   if (v0->has_det_fg_threshold || v0->has_det_bg_threshold || v0->has_det_fg_fraction ||
-      v0->has_det_context_pad || str_present(v0->det_crop_mode, caffe__v0_layer_parameter__det_crop_mode__default_value)) {
+      v0->has_det_context_pad ||
+      str_present(v0->det_crop_mode, caffe__v0_layer_parameter__det_crop_mode__default_value)) {
     if (!window) return v0_bad_param(v0, "det_*", err);
     ENSURE(l->window_data_param, WindowDataParameter, window_data_parameter);
     Caffe__WindowDataParameter *c = l->window_data_param;
@@ -360,7 +371,8 @@ static nr_status v0_to_v1(Caffe__V1LayerParameter *l, nr_error *err) {
   }
   if (v0->hdf5_output_param) {
     if (strcmp(t, "hdf5_output") != 0) return v0_bad_param(v0, "hdf5_output_param", err);
-    if (l->hdf5_output_param) caffe__hdf5_output_parameter__free_unpacked(l->hdf5_output_param, NULL);
+    if (l->hdf5_output_param)
+      caffe__hdf5_output_parameter__free_unpacked(l->hdf5_output_param, NULL);
     l->hdf5_output_param = v0->hdf5_output_param;
     v0->hdf5_output_param = NULL;
   }
@@ -429,8 +441,10 @@ static nr_status upgrade_data_transform(Caffe__NetParameter *net, int *changed, 
   for (size_t i = 0; i < net->n_layers; i++) {
     Caffe__V1LayerParameter *l = net->layers[i];
     if (l->type == CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__DATA) MOVE_TRANSFORM(l->data_param, NULL);
-    if (l->type == CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__IMAGE_DATA) MOVE_TRANSFORM(l->image_data_param, NULL);
-    if (l->type == CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__WINDOW_DATA) MOVE_TRANSFORM(l->window_data_param, NULL);
+    if (l->type == CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__IMAGE_DATA)
+      MOVE_TRANSFORM(l->image_data_param, NULL);
+    if (l->type == CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__WINDOW_DATA)
+      MOVE_TRANSFORM(l->window_data_param, NULL);
   }
   return NR_OK;
 }
@@ -438,13 +452,15 @@ static nr_status upgrade_data_transform(Caffe__NetParameter *net, int *changed, 
 /* ------------------------------------------------------------------------------------ */
 /* Step 3: V1 -> current                                                                 */
 
-static nr_status v1_to_layer(Caffe__V1LayerParameter *v1, Caffe__LayerParameter **out, nr_error *err) {
+static nr_status v1_to_layer(Caffe__V1LayerParameter *v1, Caffe__LayerParameter **out,
+                             nr_error *err) {
   Caffe__LayerParameter *l = new_msg(&caffe__layer_parameter__descriptor);
   if (!l) return NOMEM(err);
   nr_status s = NR_OK;
   const char *tn = nr_v1_layer_type_name(v1->type);
   if (!tn) {
-    s = nr_err_set(err, NR_ERR_INPUT, "V1 layer '%s' has unknown type %d", v1->name ? v1->name : "", (int)v1->type);
+    s = nr_err_set(err, NR_ERR_INPUT, "V1 layer '%s' has unknown type %d", v1->name ? v1->name : "",
+                   (int)v1->type);
     goto fail;
   }
   if (!(l->type = dupstr(tn))) goto nomem;
@@ -470,7 +486,8 @@ static nr_status v1_to_layer(Caffe__V1LayerParameter *v1, Caffe__LayerParameter 
     }
     if (i < v1->n_param) ps->name = v1->param[i], v1->param[i] = NULL;
     if (i < v1->n_blob_share_mode)
-      ps->has_share_mode = 1, ps->share_mode = (Caffe__ParamSpec__DimCheckMode)v1->blob_share_mode[i];
+      ps->has_share_mode = 1,
+      ps->share_mode = (Caffe__ParamSpec__DimCheckMode)v1->blob_share_mode[i];
     if (i < v1->n_blobs_lr) ps->has_lr_mult = 1, ps->lr_mult = v1->blobs_lr[i];
     if (i < v1->n_weight_decay) ps->has_decay_mult = 1, ps->decay_mult = v1->weight_decay[i];
   }
@@ -483,7 +500,8 @@ static nr_status v1_to_layer(Caffe__V1LayerParameter *v1, Caffe__LayerParameter 
     if (strcmp(vf->name, "layer") == 0) continue;
     ProtobufCMessage **src = (ProtobufCMessage **)((char *)v1 + vf->offset);
     if (!*src) continue;
-    const ProtobufCFieldDescriptor *lf = protobuf_c_message_descriptor_get_field_by_name(ld, vf->name);
+    const ProtobufCFieldDescriptor *lf =
+        protobuf_c_message_descriptor_get_field_by_name(ld, vf->name);
     if (!lf || lf->descriptor != vf->descriptor) {
       s = nr_err_set(err, NR_ERR_INTERNAL, "no LayerParameter field for V1 field '%s'", vf->name);
       goto fail;
@@ -503,8 +521,9 @@ fail:
 static nr_status upgrade_v1(Caffe__NetParameter *net, int *changed, nr_error *err) {
   if (net->n_layers == 0) return NR_OK;
   if (net->n_layer > 0)
-    return nr_err_set(err, NR_ERR_INPUT,
-                      "net has both 'layer' (current) and 'layers' (V1) fields; use one format only");
+    return nr_err_set(
+        err, NR_ERR_INPUT,
+        "net has both 'layer' (current) and 'layers' (V1) fields; use one format only");
   *changed = 1;
   Caffe__LayerParameter **arr = calloc(net->n_layers, sizeof *arr);
   if (!arr) return NOMEM(err);
@@ -516,7 +535,8 @@ static nr_status upgrade_v1(Caffe__NetParameter *net, int *changed, nr_error *er
       return nr_err_prefix(err, "layer %zu", i);
     }
   }
-  for (size_t i = 0; i < net->n_layers; i++) caffe__v1_layer_parameter__free_unpacked(net->layers[i], NULL);
+  for (size_t i = 0; i < net->n_layers; i++)
+    caffe__v1_layer_parameter__free_unpacked(net->layers[i], NULL);
   free(net->layers);
   net->layers = NULL;
   net->layer = arr;
@@ -540,10 +560,11 @@ static nr_status upgrade_input(Caffe__NetParameter *net, int *changed, nr_error 
     if (has_shape && net->n_input_dim)
       return nr_err_set(err, NR_ERR_INPUT, "net gives both input_shape and input_dim; use one");
     if (has_shape && net->n_input_shape != net->n_input)
-      return nr_err_set(err, NR_ERR_INPUT, "net has %zu inputs but %zu input_shape entries", net->n_input,
-                        net->n_input_shape);
+      return nr_err_set(err, NR_ERR_INPUT, "net has %zu inputs but %zu input_shape entries",
+                        net->n_input, net->n_input_shape);
     if (!has_shape && net->n_input_dim != 4 * net->n_input)
-      return nr_err_set(err, NR_ERR_INPUT, "net has %zu inputs but %zu input_dim values (need 4 per input)",
+      return nr_err_set(err, NR_ERR_INPUT,
+                        "net has %zu inputs but %zu input_dim values (need 4 per input)",
                         net->n_input, net->n_input_dim);
     Caffe__LayerParameter *l = new_msg(&caffe__layer_parameter__descriptor);
     if (!l) return NOMEM(err);
@@ -602,7 +623,8 @@ static void upgrade_batchnorm(Caffe__NetParameter *net, int *changed) {
     if (!l->type || strcmp(l->type, "BatchNorm") != 0 || l->n_param != 3) continue;
     for (size_t k = 0; k < 3; k++) {
       Caffe__ParamSpec *p = l->param[k];
-      if (!p->has_lr_mult || p->lr_mult != 0.f || !p->has_decay_mult || p->decay_mult != 0.f) *changed = 1;
+      if (!p->has_lr_mult || p->lr_mult != 0.f || !p->has_decay_mult || p->decay_mult != 0.f)
+        *changed = 1;
       p->has_lr_mult = 1, p->lr_mult = 0.f;
       p->has_decay_mult = 1, p->decay_mult = 0.f;
     }
@@ -658,7 +680,8 @@ nr_status nr_upgrade_solver(Caffe__SolverParameter *sp, int *changed, nr_error *
   if (sp->has_solver_type) {
     if (str_present(sp->type, caffe__solver_parameter__type__default_value))
       return nr_err_set(err, NR_ERR_INPUT,
-                        "solver gives both the old 'solver_type' (enum) and the new 'type' (string); keep only 'type'");
+                        "solver gives both the old 'solver_type' (enum) and the new 'type' "
+                        "(string); keep only 'type'");
     if (sp->solver_type < 0 || (size_t)sp->solver_type >= sizeof names / sizeof names[0])
       return nr_err_set(err, NR_ERR_INPUT, "unknown solver_type %d", (int)sp->solver_type);
     char *t = dupstr(names[sp->solver_type]);

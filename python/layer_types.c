@@ -20,9 +20,10 @@ int main(int argc, char **argv) {
     perror(argv[1]);
     return 1;
   }
-  fputs("\"\"\"The engine's layer types (generated at build time by python/layer_types.c).\"\"\"\n\n"
-        "LAYER_TYPES = (\n",
-        f);
+  fputs(
+      "\"\"\"The engine's layer types (generated at build time by python/layer_types.c).\"\"\"\n\n"
+      "LAYER_TYPES = (\n",
+      f);
   for (char *name = strtok(list, ", "); name; name = strtok(NULL, ", "))
     fprintf(f, "    '%s',\n", name);
   fputs(")\n", f);

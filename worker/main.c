@@ -1,11 +1,11 @@
 /* netrun-worker: one process of the Python-layer pool (see ipc/wire.h, docs/workers.md).
  *
- * Started by the core (ipc/pool_proc.c) with fd 3 = its Unix socket (descriptors only),
- * fd 4 = the control block memfd, fd 5 = a memfd faulthandler writes the last Python stack
- * to, argv[1] = the core's pid. It embeds CPython, says hello, then serves requests until
- * NR_OP_EXIT, socket EOF, or the core's death (PR_SET_PDEATHSIG(SIGKILL)). SIGINT is
- * ignored: Ctrl-C belongs to the core, which decides. Requests are answered by
- * worker/server.c.
+ * Started by the core (ipc/pool_spawn.c, or cloned by ipc/pool_zygote.c) with fd 3 = its
+ * Unix socket (descriptors only), fd 4 = the control block memfd, fd 5 = a memfd
+ * faulthandler writes the last Python stack to, argv[1] = the core's pid. It embeds
+ * CPython, says hello, then serves requests until NR_OP_EXIT, socket EOF, or the core's
+ * death (PR_SET_PDEATHSIG(SIGKILL)). SIGINT is ignored: Ctrl-C belongs to the core, which
+ * decides. Requests are answered by worker/server.c.
  *
  * Zygote (argv[1] = "--zygote", then the core's pid and the layer types; fd 3 = a socket to
  * the core): a process that starts Python, NumPy and the caffe package once and then makes
@@ -42,8 +42,9 @@ static nr_server S;
 static char pkg_dir[4096];
 
 static void flush_python(void) {
-  PyObject *r = PyRun_String("import sys\nfor f in (sys.stdout, sys.stderr):\n try: f.flush()\n except Exception: pass\n",
-                             Py_file_input, PyEval_GetBuiltins(), NULL);
+  PyObject *r = PyRun_String(
+      "import sys\nfor f in (sys.stdout, sys.stderr):\n try: f.flush()\n except Exception: pass\n",
+      Py_file_input, PyEval_GetBuiltins(), NULL);
   (void)r;
 }
 

@@ -172,8 +172,9 @@ static PyObject *mod_view(PyObject *self, PyObject *args) {
   }
   big |= __builtin_mul_overflow(count, sizeof(float), &bytes);
   if (big || off < 0 || (size_t)off > m->size || bytes > m->size - (size_t)off) {
-    PyErr_Format(PyExc_RuntimeError, "netrun: view of %zu floats at %zd exceeds mapping of %zu bytes",
-                 count, off, m->size);
+    PyErr_Format(PyExc_RuntimeError,
+                 "netrun: view of %zu floats at %zd exceeds mapping of %zu bytes", count, off,
+                 m->size);
     return NULL;
   }
   PyObject *a = PyArray_SimpleNewFromData(nd, dims, NPY_FLOAT32, (char *)m->ptr + off); /* new */

@@ -18,8 +18,8 @@
  * Anything else (and EOF) ends the program. Errors go to stderr with exit status 1.
  *
  * Before serving, it checks that the benchmark net's layers conv1 .. ip2 are byte for byte
- * the layers of Caffe's mnist-lenet.prototxt (tests/data/caffe) (compared as packed protobuf messages), so
- * the benchmark cannot drift from the net it claims to measure.
+ * the layers of Caffe's mnist-lenet.prototxt (tests/data/caffe) (compared as packed protobuf
+ * messages), so the benchmark cannot drift from the net it claims to measure.
  */
 #include <cblas.h>
 #include <stdio.h>

@@ -254,7 +254,8 @@ static void case_lenet(nr_pool *pool, nr_py_backend *inproc, bool acc) {
   snprintf(note, sizeof note, "n=%d per side, blocks of %d; loss after training: worker %.5g, "
            "in-process %.5g; load %.1f", w.nwhole, block, (double)lw->data[0],
            (double)li->data[0], max_load);
-  const char *title = acc ? "LeNet iteration, Python loss + accuracy" : "LeNet iteration, Python loss";
+  const char *title =
+      acc ? "LeNet iteration, Python loss + accuracy" : "LeNet iteration, Python loss";
   row(title, "ms", w.whole, w.nwhole, in.whole, in.nwhole, note);
   row("  Python loss forward (reshape + forward)", "us", w.lf, w.nlayers, in.lf, in.nlayers,
       "layer by layer, as netrun time");

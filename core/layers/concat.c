@@ -12,7 +12,8 @@
 static const Caffe__ConcatParameter default_param = CAFFE__CONCAT_PARAMETER__INIT;
 
 static int concat_axis(const nr_layer *l) {
-  const Caffe__ConcatParameter *p = l->param->concat_param ? l->param->concat_param : &default_param;
+  const Caffe__ConcatParameter *p =
+      l->param->concat_param ? l->param->concat_param : &default_param;
   return nr_blob_axis(l->bottom[0], p->has_concat_dim ? (int)p->concat_dim : p->axis);
 }
 

@@ -24,7 +24,8 @@ typedef struct elt_priv {
 } elt_priv;
 
 static nr_status elt_setup(nr_layer *l, nr_error *err) {
-  const Caffe__EltwiseParameter *p = l->param->eltwise_param ? l->param->eltwise_param : &default_param;
+  const Caffe__EltwiseParameter *p =
+      l->param->eltwise_param ? l->param->eltwise_param : &default_param;
   elt_priv *q = calloc(1, sizeof *q);
   if (!q) return nr_err_set(err, NR_ERR_NOMEM, "out of memory");
   l->priv = q;

@@ -90,7 +90,8 @@ static int append(h5out *o, int i, const nr_blob *b) {
   int r = -1;
   if (fspace >= 0 && mspace >= 0 &&
       H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, d, NULL) >= 0 &&
-      (d[0] == 0 || H5Dwrite(o->ds[i], H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT, b->data) >= 0))
+      (d[0] == 0 ||
+       H5Dwrite(o->ds[i], H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT, b->data) >= 0))
     r = 0;
   if (fspace >= 0) H5Sclose(fspace);
   if (mspace >= 0) H5Sclose(mspace);

@@ -89,7 +89,8 @@ static nr_status pool_setup(nr_layer *l, nr_error *err) {
   if (q->global && (q->ph || q->pw || q->sh != 1 || q->sw != 1))
     return nr_err_set(err, NR_ERR_INPUT, "with global_pooling only pad 0 and stride 1 are allowed");
   if (!q->global && (q->ph >= q->kh || q->pw >= q->kw))
-    return nr_err_set(err, NR_ERR_INPUT, "pad (%lldx%lld) must be smaller than the kernel (%lldx%lld)",
+    return nr_err_set(err, NR_ERR_INPUT,
+                      "pad (%lldx%lld) must be smaller than the kernel (%lldx%lld)",
                       (long long)q->ph, (long long)q->pw, (long long)q->kh, (long long)q->kw);
   return NR_OK;
 }
@@ -374,7 +375,8 @@ static void pool_backward_planes(void *ctx, int64_t pl0, int64_t pl1) {
           const __m128i pos = _mm_add_epi32(_mm_set1_epi32(base + 2 * (int32_t)ow), lane2);
           const __m128i m = _mm_sub_epi32(_mm_loadu_si128((const __m128i *)(mrow + ow)), pos);
           const __m128 d = _mm_add_ps(_mm_setzero_ps(), _mm_loadu_ps(drow + ow));
-          const __m128 e0 = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(m, _mm_setzero_si128())), d);
+          const __m128 e0 =
+              _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(m, _mm_setzero_si128())), d);
           const __m128 o0 = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(m, one)), d);
           const __m128 e1 = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(m, w0)), d);
           const __m128 o1 = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(m, w1)), d);

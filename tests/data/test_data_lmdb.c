@@ -125,14 +125,15 @@ static void test_convert_errors(void) {
 }
 
 /* Checks batch `b` (of size bs) of the plain data set: item (b*bs + i) % N. */
-#define CHECK_PLAIN_BATCH(f, b, bs)                                                       \
-  do {                                                                                    \
-    for (int i_ = 0; i_ < (bs); i_++) {                                                   \
-      int item_ = ((b) * (bs) + i_) % N;                                                  \
-      for (int p_ = 0; p_ < PIX; p_++)                                                    \
-        CHECK_NEAR((f)->top[0]->data[i_ * PIX + p_], du_pixel(item_, p_ / COLS, p_ % COLS, COLS), 0); \
-      CHECK_NEAR((f)->top[1]->data[i_], item_ % 10, 0);                                   \
-    }                                                                                     \
+#define CHECK_PLAIN_BATCH(f, b, bs)                                                               \
+  do {                                                                                            \
+    for (int i_ = 0; i_ < (bs); i_++) {                                                           \
+      int item_ = ((b) * (bs) + i_) % N;                                                          \
+      for (int p_ = 0; p_ < PIX; p_++)                                                            \
+        CHECK_NEAR((f)->top[0]->data[i_ * PIX + p_], du_pixel(item_, p_ / COLS, p_ % COLS, COLS), \
+                   0);                                                                            \
+      CHECK_NEAR((f)->top[1]->data[i_], item_ % 10, 0);                                           \
+    }                                                                                             \
   } while (0)
 
 static void test_values_labels_wrap(void) {
@@ -195,8 +196,8 @@ static void test_scale_mean_value(void) {
   CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
   for (int i = 0; i < 2; i++)
     for (int p = 0; p < PIX; p++)
-      CHECK_NEAR(f->top[0]->data[i * PIX + p], (du_pixel(i, p / COLS, p % COLS, COLS) - 10.0f) * 0.5f,
-                 0);
+      CHECK_NEAR(f->top[0]->data[i * PIX + p],
+                 (du_pixel(i, p / COLS, p % COLS, COLS) - 10.0f) * 0.5f, 0);
   du_free(f);
   /* Caffe's LeNet scale alone */
   f = data_layer(db10, 2, 2, NR_TEST, 1, NULL, "transform_param { scale: 0.00390625 }");
@@ -319,7 +320,8 @@ static void run_random(uint64_t seed, int codes[20], int *ok) {
       du_free(f);
       return;
     }
-    for (int i = 0; i < 4; i++) codes[b * 4 + i] = find_crop(f->top[0]->data + i * 9, (b * 4 + i) % N);
+    for (int i = 0; i < 4; i++)
+      codes[b * 4 + i] = find_crop(f->top[0]->data + i * 9, (b * 4 + i) % N);
   }
   du_free(f);
   *ok = 1;

@@ -80,7 +80,8 @@ static void test_rows_across_files(void) {
       int k = batch * 4 + i, base = expected_row_base(k);
       int filebase = base / 100 * 100, row = base - filebase;
       CHECK_NEAR(f->top[1]->data[i], base, 0);
-      for (int e = 0; e < 6; e++) CHECK_NEAR(f->top[0]->data[i * 6 + e], filebase + row * 10 + e, 0);
+      for (int e = 0; e < 6; e++)
+        CHECK_NEAR(f->top[0]->data[i * 6 + e], filebase + row * 10 + e, 0);
     }
   }
   du_free(f);

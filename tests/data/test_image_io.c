@@ -1,8 +1,8 @@
 /* Tests of core/image_io: the bilinear resize against values worked out by hand from
  * OpenCV's INTER_LINEAR rule (centres aligned, edges clamped, 11-bit weights, OpenCV's own
- * truncations in the vertical pass), PNG decoding of color and gray files written here with libpng, and the errors a user
- * would see for a missing, empty, foreign, corrupt or truncated file. JPEG decoding is
- * compared with PIL's in tests/data/image_e2e.sh. */
+ * truncations in the vertical pass), PNG decoding of color and gray files written here with libpng,
+ * and the errors a user would see for a missing, empty, foreign, corrupt or truncated file. JPEG
+ * decoding is compared with PIL's in tests/data/image_e2e.sh. */
 #include <stdio.h> /* before jpeglib.h, which needs FILE and size_t */
 #include <stdlib.h>
 

@@ -11,7 +11,8 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   nr_error err;
   ProtobufCMessage *m = NULL;
-  if (nr_proto_unpack(data, size, "fuzz.caffemodel", &caffe__net_parameter__descriptor, &m, &err) == NR_OK) {
+  if (nr_proto_unpack(data, size, "fuzz.caffemodel", &caffe__net_parameter__descriptor, &m, &err) ==
+      NR_OK) {
     int changed = 0;
     Caffe__NetParameter *net = (Caffe__NetParameter *)m;
     if (nr_upgrade_net(net, &changed, &err) == NR_OK) {
@@ -32,7 +33,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     abort(); /* validation passed but protobuf-c refused: validator and unpack disagree */
   }
   m = NULL;
-  if (nr_proto_unpack(data, size, "fuzz.solverstate", &caffe__solver_state__descriptor, &m, &err) == NR_OK)
+  if (nr_proto_unpack(data, size, "fuzz.solverstate", &caffe__solver_state__descriptor, &m, &err) ==
+      NR_OK)
     protobuf_c_message_free_unpacked(m, NULL);
   return 0;
 }

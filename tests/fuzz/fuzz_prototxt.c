@@ -37,7 +37,8 @@ static void check_roundtrip(const ProtobufCMessage *m) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   nr_error err;
   ProtobufCMessage *m = NULL;
-  if (nr_text_parse((const char *)data, size, "fuzz", &caffe__net_parameter__descriptor, &m, &err) == NR_OK) {
+  if (nr_text_parse((const char *)data, size, "fuzz", &caffe__net_parameter__descriptor, &m,
+                    &err) == NR_OK) {
     check_roundtrip(m);
     int changed = 0;
     if (nr_upgrade_net((Caffe__NetParameter *)m, &changed, &err) == NR_OK) check_roundtrip(m);
@@ -46,7 +47,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     must(err.msg[0] != 0);
   }
   m = NULL;
-  if (nr_text_parse((const char *)data, size, "fuzz", &caffe__solver_parameter__descriptor, &m, &err) == NR_OK) {
+  if (nr_text_parse((const char *)data, size, "fuzz", &caffe__solver_parameter__descriptor, &m,
+                    &err) == NR_OK) {
     int changed = 0;
     if (nr_upgrade_solver((Caffe__SolverParameter *)m, &changed, &err) == NR_OK) check_roundtrip(m);
     nr_text_free(m);

@@ -6,9 +6,9 @@
  * The harness plays the core in-process, the way the pool (ipc/pool_call.c) does it: the
  * control block is an anonymous shared mapping, the descriptor socket a socket pair, and a
  * "core" thread sends the requests and answers the nested ones while the main thread runs
- * the worker's loop. CPython starts once (LLVMFuzzerInitialize) with the repository's caffe package and
- * the layers of tests/fuzz/fuzz_worker_layers.py on sys.path; every input gets a fresh
- * server, socket pair and control block, and sys.path as it started.
+ * the worker's loop. CPython starts once (LLVMFuzzerInitialize) with the repository's caffe package
+ * and the layers of tests/fuzz/fuzz_worker_layers.py on sys.path; every input gets a fresh server,
+ * socket pair and control block, and sys.path as it started.
  *
  * Input: up to 8 requests, each a 13-byte header and its payload:
  *   0      opcode: index into ops[] (calls, a release, nested answers out of turn, unknown)

@@ -1,7 +1,8 @@
 /* gen_ipc_wire_corpus.c: writes the seed corpus of fuzz_ipc_wire — real messages encoded
  * the way ipc/wire.c encodes them (core -> worker and worker -> core),
  * each file = one opcode byte (index into fuzz_ipc_wire.c's ops[]) + the payload.
- *   cc -I ipc -I tests/fuzz tests/fuzz/gen_ipc_wire_corpus.c $(pkg-config --cflags --libs msgpack) -o gen
+ *   cc -I ipc -I tests/fuzz tests/fuzz/gen_ipc_wire_corpus.c $(pkg-config --cflags --libs msgpack)
+ * -o gen
  *   ./gen tests/fuzz/corpus/fuzz_ipc_wire */
 #include <stdio.h>
 

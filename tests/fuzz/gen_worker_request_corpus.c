@@ -2,7 +2,8 @@
  * lifecycles as the pool (ipc/pool_call.c) drives them (create + blobs at setup, reshape,
  * forward, backward, release) over the layers of fuzz_worker_layers.py, and the bad requests the
  * worker must refuse. Input format: see fuzz_worker_request.c.
- *   cc -I ipc -I tests/fuzz tests/fuzz/gen_worker_request_corpus.c $(pkg-config --cflags --libs msgpack) -o gen
+ *   cc -I ipc -I tests/fuzz tests/fuzz/gen_worker_request_corpus.c $(pkg-config --cflags --libs
+ * msgpack) -o gen
  *   ./gen tests/fuzz/corpus/fuzz_worker_request */
 #include <stdio.h>
 

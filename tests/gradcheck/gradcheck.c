@@ -179,7 +179,8 @@ nr_status nr_gradcheck_layer(nr_layer *l, const nr_gradcheck_config *cfg, int ch
   }
   for (int i = 0; i < l->ntop; i++) {
     int64_t cnt = l->top[i]->count;
-    for (int64_t j = 0; j < cnt; j++) NR_TRY(check_single(l, cfg, check_bottom, i, j, eltwise, err));
+    for (int64_t j = 0; j < cnt; j++)
+      NR_TRY(check_single(l, cfg, check_bottom, i, j, eltwise, err));
   }
   return NR_OK;
 }

@@ -43,7 +43,8 @@ static nr_status sq_backward(nr_layer *l, nr_error *err) {
     }
     float m = mask_at(l, i);
     l->blobs[0]->diff[0] += dy[i] * x[i] * x[i] * m;
-    if (l->prop_down[0]) l->bottom[0]->diff[i] = dy[i] * 2 * w * x[i] * m * (g_wrong && i == 2 ? -1 : 1);
+    if (l->prop_down[0])
+      l->bottom[0]->diff[i] = dy[i] * 2 * w * x[i] * m * (g_wrong && i == 2 ? -1 : 1);
   }
   return NR_OK;
 }

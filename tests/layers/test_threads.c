@@ -34,7 +34,8 @@ static void run(lf *f, int threads, bool positive, run_out *o) {
       float v = val(k, 10 + i);
       f->bottom[i]->data[k] = positive ? 1.5f + v : v;
     }
-  for (int i = 0; i < f->l->nblobs; i++) memset(f->l->blobs[i]->diff, 0, (size_t)f->l->blobs[i]->count * sizeof(float));
+  for (int i = 0; i < f->l->nblobs; i++)
+    memset(f->l->blobs[i]->diff, 0, (size_t)f->l->blobs[i]->count * sizeof(float));
   for (int t = 0; t < f->nt; t++) { /* nor what it left in the tops, for this run's output */
     bool in_place = false;
     for (int i = 0; i < f->nb; i++) in_place |= f->top[t]->data == f->bottom[i]->data;
@@ -68,7 +69,8 @@ static void same_bits(const char *proto, int nb, int in_place, bool positive, in
   run(f, 2, positive, &b);
   CHECK_INT_EQ(a.n, b.n);
   for (int i = 0; i < a.n && i < b.n; i++) {
-    const bool same = a.len[i] == b.len[i] && !memcmp(a.buf[i], b.buf[i], (size_t)a.len[i] * sizeof(float));
+    const bool same =
+        a.len[i] == b.len[i] && !memcmp(a.buf[i], b.buf[i], (size_t)a.len[i] * sizeof(float));
     if (!same) fprintf(stderr, "%s: output %d differs between 1 and 2 threads\n", proto, i);
     CHECK(same);
   }

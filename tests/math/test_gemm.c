@@ -47,7 +47,8 @@ static int check_case(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float a
                       float beta) {
   float *a = rnd_array(m * k), *b = rnd_array(k * n), *c0 = rnd_array(m * n);
   float *c = malloc((size_t)(m * n) * sizeof *c), *cb = malloc((size_t)(m * n) * sizeof *cb);
-  double *ref = malloc((size_t)(m * n) * sizeof *ref), *bound = malloc((size_t)(m * n) * sizeof *bound);
+  double *ref = malloc((size_t)(m * n) * sizeof *ref),
+         *bound = malloc((size_t)(m * n) * sizeof *bound);
   if (beta == 0.0f)
     for (int64_t i = 0; i < m * n; i++) c0[i] = (i % 3) ? NAN : INFINITY;
   for (int64_t i = 0; i < m; i++)
@@ -60,7 +61,8 @@ static int check_case(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float a
       }
       double cc = beta == 0.0f ? 0.0 : c0[i * n + j];
       ref[i * n + j] = alpha * s + beta * cc;
-      bound[i * n + j] = (2.0 * (double)k + 4) * FLT_EPSILON * (fabs(alpha) * sa + fabs(beta * cc)) + 1e-30;
+      bound[i * n + j] =
+          (2.0 * (double)k + 4) * FLT_EPSILON * (fabs(alpha) * sa + fabs(beta * cc)) + 1e-30;
     }
   int bad = 0;
   nr__gemm_use("cblas");
@@ -108,7 +110,8 @@ static void test_gemm_edge_shapes(void) {
       /* split along K (long K, small C: a weight gradient), chunks of unequal length */
       {20, 25, 16384}, {7, 33, 40000}};
   int bad = 0;
-  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) bad |= check_shape(shapes[i], (int)i);
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+    bad |= check_shape(shapes[i], (int)i);
   CHECK_INT_EQ(bad, 0);
 }
 
@@ -149,7 +152,8 @@ static void test_gemm_threads_bit_identical(void) {
   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
     const shape s = shapes[i];
     float *a = rnd_array(s.m * s.k), *b = rnd_array(s.k * s.n), *c0 = rnd_array(s.m * s.n);
-    float *c1 = malloc((size_t)(s.m * s.n) * sizeof *c1), *c2 = malloc((size_t)(s.m * s.n) * sizeof *c2);
+    float *c1 = malloc((size_t)(s.m * s.n) * sizeof *c1),
+          *c2 = malloc((size_t)(s.m * s.n) * sizeof *c2);
     int diff = 0;
     for (int t = 0; t < 4; t++) {
       memcpy(c1, c0, (size_t)(s.m * s.n) * sizeof *c1);
@@ -175,7 +179,8 @@ static void test_gemm_strided_groups(void) {
   for (size_t kk = 0; kk < 2; kk++) {
     if (!nr__gemm_use(kk == 0 ? "avx512" : "avx2")) continue;
     for (size_t pi = 0; pi < sizeof Ps / sizeof Ps[0]; pi++) {
-      const int64_t P = Ps[pi], imgs = 3 + (int64_t)pi, ch = 7 + (int64_t)pi * 5, oth = 11 + (int64_t)pi * 13;
+      const int64_t P = Ps[pi], imgs = 3 + (int64_t)pi, ch = 7 + (int64_t)pi * 5,
+                    oth = 11 + (int64_t)pi * 13;
       const int64_t S = (ch + 2) * P, N = imgs * P; /* 2 spare channels per image */
       float *nchw = rnd_array(imgs * S), *other = rnd_array(oth * N), *w = rnd_array(ch * oth);
       float *plain = malloc((size_t)(ch * N) * sizeof *plain);
@@ -184,10 +189,12 @@ static void test_gemm_strided_groups(void) {
           plain[r * N + col] = nchw[col / P * S + (r + 1) * P + col % P];
       nr_gemm_layout grouped = {P, P, S};
       /* C grouped: nchw channels = w (ch x oth) * other (oth x N), beta 0 */
-      float *want = malloc((size_t)(ch * N) * sizeof *want), *got = malloc((size_t)(imgs * S) * sizeof *got);
+      float *want = malloc((size_t)(ch * N) * sizeof *want),
+            *got = malloc((size_t)(imgs * S) * sizeof *got);
       memcpy(got, nchw, (size_t)(imgs * S) * sizeof *got);
       nr_gemm(false, false, ch, N, oth, 1.0f, w, other, 0.0f, want);
-      CHECK(nr__gemm_strided(false, false, ch, N, oth, 1.0f, w, NULL, other, NULL, 0.0f, got + P, &grouped));
+      CHECK(nr__gemm_strided(false, false, ch, N, oth, 1.0f, w, NULL, other, NULL, 0.0f, got + P,
+                             &grouped));
       int bad = 0;
       for (int64_t i = 0; i < imgs * S; i++) {
         int64_t img = i / S, r = i % S / P - 1, p = i % P;
@@ -200,12 +207,15 @@ static void test_gemm_strided_groups(void) {
       float *otherT = rnd_array(oth * N);
       memcpy(c2, c1, (size_t)(ch * oth) * sizeof *c2);
       nr_gemm(false, true, ch, oth, N, 1.0f, plain, otherT, 1.0f, c1);
-      CHECK(nr__gemm_strided(false, true, ch, oth, N, 1.0f, nchw + P, &grouped, otherT, NULL, 1.0f, c2, NULL));
+      CHECK(nr__gemm_strided(false, true, ch, oth, N, 1.0f, nchw + P, &grouped, otherT, NULL, 1.0f,
+                             c2, NULL));
       CHECK(memcmp(c1, c2, (size_t)(ch * oth) * sizeof *c1) == 0);
       /* B grouped: w^T (oth x ch) * (ch x N) */
-      float *d1 = malloc((size_t)(oth * N) * sizeof *d1), *d2 = malloc((size_t)(oth * N) * sizeof *d2);
+      float *d1 = malloc((size_t)(oth * N) * sizeof *d1),
+            *d2 = malloc((size_t)(oth * N) * sizeof *d2);
       nr_gemm(true, false, oth, N, ch, 1.0f, w, plain, 0.0f, d1);
-      CHECK(nr__gemm_strided(true, false, oth, N, ch, 1.0f, w, NULL, nchw + P, &grouped, 0.0f, d2, NULL));
+      CHECK(nr__gemm_strided(true, false, oth, N, ch, 1.0f, w, NULL, nchw + P, &grouped, 0.0f, d2,
+                             NULL));
       CHECK(memcmp(d1, d2, (size_t)(oth * N) * sizeof *d1) == 0);
       free(nchw), free(other), free(w), free(plain), free(want), free(got), free(c1), free(c2);
       free(otherT), free(d1), free(d2);
@@ -332,7 +342,8 @@ static void test_gemm_paneled(void) {
         for (int64_t q = 0; q < plt.npad; q++)
           xt[nr_gemm_panel_offset(&plt, r, q)] = q < s.k ? bt[r * s.k + q] : 0.0f;
       for (int64_t j = 0; j < pl.k * pl.npad; j++) CHECK(!isnan(x[j]));
-      float *want = malloc((size_t)(s.m * s.n) * sizeof *want), *got = malloc((size_t)(s.m * s.n) * sizeof *got);
+      float *want = malloc((size_t)(s.m * s.n) * sizeof *want),
+            *got = malloc((size_t)(s.m * s.n) * sizeof *got);
       for (int t = 1; t <= 2; t++) {
         openblas_set_num_threads(t);
         for (int ta = 0; ta < 2; ta++) {
@@ -342,7 +353,8 @@ static void test_gemm_paneled(void) {
           CHECK(nr__gemm_paneled(ta, false, s.m, s.n, s.k, 0.5f, a, NULL, x, &pl, 1.0f, got, NULL));
           CHECK(memcmp(want, got, (size_t)(s.m * s.n) * sizeof *want) == 0);
           memcpy(got, c0, (size_t)(s.m * s.n) * sizeof *got);
-          CHECK(nr__gemm_paneled(ta, true, s.m, s.n, s.k, 0.5f, a, NULL, xt, &plt, 1.0f, got, NULL));
+          CHECK(
+              nr__gemm_paneled(ta, true, s.m, s.n, s.k, 0.5f, a, NULL, xt, &plt, 1.0f, got, NULL));
           CHECK(memcmp(want, got, (size_t)(s.m * s.n) * sizeof *want) == 0);
         }
       }
@@ -351,7 +363,8 @@ static void test_gemm_paneled(void) {
       CHECK(!nr__gemm_paneled(false, true, s.m, s.n, s.k, 1.0f, a, NULL, x, &pl, 0.0f, got, NULL) ||
             s.n == s.k);
       if (nr__gemm_use(kk == 0 ? "avx2" : "avx512"))
-        CHECK(!nr__gemm_paneled(false, false, s.m, s.n, s.k, 1.0f, a, NULL, x, &pl, 0.0f, got, NULL));
+        CHECK(
+            !nr__gemm_paneled(false, false, s.m, s.n, s.k, 1.0f, a, NULL, x, &pl, 0.0f, got, NULL));
       nr__gemm_use(kk == 0 ? "avx512" : "avx2");
       CHECK(memcmp(got, c0, (size_t)(s.m * s.n) * sizeof *got) == 0);
       free(a), free(c0), free(b), free(bt), free(x), free(xt), free(want), free(got);

@@ -106,7 +106,8 @@ static void test_training_reduces_loss(void) {
 static void test_split_insertion(void) {
   const char *text =
       "name: 'splits'\n"
-      "layer { name: 'data' type: 'DummyData' top: 'x' dummy_data_param { shape { dim: 2 dim: 3 } } }\n"
+      "layer { name: 'data' type: 'DummyData' top: 'x' dummy_data_param { shape { dim: 2 dim: 3 } "
+      "} }\n"
       "layer { name: 'a' type: 'ReLU' bottom: 'x' top: 'a' }\n"
       "layer { name: 'b' type: 'Sigmoid' bottom: 'x' top: 'b' }\n";
   nr_net *n = build(text, NR_TRAIN, NULL);
@@ -130,7 +131,8 @@ static void test_state_filtering(void) {
       "layer { name: 'train_only' type: 'ReLU' bottom: 'x' top: 't' include { phase: TRAIN } }\n"
       "layer { name: 'test_only' type: 'ReLU' bottom: 'x' top: 'u' include { phase: TEST } }\n"
       "layer { name: 'staged' type: 'ReLU' bottom: 'x' top: 's' include { stage: 'deploy' } }\n"
-      "layer { name: 'not_deploy' type: 'ReLU' bottom: 'x' top: 'v' exclude { stage: 'deploy' } }\n";
+      "layer { name: 'not_deploy' type: 'ReLU' bottom: 'x' top: 'v' exclude { stage: 'deploy' } "
+      "}\n";
   nr_net *n = build(text, NR_TRAIN, NULL);
   CHECK(n != NULL);
   CHECK(nr_net_layer_index(n, "train_only") >= 0);
@@ -153,7 +155,8 @@ static void test_param_sharing(void) {
       "layer { name: 'd' type: 'DummyData' top: 'x' top: 'y' dummy_data_param { shape { dim: 2 "
       "dim: 3 } shape { dim: 2 dim: 4 } } }\n"
       "layer { name: 'ip1' type: 'InnerProduct' bottom: 'x' top: 'a' param { name: 'w' } "
-      "param { name: 'b' } inner_product_param { num_output: 4 weight_filler { type: 'xavier' } } }\n"
+      "param { name: 'b' } inner_product_param { num_output: 4 weight_filler { type: 'xavier' } } "
+      "}\n"
       "layer { name: 'ip2' type: 'InnerProduct' bottom: 'x' top: 'c' param { name: 'w' } "
       "param { name: 'b' } inner_product_param { num_output: 4 } }\n"
       "layer { name: 'l1' type: 'EuclideanLoss' bottom: 'a' bottom: 'y' top: 'l1' }\n";
@@ -161,7 +164,8 @@ static void test_param_sharing(void) {
   CHECK(n != NULL);
   CHECK_INT_EQ(n->nparams, 4);
   CHECK_INT_EQ(n->nlearnable, 2);
-  nr_layer *a = n->layers[nr_net_layer_index(n, "ip1")], *b = n->layers[nr_net_layer_index(n, "ip2")];
+  nr_layer *a = n->layers[nr_net_layer_index(n, "ip1")],
+           *b = n->layers[nr_net_layer_index(n, "ip2")];
   CHECK(a->blobs[0]->data == b->blobs[0]->data);
   CHECK(a->blobs[0]->diff == b->blobs[0]->diff);
   nr_net_destroy(n);
@@ -176,16 +180,19 @@ static void test_errors(void) {
   CHECK(n == NULL);
   CHECK_CONTAINS(err.msg, "unknown layer type 'Frobnicate'");
   CHECK_CONTAINS(err.msg, "InnerProduct");
-  n = build("name: 'e'\n"
-            "layer { name: 'd' type: 'DummyData' top: 'x' dummy_data_param { shape { dim: 1 } } }\n"
-            "layer { name: 'd2' type: 'DummyData' top: 'x' dummy_data_param { shape { dim: 1 } } }\n",
-            NR_TRAIN, NULL);
+  n = build(
+      "name: 'e'\n"
+      "layer { name: 'd' type: 'DummyData' top: 'x' dummy_data_param { shape { dim: 1 } } }\n"
+      "layer { name: 'd2' type: 'DummyData' top: 'x' dummy_data_param { shape { dim: 1 } } }\n",
+      NR_TRAIN, NULL);
   CHECK(n == NULL);
   CHECK_CONTAINS(err.msg, "produced by multiple sources");
-  n = build("name: 'e'\n"
-            "layer { name: 'd' type: 'DummyData' top: 'x' dummy_data_param { shape { dim: 2 dim: 2 } } }\n"
-            "layer { name: 'ip' type: 'InnerProduct' bottom: 'x' top: 'y' }\n",
-            NR_TRAIN, NULL);
+  n = build(
+      "name: 'e'\n"
+      "layer { name: 'd' type: 'DummyData' top: 'x' dummy_data_param { shape { dim: 2 dim: 2 } } "
+      "}\n"
+      "layer { name: 'ip' type: 'InnerProduct' bottom: 'x' top: 'y' }\n",
+      NR_TRAIN, NULL);
   CHECK(n == NULL);
   CHECK_CONTAINS(err.msg, "layer 1 'ip' (InnerProduct)");
   CHECK_CONTAINS(err.msg, "num_output");

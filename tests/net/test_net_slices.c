@@ -144,7 +144,8 @@ static void test_same_bits(void) {
     snapshot two = pass(batch, 2, false, &runs2);
     snapshot layers = pass(batch, 2, true, &runs_layers);
     if (!same(one, two)) fprintf(stderr, "batch %d: 1 and 2 threads differ\n", batch);
-    if (!same(two, layers)) fprintf(stderr, "batch %d: whole net and layer by layer differ\n", batch);
+    if (!same(two, layers))
+      fprintf(stderr, "batch %d: whole net and layer by layer differ\n", batch);
     CHECK(same(one, two));
     CHECK(same(two, layers));
     CHECK_INT_EQ(runs1, 0);

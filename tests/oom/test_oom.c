@@ -3,8 +3,8 @@
  * inner layers (SPP, Im2col, MVN, Tile, Reduction, Filter, BatchReindex, Parameter,
  * InfogainLoss, RNN, LSTM) and run a forward and a backward (first: it is cheap, so the
  * runs that fail later pay little for it); parse LeNet from its prototxt, build it, run a
- * forward, serialize it; build a solver over a small train/test net (DummyData, a convolution, Split
- * insertion, two InnerProducts sharing their parameters by name, SoftmaxWithLoss, Accuracy),
+ * forward, serialize it; build a solver over a small train/test net (DummyData, a convolution,
+ * Split insertion, two InnerProducts sharing their parameters by name, SoftmaxWithLoss, Accuracy),
  * train a few iterations, snapshot, build a second solver, restore the snapshot, train on,
  * load the weights — is run again and again with the N-th allocation failing, N = 1, 2, ...
  * until a run completes with no failure injected.
@@ -538,7 +538,8 @@ int main(int argc, char **argv) {
   live = __real_calloc((size_t)LIVE_MASK + 1, sizeof *live);
   if (!live) return 1;
   const char *caffe = getenv("NR_CAFFE_DATA");
-  snprintf(lenet_path, sizeof lenet_path, "%s/mnist-lenet.prototxt", caffe ? caffe : NR_OOM_CAFFE_DATA);
+  snprintf(lenet_path, sizeof lenet_path, "%s/mnist-lenet.prototxt",
+           caffe ? caffe : NR_OOM_CAFFE_DATA);
   snprintf(tmpdir, sizeof tmpdir, "/tmp/nr_oom_XXXXXX");
   if (!mkdtemp(tmpdir)) {
     perror("mkdtemp");

@@ -1,7 +1,7 @@
 /* test_proto.c: the prototxt parser/printer, legacy upgrades and binary readers, checked
  * against Caffe's own files, hand-written legacy/current pairs, a malformed corpus and
- * mangled binaries. Data paths come from argv[1] (Caffe's files, tests/data/caffe) and argv[2] (source dir),
- * or from NR_CAFFE_DATA / NR_SOURCE_DIR. */
+ * mangled binaries. Data paths come from argv[1] (Caffe's files, tests/data/caffe) and argv[2]
+ * (source dir), or from NR_CAFFE_DATA / NR_SOURCE_DIR. */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -39,7 +39,8 @@ static int same_message(const ProtobufCMessage *a, const ProtobufCMessage *b) {
 static int is_solver_name(const char *name) { return strstr(name, "solver") != NULL; }
 
 static const ProtobufCMessageDescriptor *desc_for(const char *name) {
-  return is_solver_name(name) ? &caffe__solver_parameter__descriptor : &caffe__net_parameter__descriptor;
+  return is_solver_name(name) ? &caffe__solver_parameter__descriptor
+                              : &caffe__net_parameter__descriptor;
 }
 
 static nr_status upgrade_any(ProtobufCMessage *m, int *changed, nr_error *err) {
@@ -48,7 +49,8 @@ static nr_status upgrade_any(ProtobufCMessage *m, int *changed, nr_error *err) {
   return nr_upgrade_net((Caffe__NetParameter *)m, changed, err);
 }
 
-static ProtobufCMessage *parse_str(const char *text, const ProtobufCMessageDescriptor *d, nr_error *err) {
+static ProtobufCMessage *parse_str(const char *text, const ProtobufCMessageDescriptor *d,
+                                   nr_error *err) {
   ProtobufCMessage *m = NULL;
   if (nr_text_parse(text, strlen(text), "test", d, &m, err) != NR_OK) return NULL;
   return m;
@@ -72,7 +74,8 @@ static void test_caffe_files(void) {
     CHECK_OK(nr_proto_read_file(path, &buf, &len, &err), &err);
     ProtobufCMessage *m = NULL;
     nr_status s = nr_text_parse(buf, len, path, &caffe__net_parameter__descriptor, &m, &err);
-    if (s != NR_OK) s = nr_text_parse(buf, len, path, &caffe__solver_parameter__descriptor, &m, &err);
+    if (s != NR_OK)
+      s = nr_text_parse(buf, len, path, &caffe__solver_parameter__descriptor, &m, &err);
     free(buf);
     if (s != NR_OK) closedir(d);
     CHECK_OK(s, &err);
@@ -100,7 +103,8 @@ static void test_caffe_files(void) {
     int changed2 = -1;
     if (m2) upgrade_any(m2, &changed2, &err);
     same = m2 && same_message(m, m2) && changed2 == 0;
-    if (!same) fprintf(stderr, "%s: upgrade is not a fixed point (changed2=%d)\n", de->d_name, changed2);
+    if (!same)
+      fprintf(stderr, "%s: upgrade is not a fixed point (changed2=%d)\n", de->d_name, changed2);
     nr_text_free(m2);
     nr_text_free(m);
     if (!same) closedir(d);
@@ -157,8 +161,8 @@ static void test_legacy_pairs(void) {
       failed++;
     } else if (changed != 0 || !same_message(a, b)) {
       char *ta = nr_text_to_string(a), *tb = nr_text_to_string(b);
-      fprintf(stderr, "%s: upgrade differs (changed=%d)\n--- upgraded:\n%s--- expected:\n%s", de->d_name,
-              changed, ta, tb);
+      fprintf(stderr, "%s: upgrade differs (changed=%d)\n--- upgraded:\n%s--- expected:\n%s",
+              de->d_name, changed, ta, tb);
       free(ta);
       free(tb);
       failed++;
@@ -200,8 +204,9 @@ static void test_malformed_corpus(void) {
       continue;
     }
     ProtobufCMessage *m = NULL;
-    const ProtobufCMessageDescriptor *d =
-        strncmp(line, "solver", 6) == 0 ? &caffe__solver_parameter__descriptor : &caffe__net_parameter__descriptor;
+    const ProtobufCMessageDescriptor *d = strncmp(line, "solver", 6) == 0
+                                              ? &caffe__solver_parameter__descriptor
+                                              : &caffe__net_parameter__descriptor;
     nr_status s = nr_text_parse(buf, len, path, d, &m, &err);
     free(buf);
     if (s != NR_ERR_INPUT || !strstr(err.msg, want)) {
@@ -232,7 +237,8 @@ static void test_syntax_features(void) {
       "  phase: TEST >\n"
       "layer { name: \"\\u00e9\" python_param { replicas: 4 } }\n";
   nr_error err;
-  Caffe__NetParameter *n = (Caffe__NetParameter *)parse_str(text, &caffe__net_parameter__descriptor, &err);
+  Caffe__NetParameter *n =
+      (Caffe__NetParameter *)parse_str(text, &caffe__net_parameter__descriptor, &err);
   if (!n) fprintf(stderr, "%s\n", err.msg);
   CHECK(n != NULL);
   CHECK_STR_EQ(n->name, "a'bc\n\t\\dAB");
@@ -277,8 +283,11 @@ static void test_syntax_features(void) {
 /* Float printing is the shortest form that reads back to the same float. */
 static void test_float_printing(void) {
   nr_error err;
-  const char *text = "layer { loss_weight: [0.1, 1e-8, 0.999, 3.4028235e38, 1.17549435e-38, 0.00390625, 100000000, -0] }";
-  Caffe__NetParameter *n = (Caffe__NetParameter *)parse_str(text, &caffe__net_parameter__descriptor, &err);
+  const char *text =
+      "layer { loss_weight: [0.1, 1e-8, 0.999, 3.4028235e38, 1.17549435e-38, 0.00390625, "
+      "100000000, -0] }";
+  Caffe__NetParameter *n =
+      (Caffe__NetParameter *)parse_str(text, &caffe__net_parameter__descriptor, &err);
   CHECK(n != NULL);
   char *txt = nr_text_to_string(&n->base);
   CHECK_CONTAINS(txt, "loss_weight: 0.1\n");
@@ -311,7 +320,8 @@ static void test_deep_nesting(void) {
 
 static const char *small_model =
     "name: \"tiny\"\n"
-    "layer { name: \"data\" type: \"Input\" top: \"data\" input_param { shape { dim: 1 dim: 3 } } }\n"
+    "layer { name: \"data\" type: \"Input\" top: \"data\" input_param { shape { dim: 1 dim: 3 } } "
+    "}\n"
     "layer { name: \"ip\" type: \"InnerProduct\" bottom: \"data\" top: \"ip\"\n"
     "  param { lr_mult: 1 } param { lr_mult: 2 }\n"
     "  inner_product_param { num_output: 2 weight_filler { type: \"xavier\" } }\n"
@@ -362,12 +372,14 @@ static void test_truncation(void) {
     uint8_t *cp = malloc(len ? len : 1); /* exact size so ASan sees any over-read */
     memcpy(cp, b, len);
     ProtobufCMessage *out = NULL;
-    nr_status s = nr_proto_unpack(cp, len, "model.caffemodel", &caffe__net_parameter__descriptor, &out, &err);
+    nr_status s =
+        nr_proto_unpack(cp, len, "model.caffemodel", &caffe__net_parameter__descriptor, &out, &err);
     if (s == NR_OK) {
       protobuf_c_message_free_unpacked(out, NULL);
     } else {
       errors++;
-      if (s != NR_ERR_INPUT || !strstr(err.msg, "model.caffemodel: ") || !strstr(err.msg, " at byte ")) {
+      if (s != NR_ERR_INPUT || !strstr(err.msg, "model.caffemodel: ") ||
+          !strstr(err.msg, " at byte ")) {
         fprintf(stderr, "prefix %zu: %s\n", len, err.msg);
         bad++;
       }
@@ -376,11 +388,13 @@ static void test_truncation(void) {
   }
   /* the message from the spec: a length that overruns the buffer */
   uint8_t trunc[] = {0xa2, 0x06, 0x88, 0x27, 0x0a};
-  nr_status s = nr_proto_unpack(trunc, sizeof trunc, "model.caffemodel", &caffe__net_parameter__descriptor,
-                                (ProtobufCMessage **)&m, &err);
+  nr_status s = nr_proto_unpack(trunc, sizeof trunc, "model.caffemodel",
+                                &caffe__net_parameter__descriptor, (ProtobufCMessage **)&m, &err);
   free(b);
   CHECK_INT_EQ(s, NR_ERR_INPUT);
-  CHECK_CONTAINS(err.msg, "model.caffemodel: truncated at byte 2 (field 100 length 5000 exceeds the 1 bytes left)");
+  CHECK_CONTAINS(
+      err.msg,
+      "model.caffemodel: truncated at byte 2 (field 100 length 5000 exceeds the 1 bytes left)");
   CHECK_INT_EQ(bad, 0);
   CHECK(errors > (int)n / 2);
 }
@@ -430,9 +444,11 @@ static void test_byte_flips(void) {
 static void test_blob_helpers(void) {
   nr_error err;
   const char *t =
-      "layer { name: \"l\" blobs { num: 1 channels: 1 height: 1 width: 3 double_data: [1.5, 2.5, 3.5] }\n"
+      "layer { name: \"l\" blobs { num: 1 channels: 1 height: 1 width: 3 double_data: [1.5, 2.5, "
+      "3.5] }\n"
       "        blobs { shape { dim: 2 dim: 2 } data: [1, 2, 3, 4] } }";
-  Caffe__NetParameter *n = (Caffe__NetParameter *)parse_str(t, &caffe__net_parameter__descriptor, &err);
+  Caffe__NetParameter *n =
+      (Caffe__NetParameter *)parse_str(t, &caffe__net_parameter__descriptor, &err);
   CHECK(n != NULL);
   Caffe__BlobProto *legacy = n->layer[0]->blobs[0], *modern = n->layer[0]->blobs[1];
   int64_t dims[NR_BLOB_MAX_AXES];
@@ -480,7 +496,8 @@ static void test_upgrade_errors(void) {
   nr_text_free(m);
   CHECK_INT_EQ(s, NR_ERR_INPUT);
   CHECK_CONTAINS(err.msg, "both");
-  m = parse_str("layers { layer { name: \"x\" type: \"warp\" } }", &caffe__net_parameter__descriptor, &err);
+  m = parse_str("layers { layer { name: \"x\" type: \"warp\" } }",
+                &caffe__net_parameter__descriptor, &err);
   s = nr_upgrade_net((Caffe__NetParameter *)m, NULL, &err);
   nr_text_free(m);
   CHECK_INT_EQ(s, NR_ERR_INPUT);
@@ -527,7 +544,8 @@ int main(int argc, char **argv) {
   caffe_dir = argc > 1 ? argv[1] : getenv("NR_CAFFE_DATA");
   source_dir = argc > 2 ? argv[2] : getenv("NR_SOURCE_DIR");
   if (!caffe_dir || !source_dir) {
-    fprintf(stderr, "usage: test_proto CAFFE_DATA SOURCE_DIR (or set NR_CAFFE_DATA, NR_SOURCE_DIR)\n");
+    fprintf(stderr,
+            "usage: test_proto CAFFE_DATA SOURCE_DIR (or set NR_CAFFE_DATA, NR_SOURCE_DIR)\n");
     return 2;
   }
   NR_RUN(test_caffe_files);

@@ -35,7 +35,8 @@ static const char *dummy_data_net =
     "  name: 'LeastSquaresDummy'\n"
     "  layer { name: 'data' type: 'DummyData' top: 'data' top: 'targets'\n"
     "          dummy_data_param { shape { dim: 4 dim: 3 } shape { dim: 4 dim: 1 }\n"
-    "            data_filler { type: 'gaussian' std: 1 } data_filler { type: 'gaussian' std: 1 } } }\n"
+    "            data_filler { type: 'gaussian' std: 1 } data_filler { type: 'gaussian' std: 1 } } "
+    "}\n"
     "  layer { name: 'ip' type: 'InnerProduct' bottom: 'data' top: 'ip'\n"
     "          inner_product_param { num_output: 1\n"
     "            weight_filler { type: 'gaussian' std: 1 }\n"
@@ -234,7 +235,8 @@ static void test_sgd_inv_policy(void) {
   c.gamma = 0.5f;
   c.power = 0.75f;
   c.momentum = 0.9f;
-  check_against_reference(&c, "base_lr: 0.05 lr_policy: 'inv' gamma: 0.5 power: 0.75 momentum: 0.9");
+  check_against_reference(&c,
+                          "base_lr: 0.05 lr_policy: 'inv' gamma: 0.5 power: 0.75 momentum: 0.9");
 }
 static void test_sgd_step_policy(void) {
   ref_cfg c = cfg(NR_SOLVER_SGD);
@@ -281,7 +283,8 @@ static void test_adam(void) {
 static void test_deprecated_solver_type(void) {
   ref_cfg c = cfg(NR_SOLVER_NESTEROV);
   c.momentum = 0.9f;
-  check_against_reference(&c, "solver_type: NESTEROV base_lr: 0.05 lr_policy: 'fixed' momentum: 0.9");
+  check_against_reference(&c,
+                          "solver_type: NESTEROV base_lr: 0.05 lr_policy: 'fixed' momentum: 0.9");
 }
 
 /* ---- snapshot / restore ------------------------------------------------------------------- */
@@ -345,7 +348,8 @@ static void test_resume_adam(void) { check_resume("type: 'Adam' momentum: 0.9");
 static void test_restore_errors(void) {
   nr_error err;
   char extra[512], path[256];
-  snprintf(extra, sizeof extra, "base_lr: 0.05 lr_policy: 'fixed' snapshot_prefix: '%s/re'", tmpdir);
+  snprintf(extra, sizeof extra, "base_lr: 0.05 lr_policy: 'fixed' snapshot_prefix: '%s/re'",
+           tmpdir);
   nr_solver *s = make_solver(least_squares_net, extra, NULL, &err);
   if (!s) NR_FAIL_("%s", err.msg);
   CHECK_OK(nr_solver_step(s, 1, &err), &err);
@@ -372,7 +376,8 @@ static void test_restore_errors(void) {
 static void test_restore_moved(void) {
   nr_error err;
   char extra[512], cmd[512], path[256];
-  snprintf(extra, sizeof extra, "base_lr: 0.05 lr_policy: 'fixed' snapshot_prefix: '%s/mv'", tmpdir);
+  snprintf(extra, sizeof extra, "base_lr: 0.05 lr_policy: 'fixed' snapshot_prefix: '%s/mv'",
+           tmpdir);
   nr_solver *s = make_solver(least_squares_net, extra, NULL, &err);
   if (!s) NR_FAIL_("%s", err.msg);
   fill_inputs(nr_solver_net(s));
@@ -492,12 +497,14 @@ static void test_solve_log(void) {
   CHECK_CONTAINS(log, "s/1 iters), loss = ");
   CHECK_CONTAINS(log, "\n    Train net output #0: loss = ");
   CHECK_CONTAINS(log, "\nIteration 1, lr = 0.01\n");
-  snprintf(expect, sizeof expect, "\nSnapshotting to binary proto file %s/log_iter_2.caffemodel\n", tmpdir);
+  snprintf(expect, sizeof expect, "\nSnapshotting to binary proto file %s/log_iter_2.caffemodel\n",
+           tmpdir);
   CHECK_CONTAINS(log, expect);
   snprintf(expect, sizeof expect,
            "\nSnapshotting solver state to binary proto file %s/log_iter_2.solverstate\n", tmpdir);
   CHECK_CONTAINS(log, expect);
-  snprintf(expect, sizeof expect, "\nSnapshotting to binary proto file %s/log_iter_3.caffemodel\n", tmpdir);
+  snprintf(expect, sizeof expect, "\nSnapshotting to binary proto file %s/log_iter_3.caffemodel\n",
+           tmpdir);
   CHECK_CONTAINS(log, expect);
   CHECK_CONTAINS(log, "\nIteration 3, loss = ");
   CHECK(strstr(log, "Iteration 4") == NULL);
@@ -508,7 +515,8 @@ static void test_solve_log(void) {
     double v, w, l;
     int i;
     char name[64];
-    if (sscanf(line, "    Test net output #%d: %63s = %lf (* %lf = %lf loss)", &i, name, &v, &w, &l) == 5) {
+    if (sscanf(line, "    Test net output #%d: %63s = %lf (* %lf = %lf loss)", &i, name, &v, &w,
+               &l) == 5) {
       CHECK_STR_EQ(name, "loss");
       CHECK_NEAR(l, w * v, 1e-4 * (1 + fabs(l)));
       tests++;
@@ -526,8 +534,8 @@ static void test_rescue_snapshot_on_error(void) {
   nr_error err;
   nr_status st;
   char extra[512];
-  snprintf(extra, sizeof extra, "max_iter: 10 base_lr: 0.01 lr_policy: 'fixed' snapshot_prefix: '%s/resc'",
-           tmpdir);
+  snprintf(extra, sizeof extra,
+           "max_iter: 10 base_lr: 0.01 lr_policy: 'fixed' snapshot_prefix: '%s/resc'", tmpdir);
   char *log = run_solve(extra, &st, &err, NULL, NULL, 3, true);
   CHECK(st != NR_OK);
   CHECK_CONTAINS(err.msg, "iteration 3");
@@ -538,8 +546,8 @@ static void test_rescue_snapshot_on_error(void) {
   CHECK(file_exists("resc", 3, ".caffemodel"));
   free(log);
   /* Nothing to save when no update was made. */
-  snprintf(extra, sizeof extra, "max_iter: 10 base_lr: 0.01 lr_policy: 'fixed' snapshot_prefix: '%s/resc0'",
-           tmpdir);
+  snprintf(extra, sizeof extra,
+           "max_iter: 10 base_lr: 0.01 lr_policy: 'fixed' snapshot_prefix: '%s/resc0'", tmpdir);
   log = run_solve(extra, &st, &err, NULL, NULL, 0, true);
   CHECK(st != NR_OK);
   CHECK(strstr(err.msg, "saved") == NULL);
@@ -552,8 +560,8 @@ static void test_stop_and_snapshot_requests(void) {
   nr_status st;
   char extra[512];
   volatile sig_atomic_t stop = 1, snap = 0;
-  snprintf(extra, sizeof extra, "max_iter: 10 base_lr: 0.01 lr_policy: 'fixed' snapshot_prefix: '%s/stop'",
-           tmpdir);
+  snprintf(extra, sizeof extra,
+           "max_iter: 10 base_lr: 0.01 lr_policy: 'fixed' snapshot_prefix: '%s/stop'", tmpdir);
   char *log = run_solve(extra, &st, &err, &stop, &snap, 0, false);
   CHECK_OK(st, &err);
   CHECK_CONTAINS(log, "Optimization stopped early.");
@@ -691,21 +699,25 @@ static void test_validation(void) {
   snprintf(extra, sizeof extra, "base_lr: 0.1 lr_policy: 'fixed' test_net_param {\n%s}",
            least_squares_net);
   expect_create_error(least_squares_net, extra, "test_iter must be given once per test net");
-  expect_create_error(least_squares_net, "base_lr: 0.1 lr_policy: 'fixed' regularization_type: 'L3'",
+  expect_create_error(least_squares_net,
+                      "base_lr: 0.1 lr_policy: 'fixed' regularization_type: 'L3'",
                       "unknown regularization_type \"L3\"");
   expect_create_error(least_squares_net, "base_lr: 0.1 lr_policy: 'fixed' type: 'Foo'",
                       "unknown solver type \"Foo\"");
-  expect_create_error(least_squares_net, "base_lr: 0.1 lr_policy: 'fixed' type: 'AdaGrad' momentum: 0.9",
+  expect_create_error(least_squares_net,
+                      "base_lr: 0.1 lr_policy: 'fixed' type: 'AdaGrad' momentum: 0.9",
                       "momentum cannot be used with AdaGrad");
   expect_create_error(least_squares_net, "base_lr: 0.1 lr_policy: 'triangle'",
                       "unknown lr_policy \"triangle\"");
   expect_create_error(least_squares_net, "base_lr: 0.1 lr_policy: 'fixed' iter_size: 0",
                       "iter_size must be >= 1");
-  expect_create_error(least_squares_net,
-                      "base_lr: 0.1 lr_policy: 'fixed' snapshot: 10 snapshot_prefix: '/nonexistent/dir/x'",
-                      "cannot write snapshots with snapshot_prefix \"/nonexistent/dir/x\"");
+  expect_create_error(
+      least_squares_net,
+      "base_lr: 0.1 lr_policy: 'fixed' snapshot: 10 snapshot_prefix: '/nonexistent/dir/x'",
+      "cannot write snapshots with snapshot_prefix \"/nonexistent/dir/x\"");
   /* Every message says it comes from the solver. */
-  expect_create_error(least_squares_net, "base_lr: 0.1 lr_policy: 'fixed' snapshot: 100", "solver: ");
+  expect_create_error(least_squares_net, "base_lr: 0.1 lr_policy: 'fixed' snapshot: 100",
+                      "solver: ");
 }
 
 int main(void) {

@@ -87,8 +87,8 @@ static void test_raise(void) {
     char ps[64], want[128], where[128];
     snprintf(ps, sizeof ps, "%s:raise", methods[m]);
     snprintf(want, sizeof want, "ValueError: fixture failure in %s", methods[m]);
-    snprintf(where, sizeof where, "nr_fx_layers.Fault.%s (layer 'faulty', phase TRAIN, iteration 42)",
-             methods[m]);
+    snprintf(where, sizeof where,
+             "nr_fx_layers.Fault.%s (layer 'faulty', phase TRAIN, iteration 42)", methods[m]);
     fcase fc = {"nr_fx_layers", "Fault", ps, 1, NR_ERR_PYTHON,
                 {where, want, "Traceback (most recent call last)", "nr_fx_layers.py\", line"}};
     check_case(&fc, 0);

@@ -101,9 +101,13 @@ static void test_malformed_replies(void) {
       {"grow-garbage", NR_ERR_WORKER, {"layer 'hostile'", inv, "not one well-formed msgpack"}},
       {"die", NR_ERR_WORKER, {"layer 'hostile'", "exited with status 7"}},
       /* valid replies: a Python error, the worker lives on */
-      {"emptystr", NR_ERR_PYTHON, {"m.L.forward (layer 'hostile', phase TRAIN, iteration 3) raised Exception: "}},
-      {"grow-huge", NR_ERR_PYTHON, {"raised ValueError", "blob 'out' of 4398046511104 bytes is too large",
-                                    "--py-max-blob-bytes"}},
+      {"emptystr",
+       NR_ERR_PYTHON,
+       {"m.L.forward (layer 'hostile', phase TRAIN, iteration 3) raised Exception: "}},
+      {"grow-huge",
+       NR_ERR_PYTHON,
+       {"raised ValueError", "blob 'out' of 4398046511104 bytes is too large",
+        "--py-max-blob-bytes"}},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     nr_error err;
@@ -115,7 +119,8 @@ static void test_malformed_replies(void) {
     if (s != cases[i].want || getenv("NR_SHOW"))
       fprintf(stderr, "  mode %s: %d %s\n    again: %s\n", cases[i].mode, (int)s, err.msg, e2.msg);
     CHECK_INT_EQ(s, cases[i].want);
-    for (int k = 0; k < 3 && cases[i].contains[k]; k++) CHECK_CONTAINS(err.msg, cases[i].contains[k]);
+    for (int k = 0; k < 3 && cases[i].contains[k]; k++)
+      CHECK_CONTAINS(err.msg, cases[i].contains[k]);
     if (s == NR_ERR_WORKER) {
       CHECK_INT_EQ(pid_after, 0); /* killed, reaped and closed */
       CHECK_INT_EQ(again, NR_ERR_WORKER);

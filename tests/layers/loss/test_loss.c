@@ -96,7 +96,8 @@ static void test_softmax_loss_spatial_ignore(void) {
     lf_free(f);
   }
   /* legacy normalize: false means BATCH_SIZE */
-  lf *f = loss_layer("name: 'l' type: 'SoftmaxWithLoss' loss_param { normalize: false }", 1, 2, 4, 3);
+  lf *f =
+      loss_layer("name: 'l' type: 'SoftmaxWithLoss' loss_param { normalize: false }", 1, 2, 4, 3);
   CHECK(f);
   CHECK_OK(nr_layer_setup(f->l, &f->err), &f->err);
   CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
@@ -251,7 +252,8 @@ static void test_hinge_loss(void) {
   const float x[6] = {0.5f, 2, -1, 0.2f, 0.3f, -3};
   const float lab[2] = {1, 0};
   for (int l2 = 0; l2 < 2; l2++) {
-    lf *f = lf_new(l2 ? "type: 'HingeLoss' hinge_loss_param { norm: L2 }" : "type: 'HingeLoss'", 2, 1);
+    lf *f =
+        lf_new(l2 ? "type: 'HingeLoss' hinge_loss_param { norm: L2 }" : "type: 'HingeLoss'", 2, 1);
     CHECK(f);
     LF_SHAPE(f->bottom[0], 2, 3);
     LF_SHAPE(f->bottom[1], 2);
@@ -399,7 +401,8 @@ static void test_infogain_loss(void) {
   LF_SHAPE(f->bottom[1], 4);
   LF_SETUP_FAILS(f, NR_ERR_INPUT, "infogain matrix is missing");
   lf_free(f);
-  f = lf_new("type: 'InfogainLoss' infogain_loss_param { source: '/nonexistent/h.binaryproto' }", 2, 1);
+  f = lf_new("type: 'InfogainLoss' infogain_loss_param { source: '/nonexistent/h.binaryproto' }", 2,
+             1);
   CHECK(f);
   LF_SHAPE(f->bottom[0], 4, 3);
   LF_SHAPE(f->bottom[1], 4);
@@ -434,7 +437,8 @@ static void test_contrastive_loss(void) {
     f->top[0]->diff[0] = 3;
     for (int i = 0; i < 3; i++) f->l->prop_down[i] = i < 2;
     LF_BACKWARD(f);
-    /* similar: (a − b)·1; dissimilar pair 1: legacy −(a − b), else −(2 − 0.5)/(0.5 + 1e-4)·(a − b) */
+    /* similar: (a − b)·1; dissimilar pair 1: legacy −(a − b), else −(2 − 0.5)/(0.5 + 1e-4)·(a − b)
+     */
     const double c1 = legacy ? -1 : -1.5 / (0.5 + 1e-4);
     const double da[6] = {-3, -4, 0, c1 * -0.5, 0, 0};
     for (int i = 0; i < 6; i++) {

@@ -74,7 +74,8 @@ static void test_conv_3x3_on_4x4(void) {
   CHECK_OK(f->l->type->forward(f->l, &f->err), &f->err);
   for (int r = 0; r < 2; r++)
     for (int c = 0; c < 2; c++) {
-      float want = (float)((r * 4 + c + 1) + 2 * ((r + 1) * 4 + c + 1) + ((r + 2) * 4 + c + 1)) + 0.5f;
+      float want =
+          (float)((r * 4 + c + 1) + 2 * ((r + 1) * 4 + c + 1) + ((r + 2) * 4 + c + 1)) + 0.5f;
       CHECK_NEAR(f->top[0]->data[r * 2 + c], want, 1e-5);
     }
   lf_free(f);
@@ -265,10 +266,11 @@ static void test_conv_gradient(void) {
 
 static void test_conv_nd_gradient(void) {
   /* 3 spatial axes (N-D im2col), and 1 spatial axis. */
-  lf *f = lf_new("name: 'c' type: 'Convolution' convolution_param { num_output: 2 kernel_size: 2 "
-                 "kernel_size: 3 kernel_size: 2 stride: 2 stride: 1 stride: 1 pad: 1 pad: 0 pad: 1 "
-                 "weight_filler { type: 'gaussian' std: 0.5 } bias_filler { type: 'gaussian' std: 1 } }",
-                 1, 1);
+  lf *f = lf_new(
+      "name: 'c' type: 'Convolution' convolution_param { num_output: 2 kernel_size: 2 "
+      "kernel_size: 3 kernel_size: 2 stride: 2 stride: 1 stride: 1 pad: 1 pad: 0 pad: 1 "
+      "weight_filler { type: 'gaussian' std: 0.5 } bias_filler { type: 'gaussian' std: 1 } }",
+      1, 1);
   CHECK(f);
   LF_SHAPE(f->bottom[0], 2, 2, 3, 4, 3);
   nr_gradcheck_fill_gaussian(f->bottom[0], 0, 1, 13);
@@ -341,7 +343,8 @@ static void test_conv_panels_same_bits(void) {
         const int OW = (k->W + 2 * k->pw - (k->dw * (k->kw - 1) + 1)) / k->sw + 1;
         const size_t nx = (size_t)k->N * k->C * k->H * k->W, ny = (size_t)k->N * k->M * OH * OW;
         const size_t nw = (size_t)k->M * (k->C / k->G) * k->kh * k->kw;
-        float *x = malloc(nx * sizeof *x), *w = malloc(nw * sizeof *w), *dy = malloc(ny * sizeof *dy);
+        float *x = malloc(nx * sizeof *x), *w = malloc(nw * sizeof *w),
+              *dy = malloc(ny * sizeof *dy);
         float *y[2], *dw[2];
         for (size_t j = 0; j < nx; j++) x[j] = (float)((j * 7919 % 1000) / 500.0 - 1);
         for (size_t j = 0; j < nw; j++) w[j] = (float)((j * 104729 % 997) / 498.0 - 1);
