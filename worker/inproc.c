@@ -12,10 +12,6 @@
 #include "pybind.h"
 #include "runner.h"
 
-#ifndef NR_PYTHON_PKG_DIR
-#define NR_PYTHON_PKG_DIR ""
-#endif
-
 /* Per Python layer, in nr_layer.priv. */
 typedef struct ilayer {
   nr_pybind pb; /* what the object has seen of the layer's blobs */
@@ -227,8 +223,9 @@ static nr_status so_create(const nr_inproc_host *h, nr_py_backend **out, nr_erro
       dlopen(di.dli_fname, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD);
     nr_rt_host host = {NULL, host_grow, host_add_param};
     nr_rt_err e = {0};
-    const char *env = getenv("NETRUN_PYTHON_DIR");
-    if (nr_rt_init(&host, env && *env ? env : NR_PYTHON_PKG_DIR, h->layer_types, &e) < 0) {
+    char pkg_dir[4096];
+    nr_rt_pkg_dir(pkg_dir, sizeof pkg_dir);
+    if (nr_rt_init(&host, pkg_dir, h->layer_types, &e) < 0) {
       nr_status s = nr_err_set(err, NR_ERR_PYTHON, "cannot start Python in process: %s: %s%s%s",
                                e.type ? e.type : "", e.msg ? e.msg : "", e.tb ? "\n" : "",
                                e.tb ? e.tb : "");

@@ -31,13 +31,6 @@
 #include "descendants.h"
 #include "server.h"
 
-#ifndef NR_PYTHON_PKG_DIR
-#define NR_PYTHON_PKG_DIR ""
-#endif
-#ifndef NR_PYTHON_PKG_DIR_INSTALL
-#define NR_PYTHON_PKG_DIR_INSTALL ""
-#endif
-
 static nr_server S;
 static char pkg_dir[4096];
 
@@ -88,30 +81,6 @@ static int enable_faulthandler(nr_rt_err *e) {
   return 0;
 }
 
-static void find_pkg_dir(void) {
-  /* Build tree first (a developer running from build/), then the install location,
-   * then <exe>/../lib/netrun/python. */
-  const char *env = getenv("NETRUN_PYTHON_DIR");
-  const char *cands[3] = {env, NR_PYTHON_PKG_DIR, NR_PYTHON_PKG_DIR_INSTALL};
-  for (int i = 0; i < 3; i++) {
-    char p[4200];
-    if (!cands[i] || !*cands[i]) continue;
-    snprintf(p, sizeof p, "%s/caffe/__init__.py", cands[i]);
-    if (access(p, R_OK) == 0) {
-      snprintf(pkg_dir, sizeof pkg_dir, "%s", cands[i]);
-      return;
-    }
-  }
-  char exe[2048];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n > 0) {
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (slash) *slash = '\0';
-    snprintf(pkg_dir, sizeof pkg_dir, "%s/../lib/netrun/python", exe);
-  }
-}
-
 /* A worker's life from its descriptors on (fd 3..5 in place), Python already running when
  * `python` is set (a zygote's clone), else started here. Never returns. */
 static void serve(pid_t parent, const char *types, bool python) {
@@ -134,7 +103,7 @@ static void serve(pid_t parent, const char *types, bool python) {
 
   nr_rt_host host = nr_server_host(&S);
   nr_rt_err e = {0};
-  if (!python) find_pkg_dir();
+  if (!python) nr_rt_pkg_dir(pkg_dir, sizeof pkg_dir);
   if ((!python && nr_rt_init(&host, pkg_dir, types, &e) < 0) || enable_faulthandler(&e) < 0) {
     if (!e.msg) nr_rt_err_set(&e, "RuntimeError", "worker start failed");
     nr_server_reply_error(&S, &e); /* an NR_REP_ERROR answering sequence 0: the core reports it */
@@ -268,7 +237,7 @@ static void zygote(pid_t parent, const char *types, const char *module, const ch
   /* hold 3..5 so no descriptor Python opens lands there (a clone dup2s over them) */
   for (int fd = NR_FD_SOCK; fd <= NR_FD_FAULT; fd++)
     if (fcntl(fd, F_GETFD) < 0) (void)open("/dev/null", O_RDONLY | O_CLOEXEC);
-  find_pkg_dir();
+  nr_rt_pkg_dir(pkg_dir, sizeof pkg_dir);
   nr_rt_host host = nr_server_host(&S);
   nr_rt_err e = {0};
   char ok = nr_rt_init(&host, pkg_dir, types, &e) < 0 ? 'E' : thread_count() != 1 ? 'T' : 'R';

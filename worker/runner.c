@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
+
+#include "locate.h"
 
 #ifndef NR_PYTHON_EXE
 #define NR_PYTHON_EXE "/usr/bin/python3"
@@ -276,6 +279,35 @@ static int numpy_init(void) {
 
 static int finish_init(PyObject *netrun, const char *pkg_dir, const char *layer_types,
                        nr_rt_err *e);
+
+#ifndef NR_PYTHON_PKG_DIR
+#define NR_PYTHON_PKG_DIR ""
+#endif
+#ifndef NR_PYTHON_PKG_DIR_INSTALL
+#define NR_PYTHON_PKG_DIR_INSTALL ""
+#endif
+#define NR_CAFFE_INIT "/caffe/__init__.py"
+
+void nr_rt_pkg_dir(char *out, size_t len) {
+  const char *env = getenv("NETRUN_PYTHON_DIR");
+  char env_init[4096];
+  snprintf(env_init, sizeof env_init, "%s" NR_CAFFE_INIT, env ? env : "");
+  const char *const where[] = {env && *env ? env_init : NULL,
+                               "$LIB/python" NR_CAFFE_INIT,
+                               "$LIB/../lib/netrun/python" NR_CAFFE_INIT,
+                               NR_PYTHON_PKG_DIR NR_CAFFE_INIT,
+                               NR_PYTHON_PKG_DIR_INSTALL NR_CAFFE_INIT};
+  char *found = nr__locate(where, 5, R_OK);
+  if (found) {
+    found[strlen(found) - strlen(NR_CAFFE_INIT)] = '\0';
+    char *clean = realpath(found, NULL); /* bin/../lib/netrun/python -> lib/netrun/python */
+    snprintf(out, len, "%s", clean ? clean : found);
+    free(clean);
+    free(found);
+  } else {
+    snprintf(out, len, "%s", NR_PYTHON_PKG_DIR_INSTALL);
+  }
+}
 
 int nr_rt_init(const nr_rt_host *host, const char *pkg_dir, const char *layer_types,
                nr_rt_err *e) {

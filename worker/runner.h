@@ -44,6 +44,14 @@ typedef struct nr_rt_host {
                    int64_t *cap, char *msg, size_t msglen, int *exc);
 } nr_rt_host;
 
+/* The directory of the caffe package nr_rt_init is to put first on sys.path, into out:
+ * NETRUN_PYTHON_DIR if it holds the package, else the copy installed beside the code that
+ * runs (bin/../lib/netrun/python for netrun-worker, lib/netrun/python for the in-process
+ * library: an installed tree uses its own copy wherever it was moved), the source tree's (a
+ * build tree), the install prefix's; none there: the install prefix's all the same (the
+ * import then fails naming it). */
+void nr_rt_pkg_dir(char *out, size_t len);
+
 /* Initializes CPython (Debian's interpreter; install_signal_handlers off, so SIGINT stays
  * with the host), NumPy and the caffe package from pkg_dir. layer_types (may be NULL) is
  * what caffe.layer_type_list() reports. Returns 0, or -1 with e filled. */

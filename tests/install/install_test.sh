@@ -38,5 +38,39 @@ for prog in train_shared train_static; do
 done
 run 0 "$prefix/bin/netrun" check --model "$NR_CAFFE_DATA/mnist-lenet.prototxt"
 expect_out "431080"
+# Python layers of the installed netrun import the installed caffe package (beside the
+# installed worker and in-process library), not the build tree's: a moved install is whole.
+mkdir -p pynet
+cat > pynet/where_layer.py <<'PY'
+import caffe
+
+class Where(caffe.Layer):
+    def setup(self, bottom, top):
+        with open(self.param_str, "a") as f:
+            f.write(caffe.__file__ + "\n")
+    def reshape(self, bottom, top):
+        top[0].reshape(*bottom[0].data.shape)
+    def forward(self, bottom, top):
+        top[0].data[...] = bottom[0].data
+    def backward(self, top, propagate_down, bottom):
+        pass
+PY
+for workers in 1 0; do
+  rm -f "$WORK/where.txt"
+  cat > pynet/net.prototxt <<P
+name: "where"
+layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
+layer { name: "w" type: "Python" bottom: "x" top: "y"
+  python_param { module: "where_layer" layer: "Where" param_str: "$WORK/where.txt" } }
+P
+  PYTHONPATH="$WORK/pynet" run 0 "$prefix/bin/netrun" --py-workers $workers time \
+    --model pynet/net.prototxt --iterations 1
+  got=$(head -1 "$WORK/where.txt" 2>/dev/null)
+  case "$got" in
+    "$prefix/lib/netrun/python/caffe/__init__.py") ;;
+    *) fail "--py-workers $workers: the installed netrun's layer imported caffe from" \
+            "'${got:-nowhere}', not $prefix/lib/netrun/python" ;;
+  esac
+done
 if [ "$failures" -gt 0 ]; then echo "install: $failures failure(s)" >&2; exit 1; fi
 echo "install: ok"
