@@ -1,4 +1,5 @@
-/* module.c: caffe._caffe, the module: its types, exceptions, seeds and the log. */
+/* module.c: caffe._caffe, the module: its types, exceptions (raised by errors.c), seeds
+ * and the log. */
 #include "ext.h"
 
 #include <stdatomic.h>
@@ -13,25 +14,6 @@
 const nr_inproc_so *nr_inproc_so_create(void); /* worker/inproc.c, compiled in */
 int ext_blob_ready(void);
 extern unsigned long ext_main_thread;
-
-PyObject *ext_LayerError, *ext_LayerRaised, *ext_WorkerError;
-
-/* ---- errors: an engine status as a Python exception, with the CLI's message ---- */
-
-PyObject *ext_raise(nr_status s, const nr_error *err) {
-  PyObject *cls;
-  switch (s) {
-    case NR_ERR_PYTHON: cls = ext_LayerRaised; break;
-    case NR_ERR_WORKER: cls = ext_WorkerError; break;
-    case NR_ERR_NOMEM: cls = PyExc_MemoryError; break;
-    case NR_ERR_IO: cls = PyExc_OSError; break;
-    case NR_ERR_INTERRUPT: cls = PyExc_KeyboardInterrupt; break;
-    case NR_ERR_INPUT: cls = PyExc_ValueError; break;
-    default: cls = PyExc_RuntimeError; break;
-  }
-  PyErr_SetString(cls, err && err->msg[0] ? err->msg : nr_status_str(s));
-  return NULL;
-}
 
 /* ---- seeds ---- */
 
