@@ -10,13 +10,13 @@
  * nr_compute_image_mean() is Caffe's tools/compute_image_mean: the mean of every Datum of an
  * LMDB (raw bytes or float_data, all of one size), written as a BlobProto with num 1 and
  * the Datum's channels, height and width, as the data layers' transform_param.mean_file
- * reads it (out_path NULL: nothing is written). log (optional) gets Caffe's lines, ending with the
- * mean of each channel.
+ * reads it (out_path NULL: nothing is written). log (optional) gets Caffe's lines, ending
+ * with the mean of each channel.
  *
  * Errors, not aborts: a missing or short batch file names the file and the record; a
- * database that exists already (OUT_DIR itself is created if missing), Datums of different sizes or
- * encoded (compressed) Datums are NR_ERR_INPUT / NR_ERR_IO naming the path. A failed conversion
- * removes what it wrote.
+ * database that exists already (OUT_DIR itself is created if missing), Datums of different
+ * sizes or encoded (compressed) Datums are NR_ERR_INPUT / NR_ERR_IO naming the path. A
+ * failed conversion removes what it wrote.
  */
 #ifndef NR_DB_TOOLS_H
 #define NR_DB_TOOLS_H

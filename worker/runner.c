@@ -297,7 +297,7 @@ void nr_rt_pkg_dir(char *out, size_t len) {
                                "$LIB/../lib/netrun/python" NR_CAFFE_INIT,
                                NR_PYTHON_PKG_DIR NR_CAFFE_INIT,
                                NR_PYTHON_PKG_DIR_INSTALL NR_CAFFE_INIT};
-  char *found = nr__locate(where, 5, R_OK);
+  char *found = nr__locate(where, (int)(sizeof where / sizeof where[0]), R_OK);
   if (found) {
     found[strlen(found) - strlen(NR_CAFFE_INIT)] = '\0';
     char *clean = realpath(found, NULL); /* bin/../lib/netrun/python -> lib/netrun/python */

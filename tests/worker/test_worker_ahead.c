@@ -26,8 +26,8 @@ static double cpu_seconds(pid_t pid) {
   char buf[1024];
   char *rp = wk_read_stat(pid, buf, sizeof buf);
   unsigned long ut = 0, st = 0;
-  /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
-   */
+  /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt,
+   * then utime stime */
   if (!rp || sscanf(rp + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
     return -1;
   return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);

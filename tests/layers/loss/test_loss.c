@@ -437,8 +437,8 @@ static void test_contrastive_loss(void) {
     f->top[0]->diff[0] = 3;
     for (int i = 0; i < 3; i++) f->l->prop_down[i] = i < 2;
     LF_BACKWARD(f);
-    /* similar: (a − b)·1; dissimilar pair 1: legacy −(a − b), else −(2 − 0.5)/(0.5 + 1e-4)·(a − b)
-     */
+    /* similar: (a − b)·1; dissimilar pair 1: legacy −(a − b),
+     * else −(2 − 0.5)/(0.5 + 1e-4)·(a − b) */
     const double c1 = legacy ? -1 : -1.5 / (0.5 + 1e-4);
     const double da[6] = {-3, -4, 0, c1 * -0.5, 0, 0};
     for (int i = 0; i < 6; i++) {
